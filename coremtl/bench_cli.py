@@ -1,0 +1,63 @@
+"""``coremtl bench NAME``: benchmarks that print ratios measured side by side in one run.
+
+Each benchmark is a function ``main(args) -> dict`` that prints its table and returns the numbers,
+which are written to ``benchmarks/results/NAME.json`` together with the machine description.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import json
+import platform
+import time
+from pathlib import Path
+
+BENCHMARKS: dict[str, tuple[str, str]] = {
+    "sampling": ("scm.benchmark:main", "SCM sampling throughput against numpy normals"),
+}
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("name", choices=sorted(BENCHMARKS), help="which benchmark to run")
+    parser.add_argument("--device", default="cpu", help="torch device for benchmarks that use one")
+    parser.add_argument("--repeats", type=int, default=5, help="timing repetitions (best is kept)")
+    parser.add_argument("--quick", action="store_true", help="a smaller setting, for smoke tests")
+    parser.add_argument(
+        "--output", type=Path, default=Path("benchmarks/results"), help="folder for the JSON result"
+    )
+
+
+def machine_description(device: str) -> dict:
+    description = {"platform": platform.platform(), "processor": platform.processor() or "unknown"}
+    try:
+        import torch
+
+        description["torch"] = torch.__version__
+        description["threads"] = torch.get_num_threads()
+        if device.startswith("cuda") and torch.cuda.is_available():
+            description["device_name"] = torch.cuda.get_device_name(torch.device(device))
+    except ImportError:
+        pass
+    return description
+
+
+def run(args: argparse.Namespace) -> int:
+    if args.repeats < 1:
+        raise ValueError(f"--repeats: expected a positive integer, got {args.repeats}")
+    module_name, function_name = BENCHMARKS[args.name][0].split(":")
+    function = getattr(importlib.import_module(module_name), function_name)
+    result = function(args)
+    record = {
+        "benchmark": args.name,
+        "time": time.strftime("%Y-%m-%dT%H:%M:%S"),
+        "device": args.device,
+        "machine": machine_description(args.device),
+        "quick": args.quick,
+        "result": result,
+    }
+    args.output.mkdir(parents=True, exist_ok=True)
+    path = args.output / f"{args.name}{'-quick' if args.quick else ''}.json"
+    path.write_text(json.dumps(record, indent=2))
+    print(f"wrote {path}")
+    return 0

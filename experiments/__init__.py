@@ -1,0 +1,1 @@
+"""Synthetic studies on the SCM and the vision pipeline."""

@@ -1,0 +1,1 @@
+"""The ResNet-50 CORE-MTL pipeline and the rendered scenes."""

@@ -1,0 +1,1 @@
+"""Each statement of THEORY.md as a checked certificate with a verdict."""
