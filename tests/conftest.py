@@ -1,3 +1,9 @@
 import os
 
 os.environ.setdefault("MPLBACKEND", "Agg")
+
+import torch
+
+# pytest runs with two xdist workers on two cores: one intra-op thread per worker avoids
+# oversubscription, which slows small backward passes by two orders of magnitude.
+torch.set_num_threads(1)

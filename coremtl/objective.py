@@ -1,0 +1,134 @@
+"""The CORE-MTL terms added to the (balanced) task losses.
+
+Total loss (VISION.md): ``sum_t w_t L_t + l_cka(step) L_cka + l_cfa L_cfa + l_rec L_rec`` with
+
+- ``L_cka = CKA(Z_s, Z_r)``, linear CKA of the (pooled) streams, debiased by default (THEORY.md S8),
+  and the warm-up ramp ``l_cka(step) = l_cka min(1, step / cka_warmup_steps)``;
+- ``L_cfa = (1/K) sum_t L_t(yhat_cf, y)``: the mean task loss of the counterfactual batch
+  (:mod:`coremtl.counterfactual`) against the original labels, applied from ``cfa_start_step``
+  on, with probability ``cfa_probability`` per step (a Bernoulli draw from the trainer's generator);
+- ``L_rec = mean |decoder(Z_s, Z_r) - x|`` (:mod:`coremtl.grounding`).
+
+``terms`` returns the weighted terms that are active at ``step`` (zero weights are left out).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Mapping
+from dataclasses import asdict, dataclass
+
+import torch
+from torch import Tensor, nn
+
+from coremtl.cka import linear_cka
+from coremtl.counterfactual import CFA_MODES, counterfactual_predictions, derangement
+from coremtl.forward import Forward
+from coremtl.grounding import reconstruction_loss
+from scm.validation import InvalidParameterError
+
+TaskLossesFn = Callable[[Mapping[str, Tensor], Mapping[str, Tensor]], dict[str, Tensor]]
+
+
+def _non_negative(value: float, name: str) -> float:
+    try:
+        number = float(value)
+    except (TypeError, ValueError):
+        raise InvalidParameterError(f"{name}: expected a number >= 0, got {value!r}") from None
+    if not math.isfinite(number) or number < 0:
+        raise InvalidParameterError(f"{name}: expected a finite number >= 0, got {value!r}")
+    return number
+
+
+def _non_negative_int(value: object, name: str) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+        raise InvalidParameterError(f"{name}: expected an integer >= 0, got {value!r}")
+    return value
+
+
+@dataclass
+class CoreMTLObjective:
+    """Weights and schedule of the CKA, CFA and reconstruction terms.
+
+    ``input_key`` names the batch entry holding the model input (reconstruction target and the
+    decoded counterfactual's shape).
+    """
+
+    cka_weight: float = 0.0
+    cka_warmup_steps: int = 0
+    cfa_weight: float = 0.0
+    cfa_probability: float = 1.0
+    cfa_start_step: int = 0
+    reconstruction_weight: float = 0.0
+    cfa_mode: str = "feature"
+    debiased_cka: bool = True
+    input_key: str = "x"
+
+    def __post_init__(self) -> None:
+        self.cka_weight = _non_negative(self.cka_weight, "cka_weight")
+        self.cfa_weight = _non_negative(self.cfa_weight, "cfa_weight")
+        self.reconstruction_weight = _non_negative(
+            self.reconstruction_weight, "reconstruction_weight"
+        )
+        self.cka_warmup_steps = _non_negative_int(self.cka_warmup_steps, "cka_warmup_steps")
+        self.cfa_start_step = _non_negative_int(self.cfa_start_step, "cfa_start_step")
+        probability = _non_negative(self.cfa_probability, "cfa_probability")
+        if probability > 1:
+            raise InvalidParameterError(
+                f"cfa_probability: expected a probability in [0, 1], got {self.cfa_probability!r}"
+            )
+        self.cfa_probability = probability
+        if self.cfa_mode not in CFA_MODES:
+            raise InvalidParameterError(
+                f"cfa_mode: expected one of {CFA_MODES}, got {self.cfa_mode!r}"
+            )
+
+    def config(self) -> dict:
+        """The settings as a JSON-serialisable dict."""
+        return asdict(self)
+
+    def cka_weight_at(self, step: int) -> float:
+        """``l_cka min(1, step / cka_warmup_steps)`` (the full weight without warm-up)."""
+        if self.cka_warmup_steps == 0:
+            return self.cka_weight
+        return self.cka_weight * min(1.0, step / self.cka_warmup_steps)
+
+    def terms(
+        self,
+        model: nn.Module,
+        batch: Mapping[str, Tensor],
+        forward: Forward,
+        step: int,
+        task_losses_fn: TaskLossesFn | None = None,
+        generator: torch.Generator | None = None,
+    ) -> dict[str, Tensor]:
+        """The weighted terms ``cka``, ``cfa``, ``reconstruction`` active at ``step``."""
+        terms: dict[str, Tensor] = {}
+        cka_weight = self.cka_weight_at(step)
+        if cka_weight > 0:
+            if forward.z_s is None or forward.z_r is None:
+                raise InvalidParameterError("forward: the CKA term needs a model with z_s and z_r")
+            cka = linear_cka(forward.z_s.float(), forward.z_r.float(), debiased=self.debiased_cka)
+            terms["cka"] = cka_weight * cka
+        if self.reconstruction_weight > 0:
+            reconstruction = forward.extras.get("reconstruction")
+            if reconstruction is None:
+                reconstruction = model.decode(forward.z_s, forward.z_r)
+            target = batch[self.input_key]
+            terms["reconstruction"] = self.reconstruction_weight * reconstruction_loss(
+                reconstruction.float(), target.float()
+            )
+        if self.cfa_weight > 0 and step >= self.cfa_start_step:
+            draw = torch.rand((), generator=generator).item()
+            if draw < self.cfa_probability:
+                if task_losses_fn is None:
+                    raise InvalidParameterError(
+                        "task_losses_fn: the CFA term needs the per-task loss function"
+                    )
+                permutation = derangement(forward.z_s.shape[0], generator).to(forward.z_s.device)
+                predictions = counterfactual_predictions(
+                    model, forward.shared, forward.z_s, forward.z_r, permutation, self.cfa_mode
+                )
+                losses = task_losses_fn(predictions, batch)
+                terms["cfa"] = self.cfa_weight * torch.stack(list(losses.values())).mean()
+        return terms

@@ -1,0 +1,287 @@
+"""The trainer: exact resume, errors on non-finite values, logging, schedule, model selection."""
+
+from __future__ import annotations
+
+import json
+import math
+
+import pytest
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+import scm
+from coremtl.balancers import make_balancer
+from coremtl.checkpoint import (
+    UnsafeCheckpointError,
+    load_checkpoint,
+    rng_state,
+    save_checkpoint,
+    set_rng_state,
+)
+from coremtl.grounding import MLPDecoder
+from coremtl.objective import CoreMTLObjective
+from coremtl.representation import mlp_dual_stream
+from coremtl.trainer import NonFiniteError, Trainer, TrainerConfig, epoch_order
+from scm.validation import InvalidParameterError
+
+TASKS = ("a", "b")
+
+
+@pytest.fixture(autouse=True, scope="module")
+def single_thread():
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+def make_model() -> nn.Module:
+    torch.manual_seed(0)
+    model = mlp_dual_stream(
+        4,
+        list(TASKS),
+        hidden=(12,),
+        semantic_dim=3,
+        residual_dim=3,
+        decoder=MLPDecoder(3, 3, 4, (8,)),
+        batch_norm=True,
+    )
+    model.encoder.append(nn.Dropout(0.2))
+    return model
+
+
+def mse_of_column(column: int):
+    def loss(prediction, batch):
+        return F.mse_loss(prediction[:, 0], batch["y"][:, column])
+
+    return loss
+
+
+def task_losses():
+    return {name: mse_of_column(i) for i, name in enumerate(TASKS)}
+
+
+@pytest.fixture(scope="module")
+def data():
+    return scm.sample(scm.random_scm(k=2, num_tasks=2, seed=0), 48, seed=0, backend="torch")
+
+
+def objective() -> CoreMTLObjective:
+    return CoreMTLObjective(
+        cka_weight=0.1,
+        cka_warmup_steps=3,
+        cfa_weight=0.5,
+        cfa_probability=0.5,
+        reconstruction_weight=1.0,
+        cfa_mode="input",
+    )
+
+
+def trainer(tmp_path, balancer: str = "ew", **config) -> Trainer:
+    settings = {"epochs": 2, "batch_size": 12, "warmup_steps": 2, "progress": False, "seed": 3}
+    settings.update(config)
+    return Trainer(
+        make_model(),
+        task_losses(),
+        make_balancer(balancer, list(TASKS)),
+        TrainerConfig(**settings),
+        tmp_path,
+        objective=objective(),
+    )
+
+
+class DictDataset(torch.utils.data.Dataset):
+    def __init__(self, tensors):
+        self.tensors = tensors
+
+    def __len__(self):
+        return len(self.tensors["x"])
+
+    def __getitem__(self, index):
+        return {key: value[index] for key, value in self.tensors.items()}
+
+
+class Killed(Exception):
+    pass
+
+
+def kill_at(step_to_die: int):
+    def probe(model, batch, forward, step):
+        if step == step_to_die:
+            raise Killed
+        return {}
+
+    return probe
+
+
+@pytest.mark.parametrize(
+    ("balancer", "as_dataset"), [("ew", False), ("pcgrad", False), ("uw", False), ("ew", True)]
+)
+def test_a_run_killed_and_resumed_ends_bit_for_bit_equal_to_an_uninterrupted_run(
+    tmp_path, data, balancer, as_dataset
+):
+    """Killed during step 7 (4 steps per epoch, last checkpoint after step 5, mid-epoch 1, the
+    log holding step 6 already), resumed from that checkpoint."""
+    data = DictDataset(data) if as_dataset else data
+    full = trainer(tmp_path / "full", balancer)
+    full.fit(data)
+    killed = trainer(tmp_path / "resumed", balancer, checkpoint_every=5, probe_every=1)
+    killed.probes = {"kill": kill_at(6)}
+    with pytest.raises(Killed):
+        killed.fit(data)
+    assert load_checkpoint(tmp_path / "resumed" / "last.pt")["step"] == 5
+    resumed = trainer(tmp_path / "resumed", balancer, checkpoint_every=5)
+    summary = resumed.fit(data, resume=True)
+    assert summary["step"] == full.step == 8
+    for (name, expected), actual in zip(
+        full.model.state_dict().items(), resumed.model.state_dict().values(), strict=True
+    ):
+        assert torch.equal(expected, actual), name
+    for expected, actual in zip(full.balancer_params, resumed.balancer_params, strict=True):
+        assert torch.equal(expected, actual)
+    rows = [(tmp_path / run / "metrics.jsonl").read_text() for run in ("full", "resumed")]
+    assert rows[0] == rows[1]
+
+
+def test_stop_after_steps_checkpoints_where_it_stops(tmp_path, data):
+    summary = trainer(tmp_path, stop_after_steps=5).fit(data)
+    assert summary["stopped"] and summary["step"] == 5
+    state = load_checkpoint(tmp_path / "last.pt")
+    assert (state["step"], state["epoch"], state["batch_in_epoch"]) == (5, 1, 1)
+
+
+def test_a_dataset_and_a_mapping_of_tensors_train_identically(tmp_path, data):
+    from_mapping = trainer(tmp_path / "mapping", epochs=1)
+    from_mapping.fit(data)
+    from_dataset = trainer(tmp_path / "dataset", epochs=1)
+    from_dataset.fit(DictDataset(data))
+    for expected, actual in zip(
+        from_mapping.model.parameters(), from_dataset.model.parameters(), strict=True
+    ):
+        assert torch.equal(expected, actual)
+
+
+def test_a_non_finite_task_loss_stops_the_run_naming_task_and_step(tmp_path, data):
+    losses = task_losses()
+    losses["b"] = lambda prediction, batch: prediction.sum() * float("nan")
+    run = Trainer(
+        make_model(),
+        losses,
+        make_balancer("ew", list(TASKS)),
+        TrainerConfig(batch_size=12, progress=False),
+        tmp_path,
+    )
+    with pytest.raises(NonFiniteError, match="loss of task 'b' is nan at step 0"):
+        run.fit(data)
+
+
+def test_a_batch_with_nan_inputs_is_an_error_naming_the_key_and_step(tmp_path, data):
+    corrupted = {key: value.clone() for key, value in data.items()}
+    order = epoch_order(48, seed=3, epoch=0)
+    corrupted["x"][order[30], 1] = float("nan")
+    with pytest.raises(NonFiniteError, match="batch key 'x' holds NaN or infinity at step 2"):
+        trainer(tmp_path).fit(corrupted)
+
+
+def test_outputs_config_metrics_and_the_warmup_cosine_schedule(tmp_path, data):
+    run = trainer(tmp_path, learning_rate=1e-2, warmup_steps=2)
+    run.fit(data)
+    config = json.loads((tmp_path / "config.json").read_text())
+    assert config["trainer"]["seed"] == 3 and config["objective"]["cfa_mode"] == "input"
+    rows = [json.loads(line) for line in (tmp_path / "metrics.jsonl").read_text().splitlines()]
+    assert [row["step"] for row in rows] == list(range(1, 9))
+    lrs = [row["lr"] for row in rows]
+    expected = [1e-2 / 3, 2e-2 / 3] + [
+        1e-2 * 0.5 * (1 + math.cos(math.pi * t / 6)) for t in range(6)
+    ]
+    assert lrs == pytest.approx(expected, rel=1e-6)
+    header = (tmp_path / "metrics.csv").read_text().splitlines()[0].split(",")
+    assert {"step", "loss/a", "term/cka", "term/reconstruction", "weight/b"} <= set(header)
+    assert isinstance(run.optimizer, torch.optim.AdamW)
+    assert run.optimizer.param_groups[0]["weight_decay"] == 1e-4
+
+
+@pytest.mark.parametrize(("mode", "best_epoch"), [("min", 1), ("max", 0)])
+def test_the_best_checkpoint_follows_the_selection_metric(tmp_path, data, mode, best_epoch):
+    scores = iter([2.0, 1.0])
+    run = Trainer(
+        make_model(),
+        task_losses(),
+        make_balancer("ew", list(TASKS)),
+        TrainerConfig(
+            epochs=2, batch_size=24, progress=False, selection_metric="score", selection_mode=mode
+        ),
+        tmp_path,
+        validate=lambda model: {"score": next(scores)},
+    )
+    assert run.fit(data)["best"]["epoch"] == best_epoch
+    assert load_checkpoint(tmp_path / "best.pt")["best"]["epoch"] == best_epoch
+
+
+def test_probes_are_called_every_n_steps_and_logged(tmp_path, data):
+    calls = []
+
+    def probe(model, batch, forward, step):
+        calls.append(step)
+        return {"norm": float(forward.z_s.detach().norm())}
+
+    run = Trainer(
+        make_model(),
+        task_losses(),
+        make_balancer("ew", list(TASKS)),
+        TrainerConfig(epochs=1, batch_size=12, progress=False, probe_every=2),
+        tmp_path,
+        probes={"z": probe},
+    )
+    run.fit(data)
+    assert calls == [0, 2]
+    rows = [json.loads(line) for line in (tmp_path / "metrics.jsonl").read_text().splitlines()]
+    assert [row["step"] for row in rows if "probe/z/norm" in row] == [1, 3]
+
+
+class Payload:
+    def __reduce__(self):
+        return (print, ("code ran",))
+
+
+def test_checkpoint_loading_refuses_code(tmp_path):
+    path = tmp_path / "evil.pt"
+    torch.save({"payload": Payload()}, path)
+    with pytest.raises(UnsafeCheckpointError, match="refused"):
+        load_checkpoint(path)
+    with pytest.raises(FileNotFoundError, match="checkpoint: no file"):
+        load_checkpoint(tmp_path / "missing.pt")
+
+
+def test_checkpoints_are_replaced_atomically_and_round_trip_rng_states(tmp_path):
+    path = tmp_path / "state.pt"
+    save_checkpoint({"value": torch.tensor(1)}, path)
+    state = rng_state()
+    save_checkpoint({"value": torch.tensor(2), "rng": state}, path)
+    expected = (torch.rand(3), float(__import__("random").random()))
+    loaded = load_checkpoint(path)
+    set_rng_state(loaded["rng"])
+    assert torch.equal(torch.rand(3), expected[0])
+    assert __import__("random").random() == expected[1]
+    assert loaded["value"].item() == 2
+    assert [p.name for p in tmp_path.iterdir()] == ["state.pt"]
+
+
+def test_bad_settings_name_the_parameter(tmp_path, data):
+    with pytest.raises(InvalidParameterError, match="batch_size: expected a positive integer"):
+        TrainerConfig(batch_size=0)
+    with pytest.raises(InvalidParameterError, match="selection_mode: expected 'min' or 'max'"):
+        TrainerConfig(selection_mode="best")
+    with pytest.raises(InvalidParameterError, match="grad_clip: expected a positive number"):
+        TrainerConfig(grad_clip=-1.0)
+    with pytest.raises(InvalidParameterError, match="validate: a selection_metric needs"):
+        Trainer(
+            make_model(),
+            task_losses(),
+            make_balancer("ew", list(TASKS)),
+            TrainerConfig(selection_metric="score"),
+            tmp_path,
+        )
+    with pytest.raises(InvalidParameterError, match="batch_size: 64 leaves no full batch"):
+        trainer(tmp_path, batch_size=64).fit(data)
