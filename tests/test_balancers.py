@@ -500,3 +500,13 @@ def test_balancer_benchmark_reports_a_ratio_for_every_balancer():
     assert set(result["ratio_to_ew"]) == set(BALANCER_NAMES)
     assert result["ratio_to_ew"]["ew"] == 1.0
     assert all(r > 0 for r in result["ratio_to_ew"].values())
+
+
+def test_gradnorm_runs_on_float64_losses():
+    model = TrunkModel(TASKS_2).double()
+    model.x, model.y = model.x.double(), {t: y.double() for t, y in model.y.items()}
+    balancer = make_balancer("gradnorm", TASKS_2, lr=0.05)
+    for _ in range(2):
+        used = model.step(balancer)
+    assert math.isclose(sum(used.values()), 2.0, rel_tol=1e-9)
+    assert all(torch.isfinite(g).all() for g in model.gradients())

@@ -101,7 +101,7 @@ class GradNorm(Balancer):
     ) -> dict[str, float]:
         losses = torch.stack(self.ordered_losses(task_losses))
         layer = last_shared_layer(shared_params)
-        weights = self.weights.to(losses.device)
+        weights = self.weights.to(device=losses.device, dtype=losses.dtype)
         if self.initial_losses is None:
             self.initial_losses = losses.detach().clone()
         norms = torch.stack([_gradient_norm(loss, layer) for loss in losses.unbind()])
