@@ -132,16 +132,8 @@ class LinearGaussianSCM:
         """``||Sigma_T - Sigma_S||_F``."""
         return float(np.linalg.norm(self.target.cov - self.source.cov, "fro"))
 
-    def observe(self, z, z_r=None):
-        """``x = G z`` (or ``g(G z)``) for latents ``z = [z_s, z_r]`` of shape (n, 2k).
-
-        With ``z_r`` given, ``z`` holds ``z_s`` alone and ``G z = G_s z_s + G_r z_r`` is formed
-        without concatenating (numpy only).
-        """
-        if z_r is not None:
-            k = self.k
-            mixed = z @ self.mixing[:, :k].T + z_r @ self.mixing[:, k:].T
-            return mixed if self.nonlinear is None else self.nonlinear.forward(mixed)
+    def observe(self, z):
+        """``x = G z`` (or ``g(G z)``) for latents ``z = [z_s, z_r]`` of shape (n, 2k)."""
         if isinstance(z, np.ndarray):
             mixed = z @ self.mixing.T
         else:
