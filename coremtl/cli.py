@@ -15,6 +15,12 @@ import sys
 SUBCOMMANDS: dict[str, tuple[str, str]] = {
     "scm": ("scm.cli", "build an SCM of setting S and print its closed-form quantities"),
     "bench": ("coremtl.bench_cli", "run a benchmark and print its side-by-side ratios"),
+    "prove": ("proofs.cli", "certify every statement of THEORY.md and print the verdict table"),
+    "verify": ("experiments.verify", "run the proofs and the synthetic studies; figures + report"),
+    "figures": ("experiments.figures_cli", "redraw the figures and report from a results file"),
+    "data": ("experiments.vision.data_cli", "generate data sets (rendered scenes)"),
+    "train": ("experiments.vision.train_cli", "train a vision model from a YAML config"),
+    "evaluate": ("experiments.vision.evaluate_cli", "metrics of a saved vision checkpoint"),
 }
 
 

@@ -118,7 +118,7 @@ def test_alignment_probe_reports_cos2_and_both_cka_estimators():
 def test_substitution_stability_is_infinite_without_leakage_and_finite_with_it():
     model_scm = scm.random_scm(k=2, num_tasks=1, seed=3)
     drawn = scm.sample(model_scm, 64, seed=3)
-    swapped = model_scm.observe(drawn.z_s, np.roll(drawn.z_r, 1, axis=0))
+    swapped = model_scm.observe(np.concatenate([drawn.z_s, np.roll(drawn.z_r, 1, axis=0)], axis=1))
     x, x_swapped = torch.as_tensor(drawn.x), torch.as_tensor(swapped)
     clean = substitution_stability(
         linear_model(scm.encoder_matrix(model_scm, 0.0), 2), x, x_swapped

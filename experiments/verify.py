@@ -1,0 +1,244 @@
+"""``coremtl verify``: the toolkit's main job.
+
+Runs the statement certificates of ``coremtl prove`` in process, then the synthetic studies
+(:data:`experiments.synthetic.STUDIES`) in the chosen setting, and writes
+
+- the numbers and the full configuration (seeds, settings, versions) to a results JSON file,
+- every figure (PNG and PDF) to the figures folder,
+- a Markdown report (verdict table, one finding per study, the figures) next to the results file,
+  and a copy with links relative to the figures folder there.
+
+Settings: the default ``fast`` one (CPU, minutes), ``--full`` (paper-grade: more seeds, larger
+models, longer training; meant for a GPU) and ``--smoke`` (tiny, for the test suite; same code path).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import subprocess
+import sys
+import time
+import traceback
+from pathlib import Path
+
+from scm.validation import InvalidParameterError
+
+DEFAULT_RESULTS = Path("results/verify.json")
+DEFAULT_FIGURES = Path("figures")
+SMOKE_RESULTS = Path("results/smoke/verify.json")
+SMOKE_FIGURES = Path("results/smoke/figures")
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    setting = parser.add_mutually_exclusive_group()
+    setting.add_argument(
+        "--full", action="store_true", help="paper-grade setting (more seeds, longer; for a GPU)"
+    )
+    setting.add_argument(
+        "--smoke", action="store_true", help="tiny setting used by the test suite (< 60 s)"
+    )
+    parser.add_argument("--device", default="cpu", help="torch device, e.g. cpu or cuda:0")
+    parser.add_argument("--seed", type=int, default=0, help="first seed of every study")
+    parser.add_argument(
+        "--only", default=None, help="comma-separated study numbers to run, e.g. 1,4 (default all)"
+    )
+    parser.add_argument(
+        "--no-proofs", action="store_true", help="skip the statement certificates (coremtl prove)"
+    )
+    parser.add_argument(
+        "--results",
+        type=Path,
+        default=None,
+        help=f"results JSON (default {DEFAULT_RESULTS}; {SMOKE_RESULTS} with --smoke)",
+    )
+    parser.add_argument(
+        "--figures",
+        type=Path,
+        default=None,
+        help=f"figures folder (default {DEFAULT_FIGURES}/; {SMOKE_FIGURES}/ with --smoke)",
+    )
+    parser.add_argument(
+        "--threads", type=int, default=1, help="torch CPU threads (small models run best on 1)"
+    )
+
+
+def parse_only(text: str | None, available: list[int]) -> list[int]:
+    """The study numbers of ``--only`` (all of ``available`` when ``text`` is None)."""
+    if text is None:
+        return list(available)
+    numbers: list[int] = []
+    for piece in text.split(","):
+        piece = piece.strip()
+        if not piece.isdigit() or int(piece) not in available:
+            raise InvalidParameterError(
+                f"--only: expected comma-separated study numbers from {available}, got {text!r}"
+            )
+        if int(piece) not in numbers:
+            numbers.append(int(piece))
+    return sorted(numbers)
+
+
+def check_device(device: str) -> str:
+    """``device`` if torch can use it."""
+    import torch
+
+    try:
+        parsed = torch.device(device)
+    except RuntimeError:
+        raise InvalidParameterError(
+            f"--device: expected a torch device such as cpu or cuda:0, got {device!r}"
+        ) from None
+    if parsed.type == "cuda" and not torch.cuda.is_available():
+        raise InvalidParameterError(f"--device: {device!r} requested but CUDA is not available")
+    if parsed.type == "mps" and not torch.backends.mps.is_available():
+        raise InvalidParameterError(f"--device: {device!r} requested but MPS is not available")
+    return device
+
+
+def versions() -> dict[str, str]:
+    """Versions of Python and of every library the studies use."""
+    import importlib.metadata as metadata
+
+    found = {"python": platform.python_version(), "platform": platform.platform()}
+    for package in ("torch", "numpy", "scipy", "sympy", "pot", "torchjd", "matplotlib", "core-mtl"):
+        try:
+            found[package] = metadata.version(package)
+        except metadata.PackageNotFoundError:
+            found[package] = "not installed"
+    return found
+
+
+def git_commit() -> str:
+    """The commit of the working tree (read-only query), or ``unknown``."""
+    try:
+        completed = subprocess.run(
+            ["git", "rev-parse", "HEAD"], capture_output=True, text=True, timeout=10, check=False
+        )
+    except (OSError, subprocess.SubprocessError):
+        return "unknown"
+    return completed.stdout.strip() or "unknown"
+
+
+def write_json(path: Path, payload: dict) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    temporary = path.with_suffix(path.suffix + ".tmp")
+    temporary.write_text(json.dumps(payload, indent=1, allow_nan=False))
+    temporary.replace(path)
+
+
+SMOKE_STATEMENTS = ("S1", "S6", "S7", "S8", "S9")
+
+
+def run_proofs(seed: int, ids: tuple[str, ...] | None = None) -> dict:
+    """The certificates of ``coremtl prove`` (``proofs.registry.certify_all``), run in process;
+    ``ids`` selects statements (all when None)."""
+    import warnings
+
+    from proofs.registry import certify_all
+
+    begin = time.perf_counter()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        certificates = certify_all(ids, seed=seed)
+    return {
+        "seed": seed,
+        "seconds": time.perf_counter() - begin,
+        "certificates": [certificate.to_dict() for certificate in certificates],
+        "mismatches": [c.statement for c in certificates if not c.matches],
+    }
+
+
+def stage(index: int, total: int, text: str) -> None:
+    print(f"[verify {index}/{total}] {text}", flush=True)
+
+
+def run(args: argparse.Namespace) -> int:
+    import torch
+
+    from experiments import figures_cli, report
+    from experiments.synthetic import STUDIES, study_module
+    from experiments.synthetic.common import jsonable
+
+    mode = "full" if args.full else "smoke" if args.smoke else "fast"
+    numbers = parse_only(args.only, sorted(STUDIES))
+    device = check_device(args.device)
+    if args.threads < 1:
+        raise InvalidParameterError(f"--threads: expected a positive integer, got {args.threads}")
+    torch.set_num_threads(args.threads)
+    results_path = args.results or (SMOKE_RESULTS if mode == "smoke" else DEFAULT_RESULTS)
+    figures_dir = args.figures or (SMOKE_FIGURES if mode == "smoke" else DEFAULT_FIGURES)
+    started = time.time()
+    payload: dict = {
+        "configuration": {
+            "mode": mode,
+            "seed": args.seed,
+            "device": device,
+            "threads": args.threads,
+            "studies": numbers,
+            "proofs": not args.no_proofs,
+            "argv": sys.argv[1:],
+            "started": time.strftime("%Y-%m-%dT%H:%M:%S%z", time.localtime(started)),
+            "git_commit": git_commit(),
+            "versions": versions(),
+            "study_settings": {str(n): jsonable(study_module(n).CONFIGS[mode]) for n in numbers},
+        },
+        "proofs": None,
+        "studies": {},
+    }
+    total = len(numbers) + (0 if args.no_proofs else 1) + 1
+    index = 0
+    failures = 0
+    if not args.no_proofs:
+        index += 1
+        stage(
+            index,
+            total,
+            "proofs: statement certificates (coremtl prove)"
+            + (f", smoke subset {', '.join(SMOKE_STATEMENTS)}" if mode == "smoke" else ""),
+        )
+        begin = time.time()
+        try:
+            statements = SMOKE_STATEMENTS if mode == "smoke" else None
+            payload["proofs"] = jsonable(run_proofs(args.seed, statements))
+        except Exception:
+            failures += 1
+            payload["proofs"] = {"error": traceback.format_exc()}
+            print(traceback.format_exc(), file=sys.stderr)
+        payload["proofs_seconds"] = time.time() - begin
+        write_json(results_path, payload)
+    for number in numbers:
+        index += 1
+        module = study_module(number)
+        stage(index, total, f"study {number}: {module.NAME} ({', '.join(module.STATEMENTS)})")
+        begin = time.time()
+        try:
+            result = module.run(module.CONFIGS[mode], args.seed, device, progress=True)
+        except Exception:
+            failures += 1
+            result = {
+                "error": traceback.format_exc(),
+                "verdict": "error",
+                "finding": "the study raised an error (see the results file)",
+            }
+            print(traceback.format_exc(), file=sys.stderr)
+        result["seconds"] = time.time() - begin
+        result["name"] = module.NAME
+        result["statements"] = list(module.STATEMENTS)
+        payload["studies"][str(number)] = result
+        print(f"    {result['finding']} ({result['seconds']:.0f} s)", flush=True)
+        write_json(results_path, payload)
+    index += 1
+    stage(index, total, f"figures and report -> {figures_dir}/, {results_path.parent}/REPORT.md")
+    payload["runtime_seconds"] = time.time() - started
+    write_json(results_path, payload)
+    figures = figures_cli.render(payload, figures_dir)
+    reports = report.write_reports(payload, figures, results_path, figures_dir)
+    print(
+        f"wrote {results_path}, {', '.join(str(p) for p in reports)} "
+        f"and {sum(len(p) for p in figures.values())} figure files "
+        f"in {payload['runtime_seconds']:.0f} s",
+        flush=True,
+    )
+    return 1 if failures else 0

@@ -1,0 +1,75 @@
+"""The three splits of a run: training, validation (carved from training) and test.
+
+For the ``.npy`` layout the test split is ``<root>/val`` (the customary reported split of NYUv2 and
+Cityscapes); the validation split used for model selection is a seeded fraction of
+``<root>/train`` that training never sees. The rendered scenes without a ``root`` are rendered in
+memory: training and validation from the source environment, test from ``scenes.test_environment``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+from torch.utils.data import Dataset, Subset
+
+from ..config import DataConfig
+from .npy import MultiTaskNpyDataset
+from .splits import carve_validation
+
+
+@dataclass
+class Splits:
+    train: Dataset
+    val: Dataset
+    test: Dataset
+
+
+def _count_training_files(root: Path) -> int:
+    probe = MultiTaskNpyDataset(root, "train", [], num_classes=2)
+    return len(probe)
+
+
+def build_splits(config: DataConfig, seed: int) -> Splits:
+    if config.root is None:
+        return _scene_splits(config, seed)
+    root = Path(config.root)
+    train_positions, val_positions = carve_validation(
+        _count_training_files(root), config.val_fraction, config.split_seed
+    )
+    common = {
+        "root": root,
+        "tasks": config.tasks,
+        "num_classes": config.num_classes,
+        "resolution": config.resolution,
+    }
+    return Splits(
+        train=MultiTaskNpyDataset(
+            split="train",
+            positions=train_positions,
+            augment=config.augment,
+            augment_seed=seed,
+            **common,
+        ),
+        val=MultiTaskNpyDataset(split="train", positions=val_positions, **common),
+        test=MultiTaskNpyDataset(split="val", **common),
+    )
+
+
+def _scene_splits(config: DataConfig, seed: int) -> Splits:
+    from .scenes_memory import AugmentedDataset, scene_dataset
+
+    scenes = config.scenes
+    train_full = scene_dataset(config, "source", scenes.train_size, scenes.seed)
+    train_positions, val_positions = carve_validation(
+        scenes.train_size, config.val_fraction, config.split_seed
+    )
+    test = scene_dataset(config, scenes.test_environment, scenes.test_size, scenes.seed + 1)
+    train: Dataset = Subset(train_full, train_positions)
+    if config.augment:
+        train = AugmentedDataset(train, seed)
+    return Splits(
+        train=train,
+        val=Subset(train_full, val_positions),
+        test=test,
+    )

@@ -1,0 +1,1 @@
+"""The vision model: dilated ResNet encoder, DeepLab heads, grounding decoders."""

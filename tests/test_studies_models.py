@@ -1,0 +1,97 @@
+"""Studies 1, 2, 3, 6 and 8 on tiny trained models: what each must show."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+
+import numpy as np
+import pytest
+
+from experiments.synthetic import (
+    study1_gap,
+    study2_bound,
+    study3_alignment,
+    study6_substitution,
+    study8_cost,
+)
+from experiments.synthetic.models import ZooConfig
+
+TINY_ZOO = replace(
+    study1_gap.SMOKE_ZOO,
+    methods=("ew", "core-mtl", "mt-crl"),
+    nonlinear_methods=("ew",),
+    shifts=(0.0, 2.0, 4.0),
+    eval_samples=1500,
+    steps=25,
+)
+
+
+@pytest.fixture(scope="module")
+def gap_result():
+    config = replace(study1_gap.CONFIGS["smoke"], zoo=TINY_ZOO, psis=(0.3, 1.0))
+    return study1_gap.run(config, seed=0)
+
+
+def test_closed_form_gap_agrees_with_monte_carlo_within_binomial_allowance(gap_result):
+    assert gap_result["beyond_3se"] <= gap_result["allowed_beyond_3se"]
+    assert gap_result["s2_bound_holds"]
+
+
+def test_equal_weighting_gap_grows_with_the_shift(gap_result):
+    for variant in ("linear", "nonlinear"):
+        assert gap_result["slopes"][f"{variant}|ew"]["mean"] > 0
+
+
+def test_trained_records_measure_angle_and_leakage(gap_result):
+    for record in gap_result["trained"]:
+        assert 0.0 <= record["sin2_psi"] <= 1.0
+        if record["method"] != "mt-crl":
+            assert record["lambda_leak"] >= 0.0
+
+
+def test_leakage_bound_holds_for_every_dual_stream_model(gap_result):
+    config = replace(study2_bound.CONFIGS["smoke"], zoo=TINY_ZOO)
+    result = study2_bound.run(config, seed=0)
+    assert result["rows"]
+    assert result["share_holds"] == 1.0
+    assert result["share_holds_prediction_lipschitz"] == 1.0
+
+
+def test_substitution_ratio_is_reported_per_dual_stream_method(gap_result):
+    result = study6_substitution.run(replace(study6_substitution.CONFIGS["smoke"], zoo=TINY_ZOO))
+    methods = {entry["method"] for entry in result["summary"].values()}
+    assert methods == {"ew", "core-mtl"}
+    assert all(
+        np.isfinite(e["ratio"]["mean"]) and e["ratio"]["mean"] > 0
+        for e in result["summary"].values()
+    )
+
+
+def test_alignment_envelope_covers_every_point():
+    config = replace(
+        study3_alignment.CONFIGS["smoke"],
+        zoo=ZooConfig(hidden=8, train_samples=128),
+        steps=6,
+        batch=32,
+        seeds=3,
+    )
+    result = study3_alignment.run(config, seed=0)
+    envelope = result["envelope"]
+    for point in result["points"]:
+        assert 0.0 <= point["cos2"] <= 1.0 + 1e-12
+        assert point["cos2"] <= envelope["c"] * point["cka"] + envelope["delta"] + 1e-9
+        assert point["cos2"] <= point["cka"] + envelope["delta_at_c1"] + 1e-12
+
+
+def test_envelope_lp_recovers_a_known_line():
+    cka = np.linspace(0.0, 1.0, 11)
+    cos2 = 0.5 * cka + 0.1
+    fitted = study3_alignment.envelope(cka, cos2)
+    assert fitted["c"] == pytest.approx(0.5, abs=1e-7)
+    assert fitted["delta"] == pytest.approx(0.1, abs=1e-7)
+
+
+def test_cost_study_reports_growth_ratios_for_every_method():
+    result = study8_cost.run(replace(study8_cost.CONFIGS["smoke"], repeats=1, steps=1))
+    assert set(result["growth"]) == set(study8_cost.METHODS)
+    assert all(value > 0 for value in result["growth"].values())

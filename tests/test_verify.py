@@ -1,0 +1,74 @@
+"""``coremtl verify --smoke`` end to end, ``coremtl figures`` from its JSON, and bad input."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from coremtl.cli import main
+from experiments.figures_cli import load_results
+from experiments.verify import parse_only
+from scm.validation import InvalidParameterError
+
+
+@pytest.fixture(scope="module")
+def smoke_run(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("verify")
+    results, figures = folder / "results" / "verify.json", folder / "figures"
+    status = main(["verify", "--smoke", "--results", str(results), "--figures", str(figures)])
+    return status, results, figures
+
+
+def test_smoke_verify_writes_results_report_and_figures(smoke_run):
+    status, results, figures = smoke_run
+    assert status == 0
+    payload = json.loads(results.read_text())
+    assert sorted(payload["studies"], key=int) == [str(n) for n in range(1, 9)]
+    assert all("error" not in study for study in payload["studies"].values())
+    assert payload["proofs"]["certificates"]
+    assert payload["configuration"]["versions"]["torch"]
+    assert set(payload["configuration"]["study_settings"]) == {str(n) for n in range(1, 9)}
+    for folder in (results.parent, figures):
+        report = (folder / "REPORT.md").read_text()
+        assert "| id | what | claim | verdict | evidence |" in report
+        assert "Study 8" in report
+    pngs = sorted(figures.glob("*.png"))
+    assert len(pngs) >= 8
+    assert all(png.with_suffix(".pdf").is_file() for png in pngs)
+
+
+def test_figures_command_regenerates_from_the_results_file(smoke_run, tmp_path):
+    _, results, _ = smoke_run
+    assert main(["figures", "--results", str(results), "--figures", str(tmp_path)]) == 0
+    assert (tmp_path / "study1_gap.png").is_file()
+    assert (tmp_path / "study4_psi_trajectories.pdf").is_file()
+    assert "![Study 1" in (tmp_path / "REPORT.md").read_text()
+
+
+def test_only_rejects_unknown_study_numbers():
+    with pytest.raises(InvalidParameterError, match="--only: expected comma-separated study"):
+        parse_only("1,9", list(range(1, 9)))
+    assert parse_only("4, 1,4", list(range(1, 9))) == [1, 4]
+
+
+def test_verify_reports_bad_only_as_a_one_line_error(capsys):
+    assert main(["verify", "--smoke", "--only", "x"]) == 2
+    assert "--only: expected" in capsys.readouterr().err
+
+
+def test_figures_reports_a_missing_results_file(tmp_path):
+    with pytest.raises(FileNotFoundError, match="--results: no results file"):
+        load_results(tmp_path / "missing.json")
+
+
+def test_figures_rejects_a_file_that_is_not_a_results_file(tmp_path):
+    path = tmp_path / "other.json"
+    path.write_text(json.dumps({"a": 1}))
+    with pytest.raises(InvalidParameterError, match="not a coremtl verify results file"):
+        load_results(path)
+
+
+def test_verify_rejects_an_unknown_device(capsys):
+    assert main(["verify", "--smoke", "--device", "nonsense"]) == 2
+    assert "--device: expected a torch device" in capsys.readouterr().err

@@ -1,0 +1,222 @@
+"""The .npy loaders, augmentation, splits, batch order and config validation of the vision
+pipeline."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from experiments.vision.config import VisionConfig, from_dict, load_config
+from experiments.vision.datasets.augment import horizontal_flip, random_scale_crop
+from experiments.vision.datasets.npy import MultiTaskNpyDataset
+from experiments.vision.datasets.sampling import EpochBatchSampler
+from experiments.vision.datasets.splits import carve_validation
+from experiments.vision.datasets.synthetic import write_tiny_dataset
+from scm.validation import InvalidParameterError
+
+NYU_TASKS = ["segmentation", "depth", "normal"]
+CITY_TASKS = ["segmentation", "depth"]
+CONFIG_FOLDER = Path(__file__).resolve().parents[1] / "experiments" / "vision" / "configs"
+
+
+@pytest.fixture(scope="module")
+def nyu_root(tmp_path_factory) -> Path:
+    return write_tiny_dataset(tmp_path_factory.mktemp("nyu"), num_train=6, num_test=2)
+
+
+@pytest.fixture
+def fresh_root(tmp_path) -> Path:
+    return write_tiny_dataset(tmp_path / "data", num_train=3, num_test=1)
+
+
+@pytest.mark.parametrize(
+    ("tasks", "num_classes", "with_normals"), [(NYU_TASKS, 13, True), (CITY_TASKS, 7, False)]
+)
+def test_loader_returns_channels_first_fields_with_documented_dtypes(
+    tmp_path, tasks, num_classes, with_normals
+):
+    root = write_tiny_dataset(
+        tmp_path, num_train=2, num_test=1, num_classes=num_classes, with_normals=with_normals
+    )
+    sample = MultiTaskNpyDataset(root, "train", tasks, num_classes, resolution=[32, 48])[0]
+    assert sample["image"].shape == (3, 32, 48) and sample["image"].dtype == torch.float32
+    assert sample["segmentation"].shape == (32, 48) and sample["segmentation"].dtype == torch.int64
+    assert sample["depth"].shape == (1, 32, 48)
+    assert int(sample["segmentation"].min()) >= -1
+    assert int(sample["segmentation"].max()) < num_classes
+    assert ("normal" in sample) == with_normals
+    raw = np.load(root / "train" / "image" / "0.npy")
+    assert torch.equal(sample["image"], torch.from_numpy(raw.transpose(2, 0, 1)))
+
+
+def test_positions_select_files_in_index_order(nyu_root):
+    full = MultiTaskNpyDataset(nyu_root, "train", NYU_TASKS, 13)
+    subset = MultiTaskNpyDataset(nyu_root, "train", NYU_TASKS, 13, positions=[4, 1])
+    assert len(full) == 6 and len(subset) == 2
+    assert torch.equal(subset[0]["image"], full[4]["image"])
+
+
+def _break(root: Path, how: str) -> None:
+    folder = root / "train"
+    if how == "corrupt":
+        (folder / "depth" / "1.npy").write_bytes(b"not a numpy file")
+    elif how == "label_range":
+        label = np.load(folder / "label" / "1.npy")
+        label[2, 2] = 13
+        np.save(folder / "label" / "1.npy", label)
+    elif how == "shape":
+        np.save(folder / "depth" / "1.npy", np.ones((16, 48), dtype=np.float32))
+    elif how == "image_range":
+        np.save(folder / "image" / "1.npy", np.full((32, 48, 3), 2.0, dtype=np.float32))
+    elif how == "resolution":
+        for name, shape in (
+            ("image", (40, 48, 3)),
+            ("label", (40, 48)),
+            ("depth", (40, 48)),
+            ("normal", (40, 48, 3)),
+        ):
+            np.save(folder / name / "1.npy", np.zeros(shape, dtype=np.float32))
+
+
+@pytest.mark.parametrize(
+    ("how", "message"),
+    [
+        ("corrupt", r"corrupt file .*depth/1\.npy"),
+        (
+            "label_range",
+            r"label/1\.npy has labels in \[-1, 13\], expected -1 \(ignore\) or 0\.\.12",
+        ),
+        ("shape", r"depth/1\.npy has shape \(16, 48\), expected \(32, 48\)"),
+        ("image_range", r"image/1\.npy has values outside \[0, 1\]"),
+        ("resolution", r"image/1\.npy has size \(40, 48\), expected \(32, 48\)"),
+    ],
+)
+def test_bad_file_is_reported_with_its_path(fresh_root, how, message):
+    _break(fresh_root, how)
+    dataset = MultiTaskNpyDataset(fresh_root, "train", NYU_TASKS, 13, resolution=[32, 48])
+    dataset[0]
+    with pytest.raises(InvalidParameterError, match=message):
+        dataset[1]
+
+
+def test_missing_root_split_and_file_are_reported(fresh_root, tmp_path):
+    with pytest.raises(FileNotFoundError, match=r"data\.root: no such folder .*nowhere"):
+        MultiTaskNpyDataset(tmp_path / "nowhere", "train", NYU_TASKS, 13)
+    with pytest.raises(FileNotFoundError, match=r"missing split folder .*test"):
+        MultiTaskNpyDataset(fresh_root, "test", NYU_TASKS, 13)
+    (fresh_root / "train" / "normal" / "2.npy").unlink()
+    with pytest.raises(FileNotFoundError, match=r"missing file .*normal/2\.npy"):
+        MultiTaskNpyDataset(fresh_root, "train", NYU_TASKS, 13)
+
+
+def _sample(generator: torch.Generator) -> dict[str, torch.Tensor]:
+    return {
+        "image": torch.rand(3, 24, 32, generator=generator),
+        "segmentation": torch.randint(-1, 5, (24, 32), generator=generator),
+        "depth": torch.full((1, 24, 32), 6.0),
+        "normal": torch.nn.functional.normalize(torch.randn(3, 24, 32, generator=generator), dim=0),
+    }
+
+
+def test_scale_crop_divides_depth_by_the_zoom_and_keeps_label_values():
+    generator = torch.Generator().manual_seed(3)
+    sample = _sample(generator)
+    seen_scales = set()
+    for _ in range(20):
+        out = random_scale_crop(sample, generator=generator)
+        scale = 6.0 / float(out["depth"][0, 0, 0])
+        assert any(abs(scale - s) < 1e-5 for s in (1.0, 1.2, 1.5))
+        seen_scales.add(round(scale, 3))
+        assert torch.all(torch.isin(out["segmentation"], sample["segmentation"].unique()))
+        assert out["image"].shape == sample["image"].shape
+    assert len(seen_scales) > 1
+
+
+def test_horizontal_flip_mirrors_fields_and_negates_normal_x():
+    sample = _sample(torch.Generator().manual_seed(4))
+    flipped = horizontal_flip(sample)
+    assert torch.equal(flipped["image"], sample["image"].flip(-1))
+    assert torch.equal(flipped["normal"][0], -sample["normal"][0].flip(-1))
+    assert torch.equal(flipped["normal"][1:], sample["normal"][1:].flip(-1))
+    again = horizontal_flip(flipped)
+    assert all(torch.equal(again[k], sample[k]) for k in sample)
+
+
+def test_augmentation_is_a_function_of_seed_epoch_and_index(nyu_root):
+    dataset = MultiTaskNpyDataset(nyu_root, "train", NYU_TASKS, 13, augment=True, augment_seed=1)
+    first = dataset[2]["image"]
+    assert torch.equal(dataset[2]["image"], first)
+    outcomes = []
+    for epoch in range(1, 6):
+        dataset.set_epoch(epoch)
+        outcomes.append(torch.equal(dataset[2]["image"], first))
+    assert not all(outcomes)
+
+
+def test_validation_split_is_disjoint_seeded_and_from_training():
+    train, val = carve_validation(20, 0.25, seed=3)
+    assert len(val) == 5 and not set(train) & set(val) and sorted(train + val) == list(range(20))
+    assert carve_validation(20, 0.25, seed=3) == (train, val)
+    assert carve_validation(20, 0.25, seed=4) != (train, val)
+    with pytest.raises(InvalidParameterError, match=r"val_fraction: expected a number in \(0, 1\)"):
+        carve_validation(20, 1.0, seed=0)
+    with pytest.raises(InvalidParameterError, match="at least 2 samples"):
+        carve_validation(1, 0.5, seed=0)
+
+
+def test_batch_order_depends_on_epoch_only_and_ranks_are_disjoint():
+    sampler = EpochBatchSampler(20, 3, seed=5)
+    sampler.set_epoch(2)
+    once = list(sampler)
+    assert list(sampler) == once and len(once) == 6
+    sampler.set_epoch(3)
+    assert list(sampler) != once
+    ranks = [EpochBatchSampler(20, 3, seed=5, rank=r, world_size=2) for r in (0, 1)]
+    seen = [[i for batch in s for i in batch] for s in ranks]
+    assert not set(seen[0]) & set(seen[1])
+
+
+@pytest.mark.parametrize(
+    ("data", "message"),
+    [
+        ({"training": {"epoch": 3}}, r"training\.epoch: unknown key"),
+        ({"training": {"epochs": "3"}}, r"training\.epochs: expected an integer, got '3'"),
+        ({"training": {"lr": True}}, r"training\.lr: expected a number"),
+        (
+            {"model": {"kind": "mtan2"}},
+            r"model\.kind: expected one of \['coremtl', 'shared', 'mtan'\]",
+        ),
+        ({"data": {"tasks": ["segmentation", "edges"]}}, r"data\.tasks: expected names among"),
+        ({"data": {"resolution": [30, 48]}}, r"data\.resolution: expected \[height, width\]"),
+        ({"data": {"dataset": "nyuv2", "root": None}}, r"data\.root: expected a folder"),
+        ({"method": {"cfa_probability": 1.5}}, r"method\.cfa_probability: expected a probability"),
+        ({"data": {"scenes": {"train_size": 1}}}, r"data\.scenes\.train_size: expected"),
+    ],
+)
+def test_config_errors_name_the_key(data, message):
+    base = {"data": {"dataset": "scenes"}}
+    merged = {**base, **data}
+    if "data" in data:
+        merged["data"] = {**base["data"], **data["data"]}
+    with pytest.raises(InvalidParameterError, match=message):
+        from_dict(VisionConfig, merged)
+
+
+@pytest.mark.parametrize("name", ["nyuv2.yaml", "cityscapes.yaml", "scenes_cpu_tiny.yaml"])
+def test_shipped_configs_validate(name):
+    config = load_config(CONFIG_FOLDER / name)
+    assert config.data.tasks and config.training.epochs >= 1
+
+
+def test_override_sets_nested_values_and_rejects_unknown_keys(tmp_path):
+    path = tmp_path / "c.yaml"
+    path.write_text("data: {dataset: scenes}\n")
+    config = load_config(path, ["training.balancer=pcgrad", "training.epochs=2"])
+    assert config.training.balancer == "pcgrad" and config.training.epochs == 2
+    with pytest.raises(InvalidParameterError, match=r"training\.balncer: unknown key"):
+        load_config(path, ["training.balncer=pcgrad"])
+    with pytest.raises(FileNotFoundError, match="config: no such file"):
+        load_config(tmp_path / "missing.yaml")

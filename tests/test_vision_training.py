@@ -1,0 +1,223 @@
+"""Training the vision pipeline on tiny data: losses go down, exact resume, CLI, DDP on gloo."""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import socket
+from pathlib import Path
+
+import pytest
+import torch
+import torch.multiprocessing as mp
+
+from coremtl.cli import main
+from experiments.vision.config import VisionConfig, from_dict
+from experiments.vision.datasets.synthetic import write_tiny_dataset
+from experiments.vision.training import build_run, check_inputs, make_loader, train, training_step
+
+STEPS = 4
+
+
+@pytest.fixture(autouse=True, scope="module")
+def one_thread():
+    previous = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(previous)
+
+
+@pytest.fixture(scope="module")
+def data_root(tmp_path_factory) -> Path:
+    return write_tiny_dataset(
+        tmp_path_factory.mktemp("tiny"), num_train=10, num_test=4, height=16, width=32
+    )
+
+
+def tiny_config(root: Path, output: Path, **sections) -> VisionConfig:
+    data = {
+        "data": {
+            "dataset": "nyuv2",
+            "root": str(root),
+            "resolution": [16, 32],
+            "val_fraction": 0.2,
+        },
+        "model": {
+            "arch": "resnet18",
+            "weights": "random",
+            "semantic_channels": 16,
+            "residual_channels": 8,
+        },
+        "method": {"cka_warmup_steps": 0, "cfa_probability": 1.0},
+        "training": {
+            "epochs": 2,
+            "batch_size": 4,
+            "warmup_steps": 0,
+            "lr": 1e-3,
+            "max_steps_per_epoch": 1,
+        },
+        "run": {"output_dir": str(output), "seed": 3, "num_sample_images": 2},
+    }
+    for section, values in sections.items():
+        data[section] = {**data[section], **values}
+    return from_dict(VisionConfig, data)
+
+
+@pytest.mark.parametrize(
+    ("kind", "balancer"), [("coremtl", "ew"), ("shared", "ew"), ("shared", "pcgrad")]
+)
+def test_a_few_steps_on_one_batch_lower_the_task_losses(data_root, tmp_path, kind, balancer):
+    config = tiny_config(
+        data_root, tmp_path, model={"kind": kind}, training={"balancer": balancer, "lr": 2e-3}
+    )
+    run = build_run(config)
+    batch = next(iter(make_loader(run.splits.train, config, sampler=run.sampler)))
+    records = [training_step(run, batch) for _ in range(STEPS)]
+    totals = [sum(v for k, v in r.items() if k.startswith("loss/")) for r in records]
+    assert totals[-1] < totals[0]
+    if kind == "coremtl":
+        assert {"term/cka", "term/cfa", "term/grounding/render"} <= set(records[0])
+
+
+@pytest.mark.parametrize("balancer", ["uw", "famo"])
+def test_balancers_with_learned_weights_update_them_in_a_step(data_root, tmp_path, balancer):
+    config = tiny_config(
+        data_root, tmp_path, model={"kind": "shared"}, training={"balancer": balancer}
+    )
+    run = build_run(config)
+    before = {k: v.clone() for k, v in run.balancer.state_dict()["module"].items()}
+    assert before
+    batch = next(iter(make_loader(run.splits.train, config, sampler=run.sampler)))
+    record = training_step(run, batch)
+    assert all(math.isfinite(v) for k, v in record.items() if k != "stage")
+    after = run.balancer.state_dict()["module"]
+    assert not all(torch.equal(before[k], after[k]) for k in before)
+
+
+def test_staged_schedule_switches_terms_on(data_root, tmp_path):
+    config = tiny_config(
+        data_root,
+        tmp_path,
+        training={"epochs": 3, "reconstruction_epochs": 1, "independence_start_epoch": 2},
+    )
+    run = build_run(config)
+    train(run)
+    stages = [record["stage"] for record in run.history]
+    assert stages == ["reconstruction", "tasks", "full"]
+    assert not any(k.startswith("loss/") for k in run.history[0]["train"])
+    assert "term/cka" not in run.history[1]["train"] and "loss/depth" in run.history[1]["train"]
+    assert "term/cka" in run.history[2]["train"]
+
+
+def test_resumed_run_ends_bit_identical_to_an_uninterrupted_one(data_root, tmp_path):
+    options = {
+        "training": {"epochs": 2, "balancer": "ew"},
+        "method": {"cfa_probability": 0.5},
+        "data": {"augment": True},
+    }
+    whole = build_run(tiny_config(data_root, tmp_path / "whole", **options))
+    train(whole)
+    first = build_run(tiny_config(data_root, tmp_path / "split", **options))
+    train(first, stop_after_epochs=1)
+    resumed = build_run(tiny_config(data_root, tmp_path / "split", **options))
+    report = train(resumed, resume=True)
+    assert report["epochs"] == 2 and resumed.step == whole.step
+    expected = whole.model.state_dict()
+    for name, value in resumed.model.state_dict().items():
+        assert torch.equal(value, expected[name]), name
+
+
+def test_nan_input_is_reported_with_key_and_step():
+    with pytest.raises(FloatingPointError, match=r"batch\['depth'\] has NaN or infinity at step 7"):
+        check_inputs({"depth": torch.tensor([1.0, float("nan")])}, 7)
+
+
+def test_cli_train_writes_outputs_and_evaluate_reproduces_the_selected_test_metrics(
+    data_root, tmp_path, capsys
+):
+    config_path = tmp_path / "run.yaml"
+    config = tiny_config(
+        data_root,
+        tmp_path / "out",
+        model={"kind": "shared"},
+        training={"balancer": "pcgrad", "epochs": 1},
+    )
+    import yaml
+
+    config_path.write_text(yaml.safe_dump(config.to_dict()))
+    assert main(["train", "--config", str(config_path)]) == 0
+    out = tmp_path / "out"
+    for name in (
+        "config.json",
+        "metrics.jsonl",
+        "final_metrics.json",
+        "checkpoints/best.pt",
+        "checkpoints/last.pt",
+        "images/segmentation.png",
+    ):
+        assert (out / name).is_file(), name
+    report = json.loads((out / "final_metrics.json").read_text())
+    capsys.readouterr()
+    assert main(["evaluate", "--checkpoint", str(out / "checkpoints" / "best.pt")]) == 0
+    metrics = json.loads(capsys.readouterr().out)
+    assert metrics == pytest.approx(report["test_at_selected"], rel=1e-6)
+    config_path.write_text("training: {epochs: 0}\n")
+    assert main(["train", "--config", str(config_path)]) == 2
+    assert "training.epochs: expected an integer >= 1" in capsys.readouterr().err
+
+
+def _free_port() -> int:
+    with socket.socket() as handle:
+        handle.bind(("127.0.0.1", 0))
+        return handle.getsockname()[1]
+
+
+def _ddp_worker(rank: int, world_size: int, port: int, root: str, output: str) -> None:
+    import torch.distributed as dist
+
+    torch.set_num_threads(1)
+    os.environ.update({"MASTER_ADDR": "127.0.0.1", "MASTER_PORT": str(port)})
+    dist.init_process_group("gloo", rank=rank, world_size=world_size)
+    try:
+        config = tiny_config(
+            Path(root),
+            Path(output),
+            training={"epochs": 2, "max_steps_per_epoch": 1, "batch_size": 4},
+        )
+        run = build_run(config)
+        batches = list(make_loader(run.splits.train, config, sampler=run.sampler))
+        train(run)
+        torch.save(
+            {
+                "params": [p.detach() for p in run.model.parameters()],
+                "first_image": batches[0]["image"],
+                "steps": run.step,
+            },
+            Path(output) / f"rank{rank}.pt",
+        )
+    finally:
+        dist.destroy_process_group()
+
+
+@pytest.mark.slow
+def test_two_process_gloo_run_keeps_parameters_equal_across_ranks(data_root, tmp_path):
+    world_size = 2
+    mp.spawn(
+        _ddp_worker,
+        args=(world_size, _free_port(), str(data_root), str(tmp_path)),
+        nprocs=world_size,
+        join=True,
+    )
+    states = [torch.load(tmp_path / f"rank{r}.pt", weights_only=True) for r in range(world_size)]
+    assert not torch.equal(states[0]["first_image"], states[1]["first_image"])
+    assert states[0]["steps"] == states[1]["steps"] == 2
+    assert (tmp_path / "final_metrics.json").is_file()
+    initial = build_run(tiny_config(data_root, tmp_path / "init")).model
+    moved = False
+    for p0, p1, p_init in zip(
+        states[0]["params"], states[1]["params"], initial.parameters(), strict=True
+    ):
+        assert torch.equal(p0, p1)
+        moved = moved or not torch.equal(p0, p_init.detach())
+    assert moved
