@@ -7,6 +7,7 @@ import math
 import numpy as np
 import pytest
 import torch
+from sh_reference import reference_sh_basis
 
 from coremtl.lighting import (
     SH_CONSTANTS,
@@ -51,20 +52,7 @@ def test_sh_basis_is_orthonormal_on_the_sphere():
 def test_sh_basis_matches_the_ramamoorthi_hanrahan_polynomials():
     normals = random_unit_vectors(50, seed=0)
     x, y, z = normals.unbind(-1)
-    expected = torch.stack(
-        [
-            torch.full_like(x, 0.282095),
-            0.488603 * y,
-            0.488603 * z,
-            0.488603 * x,
-            1.092548 * x * y,
-            1.092548 * y * z,
-            0.315392 * (3 * z**2 - 1),
-            1.092548 * x * z,
-            0.546274 * (x**2 - y**2),
-        ],
-        dim=-1,
-    )
+    expected = reference_sh_basis(x, y, z)
     assert torch.allclose(sh_basis(normals), expected, rtol=1e-14, atol=1e-15)
 
 

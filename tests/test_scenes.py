@@ -10,6 +10,7 @@ import math
 import numpy as np
 import pytest
 import torch
+from sh_reference import reference_sh_basis
 
 from coremtl.cli import main as coremtl_main
 from coremtl.lighting import srgb_to_linear
@@ -172,20 +173,7 @@ def test_rendered_shading_equals_the_explicit_sh_polynomial():
     batch = renderer.render([0, 1], "train", environment)
     lighting = renderer.appearance([0, 1], "train", environment).lighting
     x, y, z = batch["normal"].unbind(1)
-    basis = torch.stack(
-        [
-            torch.full_like(x, 0.282095),
-            0.488603 * y,
-            0.488603 * z,
-            0.488603 * x,
-            1.092548 * x * y,
-            1.092548 * y * z,
-            0.315392 * (3 * z**2 - 1),
-            1.092548 * x * z,
-            0.546274 * (x**2 - y**2),
-        ],
-        dim=-1,
-    )
+    basis = reference_sh_basis(x, y, z)
     expected = torch.einsum("bhwj,bcj->bchw", basis, lighting).clamp_min(0)
     valid = (batch["depth"] > 0).expand_as(expected)
     assert torch.allclose(batch["shading"][valid], expected[valid], atol=1e-12)
