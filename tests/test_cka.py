@@ -15,14 +15,6 @@ from coremtl.cka import (
 from scm.validation import InvalidParameterError
 
 
-@pytest.fixture(autouse=True, scope="module")
-def single_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 def correlated_pair(n: int, p: int, q: int, seed: int) -> tuple[torch.Tensor, torch.Tensor]:
     generator = torch.Generator().manual_seed(seed)
     common = torch.randn(n, 3, generator=generator, dtype=torch.float64)

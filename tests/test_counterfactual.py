@@ -19,14 +19,6 @@ from coremtl.representation import mlp_dual_stream
 from scm.validation import InvalidParameterError
 
 
-@pytest.fixture(autouse=True, scope="module")
-def single_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 def bn_model() -> nn.Module:
     torch.manual_seed(0)
     model = mlp_dual_stream(

@@ -9,14 +9,6 @@ from coremtl.grounding import ConvDecoder, MLPDecoder, adaptive_instance_norm, r
 from scm.validation import InvalidParameterError
 
 
-@pytest.fixture(autouse=True, scope="module")
-def single_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 def test_adain_output_has_the_style_statistics():
     """Per sample and channel: mean = shift and standard deviation = scale (Huang & Belongie)."""
     generator = torch.Generator().manual_seed(0)

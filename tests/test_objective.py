@@ -14,14 +14,6 @@ from coremtl.representation import mlp_dual_stream
 from scm.validation import InvalidParameterError
 
 
-@pytest.fixture(autouse=True, scope="module")
-def single_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 def task_losses_fn(predictions, batch):
     return {
         name: F.mse_loss(predictions[name][:, 0], batch["y"][:, i])

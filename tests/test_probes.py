@@ -22,14 +22,6 @@ from coremtl.representation import DualStreamModel, StreamSplit
 from scm.validation import InvalidParameterError
 
 
-@pytest.fixture(autouse=True, scope="module")
-def single_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 def linear_model(encoder: np.ndarray, k: int) -> DualStreamModel:
     """``(Z_s, Z_r) = E x`` as a dual-stream model (identity encoder, linear split)."""
     split = StreamSplit(2 * k, k, k).double()

@@ -12,14 +12,6 @@ from coremtl.representation import DualStreamModel, StreamSplit, mlp_dual_stream
 from scm.validation import InvalidParameterError
 
 
-@pytest.fixture(autouse=True, scope="module")
-def single_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 def vector_model(decoder: bool = False) -> DualStreamModel:
     torch.manual_seed(0)
     return mlp_dual_stream(

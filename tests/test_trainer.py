@@ -28,14 +28,6 @@ from scm.validation import InvalidParameterError
 TASKS = ("a", "b")
 
 
-@pytest.fixture(autouse=True, scope="module")
-def single_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 def make_model() -> nn.Module:
     torch.manual_seed(0)
     model = mlp_dual_stream(

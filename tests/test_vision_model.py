@@ -24,14 +24,6 @@ from scm.validation import InvalidParameterError
 TASKS = ["segmentation", "depth", "normal"]
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(previous)
-
-
 @pytest.fixture(scope="module")
 def tiny_model():
     config = ModelConfig(

@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 
 import pytest
-import torch
 
 from experiments.vision.config import VisionConfig, from_dict
 from experiments.vision.datasets.npy import MultiTaskNpyDataset
@@ -14,14 +13,6 @@ from experiments.vision.training import build_run, train
 from scm.validation import InvalidParameterError
 
 TASKS = ["segmentation", "depth", "normal"]
-
-
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(previous)
 
 
 def scenes_config(output, **data) -> VisionConfig:
