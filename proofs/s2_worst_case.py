@@ -113,6 +113,20 @@ def derive() -> list[SymbolicStep]:
     return steps
 
 
+def _random_symmetric_shift(
+    source_cov: np.ndarray, rng: np.random.Generator, low: float, high: float
+) -> tuple[float, np.ndarray | None]:
+    """``Sigma_S + delta D`` for a random symmetric ``D`` with ``||D||_F = 1`` and
+    ``delta ~ U(low, high)``; the target is ``None`` when it is not PSD (the draw is rejected)."""
+    k = source_cov.shape[0]
+    direction = rng.standard_normal((k, k))
+    direction = direction + direction.T
+    direction /= np.linalg.norm(direction, "fro")
+    delta = float(rng.uniform(low, high))
+    target = source_cov + delta * direction
+    return delta, (None if np.linalg.eigvalsh(target)[0] < 0 else target)
+
+
 def _equal_mean_gap(scm, psi: float, head: np.ndarray, target_cov: np.ndarray) -> float:
     from scm import ood_gap
 
@@ -138,12 +152,8 @@ def search_unqualified_counterexample(
         for _ in range(tries):
             scm = random_scm(k=k, num_tasks=1, seed=int(rng.integers(2**31)), shift_size=0.0)
             head = scm.beta[0]
-            direction = rng.standard_normal((k, k))
-            direction = direction + direction.T
-            direction /= np.linalg.norm(direction, "fro")
-            delta = float(rng.uniform(0.01, 1.0))
-            target = scm.source.cov + delta * direction
-            if np.linalg.eigvalsh(target)[0] < 0:
+            delta, target = _random_symmetric_shift(scm.source.cov, rng, 0.01, 1.0)
+            if target is None:
                 continue
             psi = float(rng.uniform(0.1, math.pi / 2))
             gap = _equal_mean_gap(scm, psi, head, target)
@@ -205,12 +215,8 @@ def measure(rng: np.random.Generator, draws: int = 40_000) -> Evidence:
         bound_scale = math.sin(psi) ** 2 * float(head @ head)
         worst_ratio = -math.inf
         for _ in range(50):
-            direction = rng.standard_normal((k, k))
-            direction = direction + direction.T
-            direction /= np.linalg.norm(direction, "fro")
-            delta = float(rng.uniform(0.05, 2.0))
-            target = scm.source.cov + delta * direction
-            if np.linalg.eigvalsh(target)[0] < 0:
+            delta, target = _random_symmetric_shift(scm.source.cov, rng, 0.05, 2.0)
+            if target is None:
                 continue
             gap = _equal_mean_gap(scm, psi, head, target)
             operator = float(np.linalg.norm(target - scm.source.cov, 2))
