@@ -13,16 +13,32 @@ estimator:
   / (n (n - 3))``, an unbiased estimator of ``||Cov(X, Y)||_F^2`` (needs ``n >= 4``).
 
 Both estimators are invariant to adding a constant to the features (the unbiased one as a
-U-statistic), so features are column-centred first; then ``K 1 = 0`` and both reduce to the inner
-products ``tr(K L) = ||X^T Y||_F^2``, ``tr(K K)``, ``tr(L L)`` and the row norms
-``d_K = diag(K)``. The inner products are computed from the n x n Gram matrices or in feature
-space, whichever is cheaper (Gram matrices cost ``n^2 (p + q)``, feature space
-``n (pq + p^2 + q^2)``).
+U-statistic), so features are column-centred first; then ``K 1 = 0`` and, with the row norms
+``D = [diag K, diag L]`` (n x 2) and their sums ``s = 1^T D``, the three HSIC numerators form the
+symmetric 2 x 2 matrix
+
+    S = R - kappa D^T D + s s^T / m,    R = [[tr KK, tr KL], [tr KL, tr LL]],
+
+with ``kappa = 1 + 2/(n - 2)``, ``m = (n - 1)(n - 2)`` for the unbiased estimator
+(``tr(Kt Lt) = tr(K L) - d_K . d_L``, ``1^T Kt 1 = -s_K``; the common factor ``1/(n (n - 3))``
+cancels) and ``S = R`` for the biased one; ``CKA = S_xy / sqrt(S_xx S_yy)``. ``R`` comes from the
+feature-space products ``A = Xc^T Xc``, ``M = Xc^T Yc``, ``B = Yc^T Yc`` (``tr KL = ||M||_F^2``,
+``tr KK = ||A||_F^2``) or from the n x n Gram matrices, whichever is cheaper. The gradient is
+written out (:class:`_LinearCKA`) rather than traced: with ``W = 4 dCKA/dS`` (symmetric),
+
+    dCKA/dXc = W_xx Xc A + W_xy Yc M^T + r_x o Xc,   dCKA/dYc = W_yy Yc B + W_xy Xc M + r_y o Yc,
+
+``[r_x, r_y] = (s^T / m - kappa D) W`` (per row; only for the unbiased estimator), then the
+centring ``H`` applied (only the ``r`` terms have non-zero column means); from Gram matrices
+``Xc A = K Xc`` and ``Yc M^T = L Xc``. A forward and backward pass costs
+``n (2p^2 + 3pq + 2q^2)`` multiply-adds in feature space (three products forward, four backward)
+and ``2 n^2 (p + q)`` from Gram matrices.
 
 Feature maps ``(B, C, H, W)`` are global-average-pooled over ``H, W`` by default (``maps='pool'``,
 as the method's independence penalty uses pooled streams), or flattened to ``(B, C H W)`` with
 ``maps='flatten'``. A batch in which either input is constant (zero variance, up to rounding)
-gives CKA 0, never NaN.
+gives CKA 0 and a zero gradient, never NaN. CKA is computed in the inputs' precision with
+autocast switched off (its sums of squares lose too much in half precision).
 """
 
 from __future__ import annotations
@@ -50,38 +66,86 @@ def as_feature_matrix(features: Tensor, maps: str = "pool", name: str = "feature
     )
 
 
-def _centred(features: Tensor) -> tuple[Tensor, Tensor]:
-    """Column-centred features and whether the batch has non-zero variance beyond rounding."""
-    centred = features - features.mean(dim=0, keepdim=True)
-    tolerance = 64 * torch.finfo(features.dtype).eps * torch.linalg.vector_norm(features)
-    return centred, torch.linalg.vector_norm(centred) > tolerance
-
-
 def _gram_is_cheaper(n: int, p: int, q: int) -> bool:
-    return n * n * (p + q) < n * (p * q + p * p + q * q)
+    """Forward and backward: ``2 n^2 (p + q)`` from Gram matrices against ``n (2p^2 + 3pq + 2q^2)``
+    in feature space."""
+    return 2 * n * (p + q) < 2 * p * p + 3 * p * q + 2 * q * q
 
 
-def _kernel_inner_products(x: Tensor, y: Tensor, use_gram: bool) -> tuple[Tensor, Tensor, Tensor]:
-    """``(tr(KL), tr(KK), tr(LL))`` from Gram matrices or as ``||X^T Y||_F^2`` etc."""
-    if use_gram:
-        k, l_ = x @ x.T, y @ y.T
-        return (k * l_).sum(), k.square().sum(), l_.square().sum()
-    return (x.T @ y).square().sum(), (x.T @ x).square().sum(), (y.T @ y).square().sum()
+def _centre(features: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+    """``Xc = H X``, its squared row norms ``diag(Xc Xc^T)`` and ``n ||mean||^2`` (the part of
+    ``||X||_F^2`` that centring removes)."""
+    mean = features.mean(dim=0, keepdim=True)
+    centred = features - mean
+    row_norms = torch.linalg.vector_norm(centred, dim=1).square()
+    return centred, row_norms, features.shape[0] * mean.square().sum()
 
 
-def _unbiased_hsic(trace: Tensor, d_x: Tensor, d_y: Tensor) -> Tensor:
-    """Song et al. (2012) unbiased HSIC of centred linear kernels, times ``n (n - 3)``.
+def _hsic_numerators(raw: Tensor, norms: Tensor, sums: Tensor, n: int, debiased: bool) -> Tensor:
+    """``S = R - kappa D^T D + s s^T / m`` (unbiased) or ``S = R`` (biased), 2 x 2."""
+    if not debiased:
+        return raw
+    kappa, m = 1.0 + 2.0 / (n - 2), (n - 1) * (n - 2)
+    return raw - kappa * (norms.T @ norms) + torch.outer(sums, sums) / m
 
-    For column-centred features ``K 1 = 0``, so ``Kt 1 = -d_K`` and ``1^T Kt 1 = -sum(d_K)``;
-    with ``tr(Kt Lt) = tr(K L) - d_K . d_L`` the estimator becomes
-    ``tr(K L) - (1 + 2/(n - 2)) d_K . d_L + sum(d_K) sum(d_L) / ((n - 1)(n - 2))``.
-    """
-    n = d_x.shape[0]
-    return (
-        trace
-        - (1.0 + 2.0 / (n - 2)) * (d_x * d_y).sum()
-        + d_x.sum() * d_y.sum() / ((n - 1) * (n - 2))
-    )
+
+class _LinearCKA(torch.autograd.Function):
+    """``CKA(x, y)`` with the closed-form gradient of the module docstring (first order only)."""
+
+    @staticmethod
+    def forward(ctx, x: Tensor, y: Tensor, debiased: bool, use_gram: bool) -> Tensor:
+        n = x.shape[0]
+        x, norms_x, offset_x = _centre(x)
+        y, norms_y, offset_y = _centre(y)
+        if use_gram:
+            first, second = x @ x.T, y @ y.T
+            cross = (first * second).sum()
+        else:
+            first, second = x.T @ x, y.T @ y
+            between = x.T @ y
+            cross = between.square().sum()
+        raw = torch.stack([first.square().sum(), cross, cross, second.square().sum()]).view(2, 2)
+        norms = torch.stack([norms_x, norms_y], dim=1)
+        sums = norms.sum(dim=0)
+        numerators = _hsic_numerators(raw, norms, sums, n, debiased)
+        uncentred = sums + torch.stack([offset_x, offset_y])
+        varies = sums > (64 * torch.finfo(x.dtype).eps) ** 2 * uncentred
+        self_terms = numerators.diagonal()
+        valid = varies.all() & (self_terms > 0).all()
+        tiny = torch.finfo(x.dtype).tiny
+        inverse_norm = torch.rsqrt(torch.clamp(self_terms.prod(), min=tiny))
+        if use_gram:
+            ctx.save_for_backward(x, y, first, second)
+        else:
+            ctx.save_for_backward(x, y, first, second, between)
+        ctx.debiased, ctx.use_gram = debiased, use_gram
+        ctx.statistics = (valid, inverse_norm, numerators, norms, sums)
+        return torch.where(valid, numerators[0, 1] * inverse_norm, torch.zeros_like(inverse_norm))
+
+    @staticmethod
+    @torch.autograd.function.once_differentiable
+    def backward(ctx, grad: Tensor):
+        valid, inverse_norm, numerators, norms, sums = ctx.statistics
+        x, y, first, second, *between = ctx.saved_tensors
+        n = x.shape[0]
+        tiny = torch.finfo(numerators.dtype).tiny
+        scale = torch.where(valid, grad, torch.zeros_like(grad))
+        alpha = scale * inverse_norm
+        beta = -alpha * numerators[0, 1] / (2 * numerators.diagonal().clamp(min=tiny))
+        weights = torch.stack([4 * beta[0], 2 * alpha, 2 * alpha, 4 * beta[1]]).view(2, 2)
+        if ctx.use_gram:
+            grad_x = (weights[0, 0] * first + weights[0, 1] * second) @ x
+            grad_y = (weights[0, 1] * first + weights[1, 1] * second) @ y
+        else:
+            cross_weighted = weights[0, 1] * between[0]
+            grad_x = torch.addmm(y @ cross_weighted.T, x, weights[0, 0] * first)
+            grad_y = torch.addmm(x @ cross_weighted, y, weights[1, 1] * second)
+        if ctx.debiased:
+            kappa, m = 1.0 + 2.0 / (n - 2), (n - 1) * (n - 2)
+            rows = (sums / m - kappa * norms) @ weights
+            grad_x = torch.addcmul(grad_x, rows[:, :1], x) - (rows[:, 0] @ x) / n
+            grad_y = torch.addcmul(grad_y, rows[:, 1:], y) - (rows[:, 1] @ y) / n
+        return grad_x, grad_y, None, None
 
 
 def linear_cka(
@@ -114,20 +178,10 @@ def linear_cka(
         raise InvalidParameterError(
             f"x: the {estimator} CKA estimator needs a batch of at least {minimum}, got {n}"
         )
-    x, x_varies = _centred(x)
-    y, y_varies = _centred(y)
     use_gram = _gram_is_cheaper(n, x.shape[1], y.shape[1]) if method == "auto" else method == "gram"
-    cross, self_x, self_y = _kernel_inner_products(x, y, use_gram)
-    if debiased:
-        d_x, d_y = x.square().sum(dim=1), y.square().sum(dim=1)
-        cross = _unbiased_hsic(cross, d_x, d_y)
-        self_x = _unbiased_hsic(self_x, d_x, d_x)
-        self_y = _unbiased_hsic(self_y, d_y, d_y)
-    denominator_squared = self_x * self_y
-    valid = x_varies & y_varies & (self_x > 0) & (self_y > 0)
-    tiny = torch.finfo(denominator_squared.dtype).tiny
-    safe_denominator = torch.sqrt(torch.clamp(denominator_squared, min=tiny))
-    return torch.where(valid, cross / safe_denominator, torch.zeros_like(cross))
+    dtype = torch.promote_types(x.dtype, y.dtype)
+    with torch.autocast(device_type=x.device.type, enabled=False):
+        return _LinearCKA.apply(x.to(dtype), y.to(dtype), bool(debiased), use_gram)
 
 
 def expected_biased_cka_independent(batch_size: int, dim_x: int, dim_y: int) -> float:

@@ -18,7 +18,7 @@ SUBCOMMANDS: dict[str, tuple[str, str]] = {
     "prove": ("proofs.cli", "certify every statement of THEORY.md and print the verdict table"),
     "verify": ("experiments.verify", "run the proofs and the synthetic studies; figures + report"),
     "figures": ("experiments.figures_cli", "redraw the figures and report from a results file"),
-    "data": ("experiments.vision.data_cli", "generate data sets (rendered scenes)"),
+    "data": ("experiments.vision.data_cli", "generate data sets (rendered scenes, Cityscapes-C)"),
     "train": ("experiments.vision.train_cli", "train a vision model from a YAML config"),
     "evaluate": ("experiments.vision.evaluate_cli", "metrics of a saved vision checkpoint"),
 }

@@ -60,25 +60,40 @@ def frozen_batchnorm(module: nn.Module) -> Iterator[nn.Module]:
             norm.train(mode)
 
 
+def _semantic_of_input(model: nn.Module, x: Tensor) -> Tensor:
+    """``Z_s(x)``, without computing ``Z_r`` when the model can (``encode_semantic``)."""
+    encode_semantic = getattr(model, "encode_semantic", None)
+    return encode_semantic(x) if encode_semantic is not None else model.encode(x)[0]
+
+
+def _semantic_of_features(split: nn.Module, features: Tensor) -> Tensor:
+    """``Z_s`` of shared features, without computing ``Z_r`` when the split can (``semantic``)."""
+    semantic = getattr(split, "semantic", None)
+    return semantic(features) if semantic is not None else split(features)[0]
+
+
 def input_counterfactual_predictions(
     model: nn.Module, z_s: Tensor, z_r: Tensor, permutation: Tensor
 ) -> dict[str, Tensor]:
-    """``heads(Z_s(decode(Z_s(i), Z_r(pi(i))).detach()))`` with batch norm frozen throughout."""
+    """``heads(Z_s(decode(Z_s(i), Z_r(pi(i))).detach()))`` with batch norm frozen throughout
+    (the model's whole forward when its heads also read pre-split features, as in the
+    skip-connection ablation)."""
     with frozen_batchnorm(model):
         with torch.no_grad():
             counterfactual = model.decode(z_s, z_r[permutation])
-        z_s_cf, _ = model.encode(counterfactual)
-        return model.predict(z_s_cf)
+        if getattr(model, "heads_read_pre_split_features", False):
+            return model(counterfactual).predictions
+        return model.predict(_semantic_of_input(model, counterfactual))
 
 
 def feature_counterfactual_predictions(
     model: nn.Module, shared: Tensor, z_r: Tensor, permutation: Tensor
 ) -> dict[str, Tensor]:
-    """``heads(Z_s(F'))`` with ``F'`` the shared features of ``i`` edited to carry ``Z_r(pi(i))``."""
+    """``heads(Z_s(F'))`` with ``F'`` the shared features of ``i`` edited to carry ``Z_r(pi(i))``
+    (``z_r`` is the residual stream of ``shared``)."""
     with torch.no_grad():
-        edited = model.split.substitute_residual(shared, z_r[permutation])
-    z_s_cf, _ = model.split(edited)
-    return model.predict(z_s_cf)
+        edited = model.split.substitute_residual(shared, z_r[permutation], current=z_r)
+    return model.predict(_semantic_of_features(model.split, edited))
 
 
 def counterfactual_predictions(

@@ -161,6 +161,30 @@ def test_state_dict_round_trip_reproduces_the_next_step_exactly(name):
         assert torch.equal(g, h)
 
 
+@pytest.mark.parametrize("name", BALANCER_NAMES)
+def test_losses_sharing_one_stacked_head_and_loss_call_give_the_separate_heads_gradients(name):
+    """Task losses from one LinearHeads output and one loss call (graphs that meet after the
+    shared representation) get the gradients of separate heads and separate loss calls."""
+    from coremtl.representation import LinearHeads
+
+    model = TrunkModel(TASKS_3)
+    trunk = copy.deepcopy(model.trunk)
+    heads = LinearHeads.from_linear(model.heads)
+    targets = torch.cat([model.y[t] for t in TASKS_3], dim=1)
+    model.step(make_balancer(name, TASKS_3), extra_weight=0.5)
+    shared = trunk(model.x)
+    vector = ((heads(shared).stacked - targets) ** 2).mean(dim=0) + 0.1
+    extra = 0.5 * shared.pow(2).mean()
+    make_balancer(name, TASKS_3).backward(
+        dict(zip(TASKS_3, vector.unbind(), strict=True)), shared, list(trunk.parameters()), extra
+    )
+    for p, q in zip(model.trunk.parameters(), trunk.parameters(), strict=True):
+        torch.testing.assert_close(q.grad, p.grad, rtol=1e-4, atol=1e-6)
+    torch.testing.assert_close(
+        heads.linear.weight.grad, torch.cat([model.heads[t].weight.grad for t in TASKS_3])
+    )
+
+
 def test_the_extra_loss_is_added_with_weight_one_for_aggregators():
     model = TrunkModel(TASKS_2)
     balancer = make_balancer("upgrad", TASKS_2)

@@ -90,6 +90,44 @@ def test_constant_features_give_zero_and_finite_gradients(debiased):
     assert torch.isfinite(x.grad).all() and torch.isfinite(y.grad).all()
 
 
+@pytest.mark.parametrize("method", ["features", "gram"])
+@pytest.mark.parametrize("debiased", ESTIMATORS)
+@pytest.mark.parametrize(("n", "p", "q"), [(9, 4, 6), (6, 7, 5)])
+def test_closed_form_gradient_matches_finite_differences(n, p, q, debiased, method):
+    x, y = correlated_pair(n, p, q, seed=7 * n + p)
+    x.requires_grad_(True)
+    y.requires_grad_(True)
+    assert torch.autograd.gradcheck(
+        lambda a, b: linear_cka(a, b, debiased=debiased, method=method), (x, y)
+    )
+
+
+@pytest.mark.parametrize("debiased", ESTIMATORS)
+def test_gradient_through_pooled_maps_matches_finite_differences(debiased):
+    generator = torch.Generator().manual_seed(3)
+    x = torch.randn(8, 3, 2, 2, generator=generator, dtype=torch.float64, requires_grad=True)
+    y = torch.randn(8, 2, 2, 2, generator=generator, dtype=torch.float64, requires_grad=True)
+    assert torch.autograd.gradcheck(lambda a, b: linear_cka(a, b, debiased=debiased), (x, y))
+
+
+@pytest.mark.parametrize("debiased", ESTIMATORS)
+def test_constant_features_give_an_exactly_zero_gradient(debiased):
+    x = torch.full((16, 4), 3.0, dtype=torch.float64, requires_grad=True)
+    y = torch.randn(16, 5, dtype=torch.float64, requires_grad=True)
+    linear_cka(x, y, debiased=debiased).backward()
+    assert torch.equal(x.grad, torch.zeros_like(x)) and torch.equal(y.grad, torch.zeros_like(y))
+
+
+def test_autocast_does_not_lower_the_precision():
+    x, y = correlated_pair(32, 6, 5, seed=4)
+    x, y = x.float(), y.float()
+    reference = linear_cka(x, y)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        value = linear_cka(x, y)
+    assert value.dtype == torch.float32
+    torch.testing.assert_close(value, reference)
+
+
 def test_maps_are_pooled_by_default_and_flattened_on_request():
     generator = torch.Generator().manual_seed(2)
     x = torch.randn(8, 3, 4, 4, generator=generator, dtype=torch.float64)

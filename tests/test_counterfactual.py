@@ -132,6 +132,58 @@ def test_feature_counterfactual_equals_the_heads_on_the_edited_semantic_stream()
     torch.testing.assert_close(predictions["a"], forward.predictions["a"])
 
 
+class PlainSplit(nn.Module):
+    """A split that can only compute both streams (no ``semantic``)."""
+
+    def __init__(self, split: nn.Module):
+        super().__init__()
+        self.inner = split
+
+    def forward(self, features):
+        return self.inner(features)
+
+    def substitute_residual(self, features, z_r, current=None):
+        return self.inner.substitute_residual(features, z_r, current)
+
+
+class PlainModel(nn.Module):
+    """The model's interface without ``encode_semantic``."""
+
+    def __init__(self, model: nn.Module):
+        super().__init__()
+        self.inner = model
+        self.split = PlainSplit(model.split)
+
+    def encode(self, x):
+        return self.inner.encode(x)
+
+    def decode(self, z_s, z_r):
+        return self.inner.decode(z_s, z_r)
+
+    def predict(self, z_s):
+        return self.inner.predict(z_s)
+
+
+@pytest.mark.parametrize("mode", ["input", "feature"])
+def test_counterfactuals_need_only_the_two_stream_interface(mode):
+    """The semantic-only shortcuts give the predictions of the full encode / split (dropout in
+    the encoder draws the same mask from the same seed)."""
+    model = bn_model().double()
+    plain = PlainModel(model)
+    forward = model(torch.randn(8, 6, dtype=torch.float64))
+    permutation = derangement(8, torch.Generator().manual_seed(4))
+    torch.manual_seed(9)
+    fast = counterfactual_predictions(
+        model, forward.shared, forward.z_s, forward.z_r, permutation, mode
+    )
+    torch.manual_seed(9)
+    reference = counterfactual_predictions(
+        plain, forward.shared, forward.z_s, forward.z_r, permutation, mode
+    )
+    for name in ("a", "b"):
+        torch.testing.assert_close(fast[name], reference[name])
+
+
 def test_bad_inputs_name_the_parameter():
     with pytest.raises(InvalidParameterError, match="n: a derangement needs at least 2"):
         derangement(1)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import copy
+
 import pytest
 import torch
 import torch.nn.functional as F
@@ -10,7 +12,7 @@ from coremtl.cka import linear_cka
 from coremtl.counterfactual import counterfactual_predictions, derangement
 from coremtl.grounding import MLPDecoder
 from coremtl.objective import CoreMTLObjective
-from coremtl.representation import mlp_dual_stream
+from coremtl.representation import LinearHeads, mlp_dual_stream
 from scm.validation import InvalidParameterError
 
 
@@ -84,6 +86,35 @@ def test_cfa_term_is_the_mean_task_loss_of_the_counterfactual_batch(setup, mode)
     )
     losses = task_losses_fn(predictions, batch)
     torch.testing.assert_close(terms["cfa"], 0.5 * (losses["a"] + losses["b"]) / 2)
+
+
+@pytest.mark.parametrize("mode", ["input", "feature"])
+def test_terms_and_their_gradients_do_not_depend_on_the_head_layout(setup, mode):
+    """Stacked heads (one LinearHeads) and separate heads with the same weights give the same
+    CKA, reconstruction and CFA terms, and the same parameter gradients."""
+    separate = setup[0].double()
+    stacked = copy.deepcopy(separate)
+    stacked.heads = LinearHeads.from_linear(separate.heads)
+    batch = {key: value.double() for key, value in setup[1].items()}
+    objective = CoreMTLObjective(
+        cka_weight=0.3, cfa_weight=0.5, reconstruction_weight=1.0, cfa_mode=mode
+    )
+    results = []
+    for model in (separate, stacked):
+        forward = model(batch["x"])
+        terms = objective.terms(
+            model, batch, forward, 0, task_losses_fn, torch.Generator().manual_seed(5)
+        )
+        sum(terms.values()).backward()
+        results.append(
+            (terms, {k: p.grad for k, p in model.named_parameters() if "heads" not in k})
+        )
+    (terms_separate, grads_separate), (terms_stacked, grads_stacked) = results
+    assert set(terms_stacked) == set(terms_separate) == {"cka", "reconstruction", "cfa"}
+    for name, value in terms_separate.items():
+        torch.testing.assert_close(terms_stacked[name], value, rtol=1e-12, atol=1e-14)
+    for name, grad in grads_separate.items():
+        torch.testing.assert_close(grads_stacked[name], grad, rtol=1e-10, atol=1e-12)
 
 
 def test_cfa_is_applied_with_its_probability(setup):

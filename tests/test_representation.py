@@ -2,13 +2,21 @@
 
 from __future__ import annotations
 
+import copy
+
 import pytest
 import torch
 from torch import nn
 
 from coremtl.forward import Forward
 from coremtl.grounding import MLPDecoder
-from coremtl.representation import DualStreamModel, StreamSplit, mlp_dual_stream
+from coremtl.representation import (
+    DualStreamModel,
+    LinearHeads,
+    StackedPredictions,
+    StreamSplit,
+    mlp_dual_stream,
+)
 from scm.validation import InvalidParameterError
 
 
@@ -106,3 +114,139 @@ def test_bad_construction_names_the_parameter():
         StreamSplit(4, 0, 2)
     with pytest.raises(InvalidParameterError, match="heads: expected at least one task head"):
         DualStreamModel(nn.Identity(), StreamSplit(4, 2, 2), {})
+
+
+def separate_and_stacked_heads(dtype=torch.float64) -> tuple[DualStreamModel, DualStreamModel]:
+    """Two models with equal encoder, split and head weights: K linear heads, and LinearHeads."""
+    torch.manual_seed(4)
+    separate = mlp_dual_stream(
+        6, ["a", "b", "c"], hidden=(16,), semantic_dim=3, residual_dim=4, head_outputs=2
+    ).to(dtype)
+    stacked = DualStreamModel(
+        copy.deepcopy(separate.encoder),
+        copy.deepcopy(separate.split),
+        LinearHeads.from_linear(separate.heads),
+    )
+    return separate, stacked
+
+
+def test_linear_heads_equal_separate_heads_with_the_same_weights_gradients_included():
+    separate, stacked = separate_and_stacked_heads()
+    x = torch.randn(5, 6, dtype=torch.float64)
+    weights = {"a": 0.3, "b": -1.2, "c": 2.0}
+    outputs = []
+    for model in (separate, stacked):
+        forward = model(x)
+        loss = sum(weights[t] * forward.predictions[t].square().sum() for t in weights)
+        loss.backward()
+        outputs.append(forward.predictions)
+    assert stacked.task_names == separate.task_names == ["a", "b", "c"]
+    for name in weights:
+        assert outputs[1][name].shape == outputs[0][name].shape == (5, 2)
+        torch.testing.assert_close(outputs[1][name], outputs[0][name], rtol=1e-12, atol=1e-14)
+    for part in ("encoder", "split"):
+        for p, q in zip(
+            getattr(separate, part).parameters(), getattr(stacked, part).parameters(), strict=True
+        ):
+            torch.testing.assert_close(q.grad, p.grad, rtol=1e-12, atol=1e-14)
+    torch.testing.assert_close(
+        stacked.heads.linear.weight.grad,
+        torch.cat([separate.heads[t].weight.grad for t in weights]),
+        rtol=1e-12,
+        atol=1e-14,
+    )
+    torch.testing.assert_close(
+        stacked.heads.linear.bias.grad,
+        torch.cat([separate.heads[t].bias.grad for t in weights]),
+        rtol=1e-12,
+        atol=1e-14,
+    )
+
+
+def test_stacked_predictions_are_the_column_blocks_of_one_output():
+    heads = LinearHeads(4, {"seg": 3, "depth": 1, "edge": 2})
+    z_s = torch.randn(7, 4)
+    predictions = heads(z_s)
+    assert isinstance(predictions, StackedPredictions) and isinstance(predictions, dict)
+    assert predictions.stacked.shape == (7, 6)
+    torch.testing.assert_close(
+        torch.cat([predictions[t] for t in ("seg", "depth", "edge")], dim=1), predictions.stacked
+    )
+    storage = predictions.stacked.untyped_storage().data_ptr()
+    for name, prediction in predictions.items():
+        assert prediction.untyped_storage().data_ptr() == storage, name
+    torch.testing.assert_close(predictions["depth"], heads.linear(z_s)[:, 3:4])
+
+
+def test_linear_heads_never_see_the_residual_stream():
+    """Perturbing Z_r leaves every prediction of the stacked heads bit-identical."""
+    torch.manual_seed(0)
+    model = mlp_dual_stream(
+        6, ["a", "b"], hidden=(16,), semantic_dim=3, residual_dim=4, fused_heads=True
+    )
+    assert isinstance(model.heads, LinearHeads)
+    x = torch.randn(4, 6)
+    before = model(x)
+    with torch.no_grad():
+        model.split.projection.weight[model.split.semantic_dim :] += 5.0
+        model.split.projection.bias[model.split.semantic_dim :] -= 3.0
+    after = model(x)
+    assert not torch.allclose(before.z_r, after.z_r)
+    assert torch.equal(before.predictions.stacked, after.predictions.stacked)
+    for name in before.predictions:
+        assert torch.equal(before.predictions[name], after.predictions[name])
+    (grad,) = torch.autograd.grad(after.predictions.stacked.sum(), after.z_r, allow_unused=True)
+    assert grad is None
+
+
+@pytest.mark.parametrize("build", [vector_model, map_model], ids=["vectors", "maps"])
+def test_encode_semantic_is_the_semantic_stream_of_encode(build):
+    model = build().double()
+    x = torch.randn(4, 6) if build is vector_model else torch.randn(2, 3, 5, 5)
+    x = x.double()
+    torch.testing.assert_close(model.encode_semantic(x), model.encode(x)[0])
+    torch.testing.assert_close(model.split.semantic(model.encoder(x)), model.encode(x)[0])
+
+
+@pytest.mark.parametrize("maps", [False, True])
+def test_substitute_residual_with_the_current_stream_given_is_the_same_edit(maps):
+    torch.manual_seed(2)
+    split = StreamSplit(8, 3, 2, maps=maps).double()
+    features = torch.randn((4, 8, 3, 3) if maps else (4, 8), dtype=torch.float64)
+    target = torch.randn((4, 2, 3, 3) if maps else (4, 2), dtype=torch.float64)
+    _, current = split(features)
+    torch.testing.assert_close(
+        split.substitute_residual(features, target, current=current),
+        split.substitute_residual(features, target),
+    )
+
+
+def test_substitute_residual_uses_the_pseudo_inverse_when_the_residual_rows_are_dependent():
+    """With W_r of rank 1 (two equal rows) the edit is the minimal-norm least-squares change."""
+    torch.manual_seed(3)
+    split = StreamSplit(5, 2, 2).double()
+    with torch.no_grad():
+        split.projection.weight[3] = split.projection.weight[2]
+    residual_weight = split.projection.weight[2:]
+    features = torch.randn(6, 5, dtype=torch.float64)
+    target = torch.randn(6, 2, dtype=torch.float64)
+    edited = split.substitute_residual(features, target)
+    _, current = split(features)
+    expected = features + (target - current) @ torch.linalg.pinv(residual_weight).T
+    torch.testing.assert_close(edited, expected)
+    assert torch.isfinite(edited).all()
+
+
+def test_bad_linear_heads_name_the_parameter():
+    with pytest.raises(InvalidParameterError, match="outputs: expected at least one task"):
+        LinearHeads(4, {})
+    with pytest.raises(InvalidParameterError, match=r"outputs\['a'\]: expected a positive"):
+        LinearHeads(4, {"a": 0})
+    with pytest.raises(InvalidParameterError, match="in_features: expected a positive"):
+        LinearHeads(0, {"a": 1})
+    with pytest.raises(InvalidParameterError, match="one common input width"):
+        LinearHeads.from_linear({"a": nn.Linear(3, 1), "b": nn.Linear(4, 1)})
+    with pytest.raises(InvalidParameterError, match=r"mapping of nn\.Linear heads"):
+        LinearHeads.from_linear({"a": nn.Conv2d(3, 1, 1)})
+    with pytest.raises(InvalidParameterError, match=r"z_s: LinearHeads expected vectors"):
+        LinearHeads(4, {"a": 1})(torch.randn(2, 4, 3, 3))

@@ -40,6 +40,7 @@ FLOAT32_ULPS = 4 * torch.finfo(torch.float32).eps
 """Vectorised and scalar float32 ``sin`` / ``pow`` (texture, sRGB) may differ by an ulp or two."""
 
 SMALL = SceneConfig(resolution=(24, 32))
+SMALL_CROWDED = SceneConfig(resolution=(24, 32), min_objects=4, max_objects=8)
 
 
 def layout_of(shape: str, centre, half, yaw: float = 0.0, class_id: int = 1) -> Layout:
@@ -255,6 +256,83 @@ def test_sample_is_the_same_in_a_dataloader_worker():
         assert_same_sample(
             {key: value[index % 2] for key, value in loaded[index // 2].items()}, dataset[index]
         )
+
+
+def test_getitems_returns_what_getitem_returns_for_each_index():
+    dataset = RenderedScenes(16, environment="target", shift=0.3, config=SMALL_CROWDED)
+    indices = [11, 0, 11, 6, 15]
+    for index, sample in zip(indices, dataset.__getitems__(indices), strict=True):
+        assert_same_sample(sample, dataset[index])
+
+
+def test_a_loader_with_a_batch_sampler_renders_each_batch_in_one_call(monkeypatch):
+    dataset = RenderedScenes(10, config=SMALL)
+    calls = []
+    render = dataset.renderer.render
+
+    def counting(indices, split, environment):
+        calls.append(list(indices))
+        return render(indices, split, environment)
+
+    monkeypatch.setattr(dataset.renderer, "render", counting)
+    batches = [[3, 1, 4], [9, 0]]
+    loaded = list(torch.utils.data.DataLoader(dataset, batch_sampler=batches))
+    assert calls == batches
+    assert [len(batch["image"]) for batch in loaded] == [3, 2]
+
+
+def test_sparse_primitive_pixels_agree_with_the_dense_maps():
+    renderer = SceneRenderer(SMALL_CROWDED)
+    hits = renderer.geometry(range(6), "train")
+    objects = hits.object_pixels
+    assert objects.numel() == objects.unique().numel() > 50
+    assert torch.equal(hits.label.reshape(-1)[objects], hits.object_labels)
+    assert torch.equal(hits.normal_planes.reshape(3, -1)[:, objects], hits.object_normals)
+    plane = SMALL_CROWDED.plane_class
+    is_object = (hits.label.reshape(-1) >= 0) & (hits.label.reshape(-1) != plane)
+    assert torch.equal(torch.sort(objects).values, torch.nonzero(is_object).squeeze(1))
+    forward = torch.as_tensor(renderer.camera.world_from_camera()[:, 2], dtype=torch.float32)
+    origin = torch.as_tensor(renderer.camera.origin(), dtype=torch.float32)
+    camera_z = ((hits.object_points - origin[:, None]) * forward[:, None]).sum(0)
+    assert torch.allclose(camera_z, hits.depth.reshape(-1)[objects], rtol=1e-5)
+
+
+def test_a_scene_seen_only_against_the_sky_has_sky_albedo_and_unit_shading():
+    config = dataclasses.replace(SMALL, camera_pitch_deg=-60.0)
+    environment = noiseless("target", 0.5)
+    renderer = SceneRenderer(config)
+    batch = renderer.render(range(3), "train", environment)
+    assert (batch["segmentation"] == -1).all() and (batch["depth"] == 0).all()
+    assert (batch["normal"] == 0).all() and (batch["shading"] == 1).all()
+    sky = renderer.appearance(range(3), "train", environment).sky
+    assert torch.equal(batch["albedo"], sky[:, :, None, None].expand_as(batch["albedo"]))
+
+
+def test_benchmark_sources_read_the_same_batches_through_the_trainer_loader_path(tmp_path):
+    from experiments.vision.datasets.npy import MultiTaskNpyDataset
+    from experiments.vision.render_benchmark import NpyFiles, OneByOne, batches, compare
+
+    n = 5
+    rendered = RenderedScenes(n, config=SMALL)
+    folder = write_split(tmp_path, "train", n, rendered.environment, SMALL, progress=False)
+    pipeline = MultiTaskNpyDataset(tmp_path, "train", ["segmentation", "depth", "normal"], 5)
+    sources = [NpyFiles(folder, n), pipeline, rendered, OneByOne(rendered)]
+    loaded = [
+        list(torch.utils.data.DataLoader(source, batch_sampler=batches(n))) for source in sources
+    ]
+    reference = loaded[0][0]
+    assert len(reference["image"]) == n
+    for batches_of_source in loaded[1:]:
+        (batch,) = batches_of_source
+        assert batch.keys() == reference.keys()
+        for key, value in reference.items():
+            assert batch[key].shape == value.shape and batch[key].dtype == value.dtype, key
+        assert torch.equal(batch["segmentation"], reference["segmentation"])
+        assert torch.equal(batch["depth"], reference["depth"])
+        assert torch.allclose(batch["image"], reference["image"], atol=FLOAT32_ULPS)
+    row = compare(8, 3, repeats=1, device="cpu")
+    assert row["n"] == 3 and row["render_over_load"] > 0
+    assert all(row[f"{name}_images_per_s"] > 0 for name in ("load", "pipeline", "render"))
 
 
 def test_seed_and_split_change_the_layout():

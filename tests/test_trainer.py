@@ -22,7 +22,7 @@ from coremtl.checkpoint import (
 from coremtl.grounding import MLPDecoder
 from coremtl.objective import CoreMTLObjective
 from coremtl.representation import mlp_dual_stream
-from coremtl.trainer import NonFiniteError, Trainer, TrainerConfig, epoch_order
+from coremtl.trainer import NonFiniteError, ScheduledTerms, Trainer, TrainerConfig, epoch_order
 from scm.validation import InvalidParameterError
 
 TASKS = ("a", "b")
@@ -180,7 +180,9 @@ def test_outputs_config_metrics_and_the_warmup_cosine_schedule(tmp_path, data):
     run = trainer(tmp_path, learning_rate=1e-2, warmup_steps=2)
     run.fit(data)
     config = json.loads((tmp_path / "config.json").read_text())
-    assert config["trainer"]["seed"] == 3 and config["objective"]["cfa_mode"] == "input"
+    assert (
+        config["trainer"]["seed"] == 3 and config["objective"][0]["source"]["cfa_mode"] == "input"
+    )
     rows = [json.loads(line) for line in (tmp_path / "metrics.jsonl").read_text().splitlines()]
     assert [row["step"] for row in rows] == list(range(1, 9))
     lrs = [row["lr"] for row in rows]
@@ -277,3 +279,161 @@ def test_bad_settings_name_the_parameter(tmp_path, data):
         )
     with pytest.raises(InvalidParameterError, match="batch_size: 64 leaves no full batch"):
         trainer(tmp_path, batch_size=64).fit(data)
+
+
+class ConstantTerm:
+    """A term source that records the steps it is called with."""
+
+    def __init__(self, name: str):
+        self.name = name
+        self.steps: list[int] = []
+
+    def terms(self, model, batch, forward, step, task_losses_fn=None, generator=None):
+        self.steps.append(step)
+        return {self.name: forward.z_r.square().mean()}
+
+
+def test_scheduled_terms_start_at_their_epoch_and_count_steps_from_there(tmp_path, data):
+    early, late = ConstantTerm("early"), ConstantTerm("late")
+    run = Trainer(
+        make_model(),
+        task_losses(),
+        make_balancer("ew", list(TASKS)),
+        TrainerConfig(epochs=3, batch_size=12, progress=False, task_start_epoch=1),
+        tmp_path,
+        objective=[early, ScheduledTerms(late, start_epoch=2, name="late term")],
+    )
+    run.fit(data)
+    assert early.steps == list(range(12)) and late.steps == [0, 1, 2, 3]
+    assert [r["tasks_active"] for r in run.history] == [False, True, True]
+    assert [r["terms_active"] for r in run.history] == [
+        ["ConstantTerm"],
+        ["ConstantTerm"],
+        ["ConstantTerm", "late term"],
+    ]
+    assert "loss/a" not in run.history[0]["train"] and "loss/a" in run.history[1]["train"]
+    assert "term/late" in run.history[2]["train"] and "term/late" not in run.history[1]["train"]
+    epochs = [json.loads(line) for line in (tmp_path / "epochs.jsonl").read_text().splitlines()]
+    assert [e["epoch"] for e in epochs] == [0, 1, 2]
+
+
+def test_an_epoch_with_neither_tasks_nor_terms_is_refused(tmp_path, data):
+    run = Trainer(
+        make_model(),
+        task_losses(),
+        make_balancer("ew", list(TASKS)),
+        TrainerConfig(epochs=2, batch_size=12, progress=False, task_start_epoch=1),
+        tmp_path,
+    )
+    with pytest.raises(InvalidParameterError, match="task_start_epoch: epoch 0 trains neither"):
+        run.fit(data)
+
+
+def test_validation_selects_and_the_test_split_is_reported_alongside(tmp_path, data):
+    scores = iter([3.0, 1.0, 2.0])
+    tests = iter([30.0, 10.0, 20.0])
+    run = Trainer(
+        make_model(),
+        task_losses(),
+        make_balancer("ew", list(TASKS)),
+        TrainerConfig(
+            epochs=3,
+            batch_size=12,
+            progress=False,
+            selection_metric="score",
+            max_batches_per_epoch=2,
+        ),
+        tmp_path,
+        validate=lambda model: {"score": next(scores)},
+        test=lambda model: {"error": next(tests)},
+        checkpoint_dir=tmp_path / "checkpoints",
+        checkpoint_metadata={"note": "kept"},
+    )
+    summary = run.fit(data)
+    assert summary["step"] == 6
+    assert summary["best"]["epoch"] == 1 and summary["best"]["test"] == {"error": 10.0}
+    assert [r["test"]["error"] for r in run.history] == [30.0, 10.0, 20.0]
+    best = load_checkpoint(tmp_path / "checkpoints" / "best.pt")
+    assert best["note"] == "kept" and best["best"]["val"] == {"score": 1.0}
+    assert load_checkpoint(tmp_path / "checkpoints" / "last.pt")["note"] == "kept"
+
+
+def test_vectors_can_be_exempt_from_weight_decay(tmp_path, data):
+    run = trainer(tmp_path, weight_decay_on_vectors=False)
+    run.prepare(data)
+    decayed, exempt = run.optimizer.param_groups[:2]
+    assert decayed["weight_decay"] == 1e-4 and exempt["weight_decay"] == 0.0
+    assert all(p.ndim > 1 for p in decayed["params"])
+    assert all(p.ndim <= 1 for p in exempt["params"]) and exempt["params"]
+
+
+def test_batch_order_depends_on_the_epoch_only_and_process_shares_are_disjoint(
+    tmp_path, data, monkeypatch
+):
+    from coremtl import distributed
+
+    run = trainer(tmp_path, batch_size=5, max_batches_per_epoch=0)
+    once = run.epoch_batches(data, 2)
+    assert all(torch.equal(a, b) for a, b in zip(run.epoch_batches(data, 2), once, strict=True))
+    assert len(once) == 9 and not torch.equal(
+        torch.cat(run.epoch_batches(data, 3)), torch.cat(once)
+    )
+    monkeypatch.setattr(distributed, "world_size", lambda: 2)
+    shares = []
+    for rank in (0, 1):
+        monkeypatch.setattr(distributed, "rank", lambda rank=rank: rank)
+        shares.append(torch.cat(run.epoch_batches(data, 2)).tolist())
+    assert len(shares[0]) == len(shares[1]) == 20 and not set(shares[0]) & set(shares[1])
+    assert len(trainer(tmp_path, batch_size=5, max_batches_per_epoch=3).epoch_batches(data, 0)) == 3
+
+
+def test_a_run_without_output_dir_writes_nothing_and_keeps_a_constant_rate(
+    tmp_path, data, monkeypatch
+):
+    monkeypatch.chdir(tmp_path)
+    run = Trainer(
+        make_model(),
+        task_losses(),
+        make_balancer("ew", list(TASKS)),
+        TrainerConfig(
+            epochs=2, batch_size=12, progress=False, learning_rate=0.01, lr_schedule="constant"
+        ),
+        None,
+        objective=objective(),
+        validate=lambda model: {"score": 1.0},
+    )
+    summary = run.fit(data)
+    assert summary["step"] == 8 and len(run.history) == 2
+    assert run.history[1]["train"]["lr"] == pytest.approx(0.01)
+    assert list(tmp_path.iterdir()) == []
+    with pytest.raises(InvalidParameterError, match="resume: a run without an output_dir"):
+        run.fit(data, resume=True)
+    with pytest.raises(InvalidParameterError, match="lr_schedule: expected one of"):
+        TrainerConfig(lr_schedule="step")
+
+
+def test_a_task_loss_vector_gives_the_same_losses_as_the_per_task_functions(tmp_path, data):
+    def both_columns(predictions, batch):
+        stacked = torch.cat([predictions[name] for name in TASKS], dim=1)
+        return (stacked - batch["y"]).square().mean(dim=0)
+
+    run = trainer(tmp_path)
+    vector = Trainer(
+        make_model(),
+        task_losses(),
+        make_balancer("ew", list(TASKS)),
+        TrainerConfig(progress=False),
+        tmp_path / "vector",
+        task_loss_vector=both_columns,
+    )
+    batch = {key: value[:12] for key, value in data.items()}
+    forward = run.model(batch["x"])
+    expected = run.task_losses_fn(forward.predictions, batch)
+    got = vector.task_losses_fn(forward.predictions, batch)
+    assert list(got) == list(TASKS)
+    assert all(torch.allclose(got[t], expected[t]) for t in TASKS)
+    vector.task_loss_vector = lambda predictions, batch: torch.zeros(3)
+    with pytest.raises(
+        InvalidParameterError, match=r"task_loss_vector: expected a tensor of shape \(2,\)"
+    ):
+        vector.task_losses_fn(forward.predictions, batch)

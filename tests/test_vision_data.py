@@ -9,10 +9,9 @@ import numpy as np
 import pytest
 import torch
 
-from experiments.vision.config import VisionConfig, from_dict, load_config
+from experiments.vision.config import DataConfig, VisionConfig, from_dict, load_config
 from experiments.vision.datasets.augment import horizontal_flip, random_scale_crop
 from experiments.vision.datasets.npy import MultiTaskNpyDataset
-from experiments.vision.datasets.sampling import EpochBatchSampler
 from experiments.vision.datasets.splits import carve_validation
 from experiments.vision.datasets.synthetic import write_tiny_dataset
 from scm.validation import InvalidParameterError
@@ -135,6 +134,33 @@ def test_scale_crop_divides_depth_by_the_zoom_and_keeps_label_values():
     assert len(seen_scales) > 1
 
 
+def test_scale_crop_multiplies_inverse_depth_by_the_same_zoom():
+    sample = _sample(torch.Generator().manual_seed(3))
+    for seed in range(6):
+        metric = random_scale_crop(sample, generator=torch.Generator().manual_seed(seed))
+        inverse = random_scale_crop(
+            sample, generator=torch.Generator().manual_seed(seed), inverse_depth=True
+        )
+        scale = 6.0 / float(metric["depth"][0, 0, 0])
+        assert float(inverse["depth"][0, 0, 0]) == pytest.approx(6.0 * scale, rel=1e-5)
+        assert torch.equal(inverse["image"], metric["image"])
+
+
+@pytest.mark.parametrize(
+    ("dataset", "encoding", "inverse"),
+    [
+        ("nyuv2", "auto", False),
+        ("cityscapes", "auto", True),
+        ("colored_cityscapes", "auto", True),
+        ("cityscapes", "depth", False),
+        ("scenes", "inverse", True),
+    ],
+)
+def test_depth_encoding_follows_the_dataset_unless_given(dataset, encoding, inverse):
+    config = DataConfig(dataset=dataset, root="/data", depth_encoding=encoding)
+    assert config.inverse_depth is inverse
+
+
 def test_horizontal_flip_mirrors_fields_and_negates_normal_x():
     sample = _sample(torch.Generator().manual_seed(4))
     flipped = horizontal_flip(sample)
@@ -167,18 +193,6 @@ def test_validation_split_is_disjoint_seeded_and_from_training():
         carve_validation(1, 0.5, seed=0)
 
 
-def test_batch_order_depends_on_epoch_only_and_ranks_are_disjoint():
-    sampler = EpochBatchSampler(20, 3, seed=5)
-    sampler.set_epoch(2)
-    once = list(sampler)
-    assert list(sampler) == once and len(once) == 6
-    sampler.set_epoch(3)
-    assert list(sampler) != once
-    ranks = [EpochBatchSampler(20, 3, seed=5, rank=r, world_size=2) for r in (0, 1)]
-    seen = [[i for batch in s for i in batch] for s in ranks]
-    assert not set(seen[0]) & set(seen[1])
-
-
 @pytest.mark.parametrize(
     ("data", "message"),
     [
@@ -187,7 +201,7 @@ def test_batch_order_depends_on_epoch_only_and_ranks_are_disjoint():
         ({"training": {"lr": True}}, r"training\.lr: expected a number"),
         (
             {"model": {"kind": "mtan2"}},
-            r"model\.kind: expected one of \['coremtl', 'shared', 'mtan'\]",
+            r"model\.kind: expected one of \['coremtl', 'shared', 'mtan', 'single', 'repmtl', 'mtcrl'\]",
         ),
         ({"data": {"tasks": ["segmentation", "edges"]}}, r"data\.tasks: expected names among"),
         ({"data": {"resolution": [30, 48]}}, r"data\.resolution: expected \[height, width\]"),

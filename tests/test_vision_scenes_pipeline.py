@@ -67,3 +67,39 @@ def test_written_scenes_load_with_the_npy_loader_including_the_truth(tmp_path):
     sample = MultiTaskNpyDataset(tmp_path, "train", TASKS, 5, resolution=[16, 16])[1]
     assert sample["albedo"].shape == sample["shading"].shape == (3, 16, 16)
     assert sample["normal"].shape == (3, 16, 16) and sample["segmentation"].max() < 5
+
+
+def test_augmented_scenes_render_each_batch_at_once_and_augment_each_index_alone(monkeypatch):
+    import torch
+    from torch.utils.data import DataLoader, Subset
+
+    from experiments.vision.datasets.scenes_memory import AugmentedDataset
+    from experiments.vision.scenes import RenderedScenes, SceneConfig
+
+    scenes = RenderedScenes(12, config=SceneConfig(resolution=(16, 16)))
+    calls = []
+    render = scenes.renderer.render
+
+    def counting(indices, split, environment):
+        calls.append(list(indices))
+        return render(indices, split, environment)
+
+    monkeypatch.setattr(scenes.renderer, "render", counting)
+    train = AugmentedDataset(Subset(scenes, [10, 2, 7, 5, 0]), seed=3)
+    train.set_epoch(2)
+    batches = [[4, 0, 2], [1, 3]]
+    loaded = list(DataLoader(train, batch_sampler=batches))
+    assert calls == [[0, 10, 7], [2, 5]]
+    ulps = 4 * torch.finfo(torch.float32).eps
+    for batch, positions in zip(loaded, batches, strict=True):
+        for row, position in enumerate(positions):
+            alone = train[position]
+            for key in ("segmentation", "depth", "normal", "shading"):
+                assert torch.equal(batch[key][row], alone[key]), key
+            for key in ("albedo", "image"):
+                assert torch.allclose(batch[key][row], alone[key], rtol=ulps, atol=ulps), key
+    train.set_epoch(3)
+    assert any(
+        not torch.equal(train[position]["image"], loaded[0]["image"][row])
+        for row, position in enumerate(batches[0])
+    )

@@ -1,4 +1,5 @@
-"""Training the vision pipeline on tiny data: losses go down, exact resume, CLI, DDP on gloo."""
+"""Training the vision pipeline (on coremtl's one trainer) on tiny data: losses go down, the
+staged schedule, exact resume from inside an epoch, the CLI, DDP on gloo."""
 
 from __future__ import annotations
 
@@ -13,9 +14,10 @@ import torch
 import torch.multiprocessing as mp
 
 from coremtl.cli import main
+from coremtl.trainer import NonFiniteError
 from experiments.vision.config import VisionConfig, from_dict
 from experiments.vision.datasets.synthetic import write_tiny_dataset
-from experiments.vision.training import build_run, check_inputs, make_loader, train, training_step
+from experiments.vision.training import build_run, first_batch, train, training_step
 
 STEPS = 4
 
@@ -64,7 +66,7 @@ def test_a_few_steps_on_one_batch_lower_the_task_losses(data_root, tmp_path, kin
         data_root, tmp_path, model={"kind": kind}, training={"balancer": balancer, "lr": 2e-3}
     )
     run = build_run(config)
-    batch = next(iter(make_loader(run.splits.train, config, sampler=run.sampler)))
+    batch = first_batch(run)
     records = [training_step(run, batch) for _ in range(STEPS)]
     totals = [sum(v for k, v in r.items() if k.startswith("loss/")) for r in records]
     assert totals[-1] < totals[0]
@@ -80,7 +82,7 @@ def test_balancers_with_learned_weights_update_them_in_a_step(data_root, tmp_pat
     run = build_run(config)
     before = {k: v.clone() for k, v in run.balancer.state_dict()["module"].items()}
     assert before
-    batch = next(iter(make_loader(run.splits.train, config, sampler=run.sampler)))
+    batch = first_batch(run)
     record = training_step(run, batch)
     assert all(math.isfinite(v) for k, v in record.items() if k != "stage")
     after = run.balancer.state_dict()["module"]
@@ -95,34 +97,45 @@ def test_staged_schedule_switches_terms_on(data_root, tmp_path):
     )
     run = build_run(config)
     train(run)
-    stages = [record["stage"] for record in run.history]
-    assert stages == ["reconstruction", "tasks", "full"]
-    assert not any(k.startswith("loss/") for k in run.history[0]["train"])
-    assert "term/cka" not in run.history[1]["train"] and "loss/depth" in run.history[1]["train"]
-    assert "term/cka" in run.history[2]["train"]
+    assert [record["tasks_active"] for record in run.history] == [False, True, True]
+    assert [record["terms_active"] for record in run.history][1:] == [
+        ["hard grounding"],
+        ["hard grounding", "independence"],
+    ]
+    first, second, third = (record["train"] for record in run.history)
+    assert not any(k.startswith("loss/") for k in first) and "term/grounding/render" in first
+    assert "term/cka" not in second and "loss/depth" in second
+    assert "term/cka" in third and "term/cfa" in third
 
 
-def test_resumed_run_ends_bit_identical_to_an_uninterrupted_one(data_root, tmp_path):
+def test_a_run_killed_inside_an_epoch_resumes_bit_identical_to_an_uninterrupted_one(
+    data_root, tmp_path
+):
     options = {
-        "training": {"epochs": 2, "balancer": "ew"},
+        "training": {"epochs": 2, "max_steps_per_epoch": 2, "checkpoint_every_steps": 1},
         "method": {"cfa_probability": 0.5},
         "data": {"augment": True},
     }
     whole = build_run(tiny_config(data_root, tmp_path / "whole", **options))
     train(whole)
     first = build_run(tiny_config(data_root, tmp_path / "split", **options))
-    train(first, stop_after_epochs=1)
+    train(first, stop_after_steps=3)
+    assert first.step == 3 and first.epoch == 1
     resumed = build_run(tiny_config(data_root, tmp_path / "split", **options))
     report = train(resumed, resume=True)
-    assert report["epochs"] == 2 and resumed.step == whole.step
+    assert report["epochs"] == 2 and resumed.step == whole.step == 4
     expected = whole.model.state_dict()
     for name, value in resumed.model.state_dict().items():
         assert torch.equal(value, expected[name]), name
+    assert resumed.history == whole.history
 
 
-def test_nan_input_is_reported_with_key_and_step():
-    with pytest.raises(FloatingPointError, match=r"batch\['depth'\] has NaN or infinity at step 7"):
-        check_inputs({"depth": torch.tensor([1.0, float("nan")])}, 7)
+def test_nan_input_is_reported_with_key_and_step(data_root, tmp_path):
+    run = build_run(tiny_config(data_root, tmp_path, model={"kind": "shared"}))
+    batch = first_batch(run)
+    batch["depth"][0, 0, 0, 0] = float("nan")
+    with pytest.raises(NonFiniteError, match="batch key 'depth' holds NaN or infinity at step 0"):
+        training_step(run, batch)
 
 
 def test_cli_train_writes_outputs_and_evaluate_reproduces_the_selected_test_metrics(
@@ -178,12 +191,12 @@ def _ddp_worker(rank: int, world_size: int, port: int, root: str, output: str) -
             training={"epochs": 2, "max_steps_per_epoch": 1, "batch_size": 4},
         )
         run = build_run(config)
-        batches = list(make_loader(run.splits.train, config, sampler=run.sampler))
+        first_image = first_batch(run)["image"]
         train(run)
         torch.save(
             {
                 "params": [p.detach() for p in run.model.parameters()],
-                "first_image": batches[0]["image"],
+                "first_image": first_image,
                 "steps": run.step,
             },
             Path(output) / f"rank{rank}.pt",
@@ -213,3 +226,30 @@ def test_two_process_gloo_run_keeps_parameters_equal_across_ranks(data_root, tmp
         assert torch.equal(p0, p1)
         moved = moved or not torch.equal(p0, p_init.detach())
     assert moved
+
+
+def test_soft_grounding_runs_write_reconstruction_and_counterfactual_images(data_root, tmp_path):
+    from experiments.vision.images import write_sample_images
+
+    run = build_run(tiny_config(data_root, tmp_path, model={"grounding": "soft"}))
+    names = {path.name for path in write_sample_images(run, tmp_path / "images")}
+    assert {"input.png", "reconstruction.png", "counterfactual.png"} <= names
+    assert "albedo.png" not in names
+
+
+@pytest.mark.parametrize("balancer", ["ew", "pcgrad"])
+def test_the_skip_connection_ablation_trains_with_cfa_and_any_balancer(
+    data_root, tmp_path, balancer
+):
+    config = tiny_config(
+        data_root,
+        tmp_path,
+        model={"skip_connection": True},
+        training={"balancer": balancer, "lr": 2e-3},
+    )
+    run = build_run(config)
+    batch = first_batch(run)
+    records = [training_step(run, batch) for _ in range(STEPS)]
+    assert "term/cfa" in records[0]
+    totals = [sum(v for k, v in r.items() if k.startswith("loss/")) for r in records]
+    assert totals[-1] < totals[0]

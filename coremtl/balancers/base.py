@@ -61,10 +61,9 @@ class Balancer(ABC):
 
         ``shared`` is the last shared representation (or several tensors, none computed from
         another, that together carry every dependence of the task losses on ``shared_params``);
-        ``shared_params`` are the parameters upstream of it, in module order. For the gradient
-        aggregators the graphs of different task losses may meet only at ``shared`` (each task's
-        branch is differentiated once and freed). Returns the per-task weights used, keyed by task
-        name.
+        ``shared_params`` are the parameters upstream of it, in module order. The graphs of
+        different task losses may also share nodes downstream of ``shared`` (stacked heads, one
+        loss call for all tasks). Returns the per-task weights used, keyed by task name.
         """
 
     def parameters(self) -> list[Parameter]:

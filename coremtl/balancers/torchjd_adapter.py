@@ -218,7 +218,9 @@ class AggregatorBalancer(_TorchjdMethod):
     """Jacobian descent on the shared parameters with a torchjd aggregator.
 
     A task loss without a graph (a constant, e.g. a batch with no valid target for that task)
-    contributes an exactly zero Jacobian row.
+    contributes an exactly zero Jacobian row. The task losses' graphs may share nodes after
+    ``shared`` (stacked heads, one loss call for all tasks): each task is differentiated with the
+    graph retained, and the graph is freed with the step's tensors.
     """
 
     def backward(
@@ -239,7 +241,7 @@ class AggregatorBalancer(_TorchjdMethod):
             extra_loss.backward(retain_graph=True)
         with self._random_context(), warnings.catch_warnings():
             warnings.filterwarnings("ignore", message=".*not DPP", category=UserWarning)
-            mtl_backward(losses, features=features, shared_params=params)
+            mtl_backward(losses, features=features, shared_params=params, retain_graph=True)
             if isinstance(self.method, aggregation.WeightedAggregator):
                 weights = jac_to_grad(params, self.method)
             else:

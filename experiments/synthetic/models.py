@@ -134,19 +134,29 @@ def build_model(config: ZooConfig, method: str):
     )
 
 
+def squared_loss_of(index: int):
+    """``L_t = mean (yhat_t - y_t)^2`` of task ``index``, as the trainer's per-task loss."""
+
+    def loss(prediction, batch):
+        return (prediction[:, 0] - batch["y"][:, index]).square().mean()
+
+    return loss
+
+
 def train(config: ZooConfig, method: str, scm, seed: int, device: str):
-    """Train ``method`` on ``train_samples`` source samples (full batch, Adam)."""
+    """Train ``method`` on ``train_samples`` source samples with the toolkit's trainer: full batch,
+    ``steps`` steps of Adam (AdamW without weight decay) at a constant rate, no clipping."""
     import torch
 
     from coremtl.architectures import MTCRLRegularizer
     from coremtl.balancers import balancer_options, make_balancer
     from coremtl.objective import CoreMTLObjective
+    from coremtl.trainer import Trainer, TrainerConfig
     from scm.sampling import sample
 
     torch.manual_seed(seed)
     model = build_model(config, method).to(device)
     drawn = sample(scm, config.train_samples, "source", seed, backend="torch", device=device)
-    batch = {"x": drawn["x"], "y": drawn["y"]}
     names = task_names(config)
     objective = None
     balancer_name = method if method in BALANCED else "ew"
@@ -160,21 +170,25 @@ def train(config: ZooConfig, method: str, scm, seed: int, device: str):
             reconstruction_weight=config.reconstruction_weight if use_rec else 0.0,
         )
     options = {"seed": seed} if "seed" in balancer_options(balancer_name) else {}
-    balancer = make_balancer(balancer_name, names, device=device, **options)
-    shared_params = list(model.shared_parameters())
-    optimizer = torch.optim.Adam([*model.parameters(), *balancer.parameters()], lr=config.lr)
-    generator = torch.Generator(device="cpu").manual_seed(seed)
-    for step in range(config.steps):
-        optimizer.zero_grad(set_to_none=True)
-        forward = model(batch["x"])
-        losses = squared_losses(forward.predictions, batch)
-        extra = None
-        if objective is not None:
-            terms = objective.terms(model, batch, forward, step, squared_losses, generator)
-            extra = sum(terms.values()) if terms else None
-        features = forward.z_s if forward.z_s is not None else forward.shared
-        balancer.backward(losses, features, shared_params, extra)
-        optimizer.step()
+    trainer = Trainer(
+        model,
+        {name: squared_loss_of(index) for index, name in enumerate(names)},
+        make_balancer(balancer_name, names, device=device, **options),
+        TrainerConfig(
+            epochs=config.steps,
+            batch_size=config.train_samples,
+            learning_rate=config.lr,
+            weight_decay=0.0,
+            lr_schedule="constant",
+            grad_clip=None,
+            seed=seed,
+            device=device,
+            progress=False,
+        ),
+        None,
+        objective=objective,
+    )
+    trainer.fit({"x": drawn["x"], "y": drawn["y"]})
     model.eval()
     return model
 

@@ -59,7 +59,11 @@ CONFIGS = {
 
 
 def trajectory(config: Config, cka_weight: float, seed: int, device: str) -> list[dict]:
-    """``(step, cos2, cka)`` along one training run."""
+    """``(step, cos2, cka)`` along one training run of the toolkit's trainer (minibatches of
+    ``batch`` in a seeded order per epoch, Adam at a constant rate), probed every ``probe_every``
+    steps before the step's update."""
+    import math
+
     import torch
 
     from coremtl.balancers import make_balancer
@@ -67,6 +71,8 @@ def trajectory(config: Config, cka_weight: float, seed: int, device: str) -> lis
     from coremtl.grounding import reconstruction_loss
     from coremtl.objective import CoreMTLObjective
     from coremtl.probes import gradient_alignment
+    from coremtl.trainer import Trainer, TrainerConfig
+    from experiments.synthetic.models import squared_loss_of
     from scm.sampling import sample
 
     torch.manual_seed(seed)
@@ -74,34 +80,41 @@ def trajectory(config: Config, cka_weight: float, seed: int, device: str) -> lis
     drawn = sample(scm, config.zoo.train_samples, "source", seed, backend="torch", device=device)
     model = build_model(config.zoo, "core-mtl").to(device)
     names = list(model.heads.keys())
-    objective = CoreMTLObjective(cka_weight=cka_weight, reconstruction_weight=1.0)
-    balancer = make_balancer("ew", names)
-    optimizer = torch.optim.Adam(model.parameters(), lr=config.zoo.lr)
-    generator = torch.Generator().manual_seed(seed)
-    points = []
-    for step in range(config.steps):
-        index = torch.randint(0, config.zoo.train_samples, (config.batch,), generator=generator)
-        batch = {"x": drawn["x"][index.to(device)], "y": drawn["y"][index.to(device)]}
-        forward = model(batch["x"])
+    points: list[dict] = []
+
+    def alignment(model, batch, forward, step) -> dict:
         losses = squared_losses(forward.predictions, batch)
-        if step % config.probe_every == 0:
-            residual = reconstruction_loss(
-                model.decode(forward.z_s.detach(), forward.z_r), batch["x"]
-            )
-            cos2 = gradient_alignment(forward, torch.stack(list(losses.values())).sum(), residual)
-            cka = float(linear_cka(forward.z_s.detach(), forward.z_r.detach(), debiased=True))
-            points.append(
-                {"step": step, "cos2": cos2, "cka": cka, "cka_weight": cka_weight, "seed": seed}
-            )
-        terms = objective.terms(model, batch, forward, step, squared_losses, generator)
-        optimizer.zero_grad(set_to_none=True)
-        balancer.backward(
-            losses,
-            forward.z_s,
-            list(model.shared_parameters()),
-            sum(terms.values()) if terms else None,
+        residual = reconstruction_loss(model.decode(forward.z_s.detach(), forward.z_r), batch["x"])
+        cos2 = gradient_alignment(forward, torch.stack(list(losses.values())).sum(), residual)
+        cka = float(linear_cka(forward.z_s.detach(), forward.z_r.detach(), debiased=True))
+        points.append(
+            {"step": step, "cos2": cos2, "cka": cka, "cka_weight": cka_weight, "seed": seed}
         )
-        optimizer.step()
+        return {"cos2": cos2, "cka": cka}
+
+    batches_per_epoch = config.zoo.train_samples // config.batch
+    trainer = Trainer(
+        model,
+        {name: squared_loss_of(index) for index, name in enumerate(names)},
+        make_balancer("ew", names),
+        TrainerConfig(
+            epochs=math.ceil(config.steps / batches_per_epoch),
+            batch_size=config.batch,
+            learning_rate=config.zoo.lr,
+            weight_decay=0.0,
+            lr_schedule="constant",
+            grad_clip=None,
+            seed=seed,
+            device=device,
+            probe_every=config.probe_every,
+            stop_after_steps=config.steps,
+            progress=False,
+        ),
+        None,
+        objective=CoreMTLObjective(cka_weight=cka_weight, reconstruction_weight=1.0),
+        probes={"alignment": alignment},
+    )
+    trainer.fit({"x": drawn["x"], "y": drawn["y"]})
     return points
 
 

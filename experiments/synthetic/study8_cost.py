@@ -1,13 +1,14 @@
 """Study 8: training-step cost against the number of tasks K (paper: PCGrad about 4x from K = 10
 to 40, CORE-MTL flat).
 
-One dual-stream MLP per ``K`` (:func:`coremtl.representation.mlp_dual_stream` with an MLP decoder),
-inputs from a random SCM of setting S with ``K`` tasks, one minibatch. A step is forward, task
-losses, (for CORE-MTL) the CKA, feature-level CFA and reconstruction terms, the balancer's backward
-and an Adam step. The time of a step is the median over ``repeats`` timed blocks of ``steps`` steps
-each (after one warm-up block), all methods and ``K`` measured in the same process; the study
-reports ratios ``t(K) / t(K_min)`` per method and ``t(method) / t(EW)`` per ``K``, never absolute
-claims.
+One dual-stream MLP per ``K`` (:func:`coremtl.representation.mlp_dual_stream` with an MLP
+decoder and its ``K`` linear heads as one :class:`~coremtl.representation.LinearHeads`, the ``K``
+losses from one call), inputs from a random SCM of setting S with ``K`` tasks, one minibatch. A
+step is the toolkit trainer's: forward, task losses, (for CORE-MTL) the CKA, feature-level CFA and
+reconstruction terms, the balancer's backward and an Adam step. The time of a step is the median
+over ``repeats`` timed blocks of ``steps`` steps each (after one warm-up block), all methods and
+``K`` measured in the same process; the study reports ratios ``t(K) / t(K_min)`` per method and
+``t(method) / t(EW)`` per ``K``, never absolute claims.
 """
 
 from __future__ import annotations
@@ -42,20 +43,30 @@ CONFIGS = {
 }
 
 
+def squared_loss_vector(predictions, batch):
+    """``(mean_i (yhat_it - y_it)^2)_t``: every task's squared error from one call on the stacked
+    predictions of :class:`coremtl.representation.LinearHeads`."""
+    return (predictions.stacked - batch["y"]).square().mean(dim=0)
+
+
 def step_time(config: Config, method: str, num_tasks: int, device: str, seed: int) -> list[float]:
-    """Seconds per step of ``method`` with ``num_tasks`` tasks, one value per timed block."""
+    """Seconds per step of ``method`` with ``num_tasks`` tasks, one value per timed block; a step
+    is the toolkit trainer's :meth:`~coremtl.trainer.Trainer.train_step` on one fixed batch."""
     import torch
 
     from coremtl.balancers import make_balancer
     from coremtl.grounding import MLPDecoder
     from coremtl.objective import CoreMTLObjective
     from coremtl.representation import mlp_dual_stream
+    from coremtl.trainer import Trainer, TrainerConfig
+    from experiments.synthetic.models import squared_loss_of
     from scm.generate import random_scm
     from scm.sampling import sample
 
     torch.manual_seed(seed)
     scm = random_scm(k=config.k, num_tasks=num_tasks, seed=seed)
     drawn = sample(scm, config.batch, "source", seed, backend="torch", device=device)
+    batch = {"x": drawn["x"], "y": drawn["y"]}
     names = [f"t{index}" for index in range(num_tasks)]
     decoder = MLPDecoder(config.stream_dim, config.stream_dim, 2 * config.k, (config.hidden,))
     model = mlp_dual_stream(
@@ -65,46 +76,45 @@ def step_time(config: Config, method: str, num_tasks: int, device: str, seed: in
         semantic_dim=config.stream_dim,
         residual_dim=config.stream_dim,
         decoder=decoder,
-    ).to(device)
+        fused_heads=True,
+    )
     objective = (
         CoreMTLObjective(cka_weight=1.0, cfa_weight=1.0, reconstruction_weight=1.0)
         if (method == "core-mtl")
         else None
     )
-    balancer = make_balancer("ew" if method == "core-mtl" else method, names, device=device)
-    optimizer = torch.optim.Adam(model.parameters(), lr=1e-3)
-    generator = torch.Generator().manual_seed(seed)
-    shared = list(model.shared_parameters())
-
-    def losses_fn(predictions, batch):
-        return {
-            name: (p[:, 0] - batch["y"][:, i]).square().mean()
-            for i, (name, p) in enumerate(predictions.items())
-        }
-
-    def one_step(step: int) -> None:
-        forward = model(drawn["x"])
-        losses = losses_fn(forward.predictions, drawn)
-        extra = None
-        if objective is not None:
-            terms = objective.terms(model, drawn, forward, step, losses_fn, generator)
-            extra = sum(terms.values())
-        optimizer.zero_grad(set_to_none=True)
-        balancer.backward(losses, forward.z_s, shared, extra)
-        optimizer.step()
+    trainer = Trainer(
+        model,
+        {name: squared_loss_of(index) for index, name in enumerate(names)},
+        make_balancer("ew" if method == "core-mtl" else method, names, device=device),
+        TrainerConfig(
+            batch_size=config.batch,
+            learning_rate=1e-3,
+            weight_decay=0.0,
+            lr_schedule="constant",
+            grad_clip=None,
+            seed=seed,
+            device=device,
+            progress=False,
+        ),
+        None,
+        objective=objective,
+        task_loss_vector=squared_loss_vector,
+    )
+    trainer.prepare(batch)
 
     def synchronise() -> None:
         if torch.device(device).type == "cuda":
             torch.cuda.synchronize(device)
 
-    for step in range(config.steps):
-        one_step(step)
+    for _ in range(config.steps):
+        trainer.train_step(batch)
     times = []
     for _ in range(config.repeats):
         synchronise()
         begin = time.perf_counter()
-        for step in range(config.steps):
-            one_step(step)
+        for _ in range(config.steps):
+            trainer.train_step(batch)
         synchronise()
         times.append((time.perf_counter() - begin) / config.steps)
     return times

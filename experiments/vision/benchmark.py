@@ -54,7 +54,7 @@ def _synchronise(device: str) -> None:
 def step_times(arch: str, resolution, batch: int, device: str, repeats: int) -> dict[str, float]:
     """Best step time (seconds) of each variant, timed round-robin on one fixed batch."""
     from .datasets.synthetic import write_tiny_dataset
-    from .training import build_run, make_loader, training_step
+    from .training import build_run, first_batch, training_step
 
     with tempfile.TemporaryDirectory() as folder:
         root = write_tiny_dataset(
@@ -68,11 +68,7 @@ def step_times(arch: str, resolution, batch: int, device: str, repeats: int) -> 
         for variant in VARIANTS:
             config = _config(variant, root, Path(folder) / variant, arch, resolution, batch, device)
             runs[variant] = build_run(config)
-        batch_data = next(
-            iter(
-                make_loader(runs["ew"].splits.train, runs["ew"].config, sampler=runs["ew"].sampler)
-            )
-        )
+        batch_data = first_batch(runs["ew"])
         for run in runs.values():
             training_step(run, batch_data)
         best = {variant: float("inf") for variant in VARIANTS}

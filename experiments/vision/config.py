@@ -16,8 +16,18 @@ from typing import Any, Literal, get_args, get_origin, get_type_hints
 
 from scm.validation import InvalidParameterError
 
+from .attributes import CELEBA_ATTRIBUTES, attribute_tasks
+
 TASK_NAMES = ("segmentation", "depth", "normal")
-DATASETS = ("nyuv2", "cityscapes", "scenes")
+DATASETS = (
+    "nyuv2",
+    "cityscapes",
+    "scenes",
+    "celeba",
+    "gta5",
+    "cityscapes_c",
+    "colored_cityscapes",
+)
 ARCHITECTURES = ("resnet18", "resnet34", "resnet50", "resnet101")
 
 
@@ -43,17 +53,145 @@ class ScenesConfig:
 
 
 @dataclass
+class CelebAConfig:
+    """The CelebA attributes a run learns and its model-selection split.
+
+    ``attributes``: a list of names among the 40 of ``list_attr_celeba.txt``
+    (:data:`~.attributes.CELEBA_ATTRIBUTES`), or an integer ``K``: the first ``K`` in the file's
+    column order (default: all 40). Resolved to the list of names; the run's tasks are these names.
+    ``validation``: ``"official"`` selects models on the official validation partition (``1`` in
+    ``list_eval_partition.txt``); ``"carved"`` on ``data.val_fraction`` of the training partition
+    (seeded by ``data.split_seed``). Either way training uses partition ``0`` (less the carved part)
+    and the reported test split is partition ``2``.
+    """
+
+    attributes: list[str] | int = 40
+    validation: Literal["official", "carved"] = "official"
+
+    def __post_init__(self) -> None:
+        count = len(CELEBA_ATTRIBUTES)
+        if isinstance(self.attributes, int):
+            _require(
+                1 <= self.attributes <= count,
+                "data.celeba.attributes",
+                f"an integer in [1, {count}] or a list of attribute names",
+                self.attributes,
+            )
+            self.attributes = list(CELEBA_ATTRIBUTES[: self.attributes])
+        _require(
+            len(self.attributes) >= 1, "data.celeba.attributes", "a non-empty list", self.attributes
+        )
+        for name in self.attributes:
+            _require(
+                name in CELEBA_ATTRIBUTES,
+                "data.celeba.attributes",
+                f"names among the CelebA attributes {list(CELEBA_ATTRIBUTES)}",
+                name,
+            )
+        _require(
+            len(set(self.attributes)) == len(self.attributes),
+            "data.celeba.attributes",
+            "no repeats",
+            self.attributes,
+        )
+
+
+@dataclass
+class GTA5Config:
+    """GTA5 -> Cityscapes (``dataset: gta5``; :mod:`.datasets.gta5`).
+
+    ``data.root`` is the GTA5 folder (training and carved validation), ``target_root`` the
+    Cityscapes ``.npy`` folder whose ``val`` split is the test split. GTA5 depth ``d`` becomes
+    ``s * r(d)`` with ``r(d) = 1/d`` (``target_depth: inverse``, the LibMTL/MTAN Cityscapes
+    disparity) or ``r(d) = d`` (``depth``), and ``s = depth_factor`` (``depth_scaling: factor``)
+    or ``s = median(target train depth) / median(r(GTA5 train depth))`` over valid pixels of at
+    most ``median_files`` files of each (``median``). ``max_depth > 0`` marks raw GTA5 depths
+    above it invalid.
+    """
+
+    target_root: str | None = None
+    target_depth: Literal["inverse", "depth"] = "inverse"
+    depth_scaling: Literal["median", "factor"] = "median"
+    depth_factor: float = 1.0
+    median_files: int = 64
+    max_depth: float = 0.0
+
+    def __post_init__(self) -> None:
+        _require(self.depth_factor > 0, "data.gta5.depth_factor", "> 0", self.depth_factor)
+        _require(self.median_files >= 1, "data.gta5.median_files", ">= 1", self.median_files)
+        _require(self.max_depth >= 0, "data.gta5.max_depth", ">= 0 (0: no limit)", self.max_depth)
+
+
+@dataclass
+class CorruptionConfig:
+    """Cityscapes-C (``dataset: cityscapes_c``; :mod:`.datasets.cityscapes_c`).
+
+    Trains on the clean Cityscapes ``data.root``; tests on ``root/<name>/<severity>/<i>.png``
+    paired with the clean ``val`` labels. ``name: all`` takes every corruption of ``root``,
+    ``severity: 0`` every severity; several pairs are scored as one concatenated split.
+    """
+
+    root: str | None = None
+    name: str = "gaussian_noise"
+    severity: int = 3
+
+    def __post_init__(self) -> None:
+        _require(
+            0 <= self.severity <= 5,
+            "data.corruption.severity",
+            "an integer in 1..5, or 0 for all",
+            self.severity,
+        )
+
+
+@dataclass
+class ColoredConfig:
+    """Colored-Cityscapes (``dataset: colored_cityscapes``; :mod:`.datasets.colored`).
+
+    Labelled pixels become ``(1 - strength) x + strength c[y]``; the test split permutes the
+    class colours by a derangement drawn from ``seed``.
+    """
+
+    strength: float = 0.5
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        _require(
+            0.0 <= self.strength <= 1.0,
+            "data.colored.strength",
+            "a number in [0, 1]",
+            self.strength,
+        )
+
+
+@dataclass
 class DataConfig:
     """Where the data is and how it is split and augmented.
 
     ``root`` holds ``{train,val}/{image,label,depth,normal}/<i>.npy``; the validation split for model
     selection is ``val_fraction`` of the *training* files (seeded by ``split_seed``), and the
     reported test split is ``<root>/val`` (the benchmarks' customary test split).
+
+    ``dataset: celeba``: ``root`` holds the official CelebA files (:mod:`.datasets.celeba`), the
+    tasks are the attributes of ``celeba`` (``tasks`` left out, or equal to that list), and
+    ``num_classes`` is unused. ``tasks`` left out elsewhere: segmentation, depth and normals.
+
+    Out-of-distribution variants of Cityscapes (7 classes, segmentation and depth): ``gta5``
+    (``root`` is the GTA5 folder, see ``gta5``), ``cityscapes_c`` (``root`` the clean Cityscapes,
+    see ``corruption``) and ``colored_cityscapes`` (``root`` the Cityscapes, see ``colored``).
+
+    ``depth_encoding`` says what the depth maps hold, which decides how the scale-crop
+    augmentation changes them: ``depth`` (metres; zooming in by ``s`` divides it by ``s``) or
+    ``inverse`` (disparity, as the LibMTL/MTAN Cityscapes files hold: multiplied by ``s``);
+    ``auto`` is ``inverse`` for the Cityscapes family (and GTA5 brought to it with
+    ``gta5.target_depth: inverse``) and ``depth`` otherwise. LibMTL divides in both cases.
     """
 
-    dataset: Literal["nyuv2", "cityscapes", "scenes"] = "nyuv2"
+    dataset: Literal[
+        "nyuv2", "cityscapes", "scenes", "celeba", "gta5", "cityscapes_c", "colored_cityscapes"
+    ] = "nyuv2"
     root: str | None = None
-    tasks: list[str] = field(default_factory=lambda: ["segmentation", "depth", "normal"])
+    tasks: list[str] | None = None
     num_classes: int = 13
     resolution: list[int] = field(default_factory=lambda: [288, 384])
     augment: bool = True
@@ -61,11 +199,38 @@ class DataConfig:
     split_seed: int = 0
     num_workers: int = 0
     scenes: ScenesConfig = field(default_factory=ScenesConfig)
+    celeba: CelebAConfig = field(default_factory=CelebAConfig)
+    gta5: GTA5Config = field(default_factory=GTA5Config)
+    corruption: CorruptionConfig = field(default_factory=CorruptionConfig)
+    colored: ColoredConfig = field(default_factory=ColoredConfig)
+    depth_encoding: Literal["auto", "depth", "inverse"] = "auto"
+
+    @property
+    def inverse_depth(self) -> bool:
+        """Whether the depth maps hold inverse depth (see ``depth_encoding``)."""
+        if self.depth_encoding != "auto":
+            return self.depth_encoding == "inverse"
+        if self.dataset == "gta5":
+            return self.gta5.target_depth == "inverse"
+        return self.dataset in ("cityscapes", "cityscapes_c", "colored_cityscapes")
 
     def __post_init__(self) -> None:
+        if self.dataset == "celeba":
+            attributes = list(self.celeba.attributes)
+            _require(
+                self.tasks is None or self.tasks == attributes,
+                "data.tasks",
+                f"left out for data.dataset 'celeba' (the tasks are data.celeba.attributes, "
+                f"{attributes})",
+                self.tasks,
+            )
+            self.tasks = attributes
+        if self.tasks is None:
+            self.tasks = list(TASK_NAMES)
         _require(len(self.tasks) >= 1, "data.tasks", "a non-empty list", self.tasks)
-        for task in self.tasks:
-            _require(task in TASK_NAMES, "data.tasks", f"names among {TASK_NAMES}", task)
+        if self.dataset != "celeba":
+            for task in self.tasks:
+                _require(task in TASK_NAMES, "data.tasks", f"names among {TASK_NAMES}", task)
         _require(len(set(self.tasks)) == len(self.tasks), "data.tasks", "no repeats", self.tasks)
         _require(self.num_classes >= 2, "data.num_classes", "an integer >= 2", self.num_classes)
         _require(
@@ -90,19 +255,30 @@ class ModelConfig:
     """The network: backbone, streams, heads and grounding decoder.
 
     ``kind``: ``"coremtl"`` (dual streams, heads on ``Z_s``), ``"shared"`` (hard parameter
-    sharing: heads on the whole encoder output; the backbone of every balancer baseline) or
-    ``"mtan"`` (MTAN task attention over the encoder stages).
+    sharing: heads on the whole encoder output; the backbone of every balancer baseline),
+    ``"mtan"`` (MTAN task attention over the encoder stages), ``"single"`` (encoder and head of
+    the one task in ``data.tasks``: the single-task reference of ``Delta_m``), ``"repmtl"`` (hard
+    sharing plus the Rep-MTL saliency regulariser, weights in ``method.repmtl``) or ``"mtcrl"``
+    (MT-CRL: ``mtcrl_modules`` disentangled modules of ``mtcrl_module_channels`` channels each on
+    the encoder maps, a learned task-to-module graph, regulariser weights in ``method.mtcrl``).
     ``weights``: ``"auto"`` (ImageNet weights from the torchvision cache, stop if absent),
     ``"random"`` (random initialisation) or the path of a ``.pth`` state dict.
-    ``grounding``: ``"hard"`` (physics renderer), ``"soft"`` (AdaIN decoder) or ``"none"``.
+    ``grounding``: ``"hard"`` (physics renderer), ``"soft"`` (AdaIN decoder), ``"none"``, or
+    ``"auto"`` (:func:`resolve_grounding`: soft for CelebA attributes, hard otherwise).
+    ``skip_connection`` (``kind: coremtl`` only; off by default): an ablation whose heads read
+    ``concat(Z_s, F)`` with ``F`` the pre-split encoder features, so the residual stream is
+    reachable by the heads (the reference implementation's mistake that VISION.md names).
     """
 
-    kind: Literal["coremtl", "shared", "mtan"] = "coremtl"
+    kind: Literal["coremtl", "shared", "mtan", "single", "repmtl", "mtcrl"] = "coremtl"
     arch: str = "resnet50"
     weights: str = "auto"
     semantic_channels: int = 256
     residual_channels: int = 256
-    grounding: Literal["hard", "soft", "none"] = "hard"
+    grounding: Literal["auto", "hard", "soft", "none"] = "auto"
+    skip_connection: bool = False
+    mtcrl_modules: int = 4
+    mtcrl_module_channels: int = 128
 
     def __post_init__(self) -> None:
         _require(self.arch in ARCHITECTURES, "model.arch", f"one of {ARCHITECTURES}", self.arch)
@@ -112,6 +288,58 @@ class ModelConfig:
         _require(
             self.residual_channels > 0, "model.residual_channels", "> 0", self.residual_channels
         )
+        _require(
+            not self.skip_connection or self.kind == "coremtl",
+            "model.skip_connection",
+            f"false unless model.kind is 'coremtl' (model.kind is {self.kind!r})",
+            self.skip_connection,
+        )
+        _require(self.mtcrl_modules >= 2, "model.mtcrl_modules", ">= 2", self.mtcrl_modules)
+        _require(
+            self.mtcrl_module_channels >= 1,
+            "model.mtcrl_module_channels",
+            ">= 1",
+            self.mtcrl_module_channels,
+        )
+
+
+@dataclass
+class RepMTLConfig:
+    """Weights of the Rep-MTL terms (``model.kind: repmtl``;
+    :class:`coremtl.architectures.repmtl.RepMTLRegularizer`):
+    ``tsr_weight L_TSR + csa_weight L_CSA``, ``temperature`` of the CSA InfoNCE."""
+
+    tsr_weight: float = 1.0
+    csa_weight: float = 0.1
+    temperature: float = 0.5
+
+    def __post_init__(self) -> None:
+        for name in ("tsr_weight", "csa_weight"):
+            value = getattr(self, name)
+            _require(value >= 0, f"method.repmtl.{name}", "a non-negative number", value)
+        _require(
+            self.temperature > 0, "method.repmtl.temperature", "a positive number", self.temperature
+        )
+
+
+@dataclass
+class MTCRLConfig:
+    """Weights of the MT-CRL terms (``model.kind: mtcrl``;
+    :class:`coremtl.architectures.mtcrl.MTCRLRegularizer`):
+    ``decorrelation_weight L_dis + invariance_weight L_inv + sparsity_weight L_sparse``.
+
+    ``L_inv`` needs per-sample environment labels under ``batch["environment"]``; batches without
+    them skip it (one notice per run, see :mod:`experiments.vision.regularizers`).
+    """
+
+    decorrelation_weight: float = 1.0
+    invariance_weight: float = 1.0
+    sparsity_weight: float = 0.01
+
+    def __post_init__(self) -> None:
+        for name in ("decorrelation_weight", "invariance_weight", "sparsity_weight"):
+            value = getattr(self, name)
+            _require(value >= 0, f"method.mtcrl.{name}", "a non-negative number", value)
 
 
 @dataclass
@@ -120,6 +348,8 @@ class MethodConfig:
 
     Total loss: ``sum_t w_t L_t + cka_weight L_cka + cfa_weight L_cfa + reconstruction_weight
     (L_render + tv_weight L_tv + achromatic_weight L_achromatic + correlation_weight L_corr)``.
+    ``repmtl`` and ``mtcrl`` hold the weights of those baselines' regularisers (read only when
+    ``model.kind`` names them).
     """
 
     cka_weight: float = 0.1
@@ -131,6 +361,8 @@ class MethodConfig:
     tv_weight: float = 0.01
     achromatic_weight: float = 0.1
     correlation_weight: float = 0.1
+    repmtl: RepMTLConfig = field(default_factory=RepMTLConfig)
+    mtcrl: MTCRLConfig = field(default_factory=MTCRLConfig)
 
     def __post_init__(self) -> None:
         for name in (
@@ -162,7 +394,9 @@ class TrainingConfig:
     ``[reconstruction_epochs, independence_start_epoch)`` add the task losses; from
     ``independence_start_epoch`` on, CKA and CFA are added as well. AdamW with decoupled weight
     decay, ``warmup_steps`` of linear warm-up then cosine decay to zero, gradient clipping at
-    ``grad_clip`` (global 2-norm; 0 disables).
+    ``grad_clip`` (global 2-norm; 0 disables). ``max_steps_per_epoch`` caps an epoch (0: all
+    full batches); ``checkpoint_every_steps`` also saves ``last.pt`` every that many steps, so a
+    run can resume from inside an epoch (0: at epoch ends only).
     """
 
     epochs: int = 200
@@ -177,7 +411,7 @@ class TrainingConfig:
     balancer_options: dict[str, Any] = field(default_factory=dict)
     max_steps_per_epoch: int = 0
     selection_metric: str = "delta_m"
-    checkpoint_every: int = 1
+    checkpoint_every_steps: int = 0
 
     def __post_init__(self) -> None:
         _require(self.epochs >= 1, "training.epochs", "an integer >= 1", self.epochs)
@@ -200,13 +434,22 @@ class TrainingConfig:
             self.max_steps_per_epoch,
         )
         _require(
-            self.checkpoint_every >= 1, "training.checkpoint_every", ">= 1", self.checkpoint_every
+            self.checkpoint_every_steps >= 0,
+            "training.checkpoint_every_steps",
+            ">= 0 (0: at epoch ends only)",
+            self.checkpoint_every_steps,
         )
 
 
 @dataclass
 class RunConfig:
-    """Where outputs go, the seed and the device settings."""
+    """Where outputs go, the seed and the device settings.
+
+    ``Delta_m`` is taken against the single-task reference: the metrics of
+    ``single_task_reference_file`` (a JSON mapping ``metric name -> value``, as written by
+    ``coremtl train --single-task-references``) updated with the inline
+    ``single_task_reference`` (inline values win); see :mod:`experiments.vision.single_task`.
+    """
 
     output_dir: str = "runs/vision"
     seed: int = 0
@@ -216,6 +459,7 @@ class RunConfig:
     progress: bool = False
     num_sample_images: int = 4
     single_task_reference: dict[str, float] = field(default_factory=dict)
+    single_task_reference_file: str | None = None
 
 
 @dataclass
@@ -228,8 +472,27 @@ class VisionConfig:
     training: TrainingConfig = field(default_factory=TrainingConfig)
     run: RunConfig = field(default_factory=RunConfig)
 
+    def __post_init__(self) -> None:
+        attributes = bool(attribute_tasks(self.data.tasks))
+        _require(
+            not (attributes and self.model.grounding == "hard"),
+            "model.grounding",
+            "'soft' (the default for data.dataset 'celeba') or 'none': hard grounding renders "
+            "the image from surface normals, and attribute tasks carry no geometry",
+            self.model.grounding,
+        )
+        self.model.grounding = resolve_grounding(self.model.grounding, self.data.tasks)
+
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
+
+
+def resolve_grounding(grounding: str, tasks: list[str]) -> str:
+    """``model.grounding`` made concrete: ``"auto"`` is ``"soft"`` (the AdaIN decoder, VISION.md's
+    grounding for attributes) when the tasks are CelebA attributes, ``"hard"`` otherwise."""
+    if grounding != "auto":
+        return grounding
+    return "soft" if attribute_tasks(tasks) else "hard"
 
 
 def _type_name(annotation: Any) -> str:

@@ -1,4 +1,6 @@
-"""``coremtl data render``: write a split of rendered scenes in the ``.npy`` layout."""
+"""``coremtl data render``: write a split of rendered scenes in the ``.npy`` layout.
+``coremtl data corrupt``: write Cityscapes-C (``<out>/<corruption>/<severity>/<i>.png``) from a
+clean ``.npy`` split (:mod:`experiments.vision.datasets.cityscapes_c`)."""
 
 from __future__ import annotations
 
@@ -47,9 +49,69 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     render.add_argument("--batch-size", type=int, default=32, help="samples rendered at once")
     render.add_argument("--overwrite", action="store_true", help="replace an existing split")
     render.add_argument("--device", default="cpu", help="torch device used for rendering")
+    corrupt = actions.add_parser(
+        "corrupt",
+        help="write <out>/<corruption>/<severity>/<i>.png from a clean <root>/<split> .npy split "
+        "(needs the imagecorruptions-imaug package)",
+    )
+    corrupt.add_argument("--root", type=Path, required=True, help="clean .npy dataset root")
+    corrupt.add_argument("--out", type=Path, required=True, help="root of the corrupted tree")
+    corrupt.add_argument("--split", default="val", help="clean split folder (default val)")
+    corrupt.add_argument(
+        "--corruptions",
+        default="common",
+        help="comma-separated names, or a subset: common (the 15 of Hendrycks & Dietterich), "
+        "validation, noise, blur, weather, digital, all (default common)",
+    )
+    corrupt.add_argument(
+        "--severities", default="1,2,3,4,5", help="comma-separated severities in 1..5"
+    )
+    corrupt.add_argument("--seed", type=int, default=0, help="seed of the random corruptions")
+    corrupt.add_argument("--overwrite", action="store_true", help="replace existing folders")
+
+
+def parse_severities(text: str) -> list[int]:
+    """``"1,3"`` -> ``[1, 3]``."""
+    from scm.validation import InvalidParameterError
+
+    try:
+        return [int(part) for part in text.split(",") if part.strip()]
+    except ValueError:
+        raise InvalidParameterError(
+            f"--severities: expected comma-separated integers in 1..5, got {text!r}"
+        ) from None
+
+
+def run_corrupt(args: argparse.Namespace) -> int:
+    import sys
+
+    from experiments.vision.datasets.cityscapes_c import corruption_names, write_corrupted_tree
+
+    subsets = ("common", "validation", "noise", "blur", "weather", "digital", "all")
+    try:
+        if args.corruptions in subsets:
+            names = corruption_names(args.corruptions)
+        else:
+            names = [name.strip() for name in args.corruptions.split(",") if name.strip()]
+        folders = write_corrupted_tree(
+            args.root,
+            args.out,
+            names,
+            parse_severities(args.severities),
+            seed=args.seed,
+            split=args.split,
+            overwrite=args.overwrite,
+        )
+    except ModuleNotFoundError as error:
+        print(f"coremtl data corrupt: error: {error}", file=sys.stderr)
+        return 2
+    print(f"wrote {len(folders)} corruption/severity folders to {args.out}")
+    return 0
 
 
 def run(args: argparse.Namespace) -> int:
+    if args.action == "corrupt":
+        return run_corrupt(args)
     from experiments.vision.scenes import SceneConfig, make_environment, write_split
     from scm.validation import InvalidParameterError
 

@@ -2,9 +2,9 @@
 
 Kinds: ``input``, ``segmentation`` (prediction and truth, a fixed palette, ignored pixels black),
 ``depth`` (prediction and truth, divided by the largest true depth), ``normal`` (``(n + 1) / 2``),
-and for a model with a hard-grounding decoder ``albedo``, ``shading``, ``render`` (sRGB) and
-``counterfactual`` (sample ``i`` rendered with the residual stream of sample ``pi(i)``, a
-derangement).
+for a model with a hard-grounding decoder ``albedo``, ``shading``, ``render`` (sRGB), for one
+with a soft-grounding decoder ``reconstruction``, and for both ``counterfactual`` (sample ``i``
+decoded with the residual stream of sample ``pi(i)``, a derangement).
 """
 
 from __future__ import annotations
@@ -67,10 +67,12 @@ def write_sample_images(run, folder: Path) -> list[Path]:
         grids["albedo"] = linear_to_srgb(components["albedo"])
         grids["shading"] = components["shading"].clamp(0, 1)
         grids["render"] = linear_to_srgb(components["render_linear"].clamp(0, 1))
-        if count >= 2:
-            generator = torch.Generator().manual_seed(config.run.seed)
-            permutation = derangement(count, generator).to(run.device)
-            grids["counterfactual"] = decoder(forward.z_s, forward.z_r[permutation])
+    elif decoder is not None:
+        grids["reconstruction"] = decoder(forward.z_s, forward.z_r)
+    if decoder is not None and count >= 2:
+        generator = torch.Generator().manual_seed(config.run.seed)
+        permutation = derangement(count, generator).to(run.device)
+        grids["counterfactual"] = decoder(forward.z_s, forward.z_r[permutation])
     paths = []
     for name, images in grids.items():
         path = folder / f"{name}.png"

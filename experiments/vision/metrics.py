@@ -13,9 +13,14 @@
 - Intrinsic decomposition (rendered scenes, truth known): albedo and shading errors as
   scale-invariant mean squared errors, ``min_a mean (a * x_hat - x)^2`` per image (albedo and
   shading are only defined up to a reciprocal scale), averaged over images.
+- CelebA attributes (:mod:`.attributes`): a logit ``y_hat > 0`` predicts the attribute present;
+  ``<name>/accuracy = #{i : [y_hat_i > 0] = y_i} / n`` over the split, and
+  ``attributes/mean_accuracy`` the mean of those accuracies over the attributes (every attribute is
+  labelled on every image, so it is also the share of correct image-attribute pairs).
 - ``Delta_m %`` against single-task numbers: ``mean_k (-1)^{l_k} (M_k - M_stl,k) / M_stl,k * 100``
   with ``l_k = 1`` when higher is better, so a negative value is an improvement (the convention of
-  Nash-MTL, FAMO and FairGrad); ``sign=+1`` reports the opposite sign.
+  Nash-MTL, FAMO and FairGrad); ``sign=+1`` reports the opposite sign. Summaries of other metrics
+  (:data:`SUMMARY_METRICS`: the mean attribute accuracy) are left out, so no attribute counts twice.
 """
 
 from __future__ import annotations
@@ -27,6 +32,8 @@ import torch
 from torch import Tensor
 
 from scm.validation import InvalidParameterError
+
+from .attributes import CELEBA_ATTRIBUTES, MEAN_ACCURACY, accuracy_key, attribute_tasks
 
 HIGHER_IS_BETTER = {
     "segmentation/miou": True,
@@ -40,7 +47,10 @@ HIGHER_IS_BETTER = {
     "normal/within_30": True,
     "albedo/si_mse": False,
     "shading/si_mse": False,
+    **{accuracy_key(name): True for name in CELEBA_ATTRIBUTES},
+    MEAN_ACCURACY: True,
 }
+SUMMARY_METRICS = frozenset({MEAN_ACCURACY})
 ANGLE_BIN_DEGREES = 1e-3
 ANGLE_THRESHOLDS = (11.25, 22.5, 30.0)
 
@@ -69,6 +79,7 @@ class DenseMetrics:
         from torchmetrics.classification import MulticlassJaccardIndex
 
         self.tasks = list(tasks)
+        self.attributes = attribute_tasks(self.tasks)
         self.device = torch.device(device)
         self.jaccard = MulticlassJaccardIndex(
             num_classes=num_classes, ignore_index=-1, average="macro", sync_on_compute=False
@@ -86,6 +97,10 @@ class DenseMetrics:
         )
         self.angle_hist = torch.zeros(self.bins, dtype=torch.float64, device=self.device)
         self.decomposition: dict[str, list[Tensor]] = {"albedo": [], "shading": []}
+        self.attribute_correct = torch.zeros(
+            len(self.attributes), dtype=torch.float64, device=self.device
+        )
+        self.attribute_count = zero.clone()
 
     @torch.no_grad()
     def update(self, predictions: Mapping[str, Tensor], batch: Mapping[str, Tensor]) -> None:
@@ -107,6 +122,18 @@ class DenseMetrics:
             for i, threshold in enumerate(ANGLE_THRESHOLDS):
                 self.angle_within[i] += (angles < threshold).sum()
             self.angle_hist += torch.histc(angles, bins=self.bins, min=0.0, max=180.0)
+        if self.attributes:
+            logits = torch.stack([predictions[name] for name in self.attributes], dim=1)
+            truth = torch.stack([batch[name] for name in self.attributes], dim=1)
+            if truth.shape != logits.shape:
+                raise InvalidParameterError(
+                    f"batch: expected one label per sample for each attribute of "
+                    f"{self.attributes}, got labels {tuple(truth.shape)} for logits "
+                    f"{tuple(logits.shape)}"
+                )
+            correct = (logits > 0) == (truth.to(logits.device) > 0.5)
+            self.attribute_correct += correct.sum(dim=0).to(self.device, torch.float64)
+            self.attribute_count += truth.shape[0]
         for name in ("albedo", "shading"):
             if name in predictions and name in batch:
                 self.decomposition[name].append(
@@ -144,6 +171,16 @@ class DenseMetrics:
             for i, threshold in enumerate(ANGLE_THRESHOLDS):
                 name = f"normal/within_{threshold:g}"
                 out[name] = float(self.angle_within[i]) / count if count else math.nan
+        if self.attributes:
+            count = float(self.attribute_count)
+            accuracies = (
+                self.attribute_correct / count
+                if count
+                else torch.full_like(self.attribute_correct, math.nan)
+            )
+            for name, accuracy in zip(self.attributes, accuracies.tolist(), strict=True):
+                out[accuracy_key(name)] = accuracy
+            out[MEAN_ACCURACY] = float(accuracies.mean())
         for name, values in self.decomposition.items():
             if values:
                 out[f"{name}/si_mse"] = float(torch.cat(values).mean())
@@ -164,7 +201,9 @@ def delta_m(
     """
     if sign not in (-1, 1):
         raise InvalidParameterError(f"sign: expected -1 or +1, got {sign!r}")
-    keys = [k for k in reference if k in metrics and k in HIGHER_IS_BETTER]
+    keys = [
+        k for k in reference if k in metrics and k in HIGHER_IS_BETTER and k not in SUMMARY_METRICS
+    ]
     if skip_zero_reference:
         keys = [k for k in keys if reference[k] != 0]
     if not keys:

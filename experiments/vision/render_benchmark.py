@@ -1,109 +1,152 @@
 """Rendering scenes on the fly against loading the same samples from ``.npy`` files.
 
-For each resolution, ``n`` samples (all six fields) are written to a temporary folder; then the
-best of ``repeats`` timings of (a) ``np.load`` of the six files of every sample into channels-first
-tensors (what any ``.npy`` loader must at least do) and (b) rendering the same samples with
-:class:`experiments.vision.scenes.RenderedScenes`, in batches of 32 (``DataLoader`` with
-``__getitems__``) and one by one (``__getitem__``). Printed: images per second and the ratio
-``render time / load time`` (target: at most 3 for batched rendering). For reference, the
-pipeline's own checked loader (``experiments.vision.datasets.npy``) is timed too when present. Both sides run on one CPU
-thread, as in a ``DataLoader`` worker (torch uses one thread per worker).
+For each resolution, ``n`` samples (all six fields) are written to a temporary folder; then every
+source is read through the path the trainers use, a ``DataLoader`` with ``batch_sampler`` set to
+the same index lists of ``BATCH`` samples (default collation, no worker process), and timed:
+
+- ``load``: ``np.load`` of the six files of every sample into channels-first tensors, the least
+  any ``.npy`` loader must do;
+- ``pipeline``: the vision pipeline's checked loader (:mod:`experiments.vision.datasets.npy`);
+- ``render``: :class:`experiments.vision.scenes.RenderedScenes`, which the loader asks for a whole
+  batch at once through ``__getitems__``;
+- ``one by one``: the same dataset behind a wrapper without ``__getitems__``, so the loader asks
+  for one sample at a time.
+
+The repetitions are interleaved (one of each source per round) and the best time of each is kept,
+so a load on the machine that drifts during the run affects all sources alike. Printed: images
+per second and the ratio ``render time / load time`` (target: at most 3 for batched rendering).
+Everything runs on one CPU thread, as in a ``DataLoader`` worker (torch uses one thread per
+worker).
 """
 
 from __future__ import annotations
 
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 BATCH = 32
+SOURCES = ("load", "pipeline", "render", "one_by_one")
+TARGET_RATIO = 3.0
 
 
-def _best_time(function, repeats: int) -> float:
-    best = float("inf")
+class NpyFiles:
+    """The six ``.npy`` files of each sample, loaded into channels-first tensors (a ``Dataset``)."""
+
+    def __init__(self, folder: Path, n: int) -> None:
+        from experiments.vision.scenes.writer import FOLDERS
+
+        self.folder = folder
+        self.n = n
+        self.fields = FOLDERS
+
+    def __len__(self) -> int:
+        return self.n
+
+    def __getitem__(self, index: int) -> dict:
+        import numpy as np
+        import torch
+
+        sample = {}
+        for key, name in self.fields.items():
+            tensor = torch.from_numpy(np.load(self.folder / name / f"{index}.npy"))
+            sample[key] = tensor.permute(2, 0, 1) if tensor.ndim == 3 else tensor
+        sample["depth"] = sample["depth"][None]
+        return sample
+
+
+class OneByOne:
+    """``dataset`` without ``__getitems__``: a ``DataLoader`` fetches its samples one by one."""
+
+    def __init__(self, dataset) -> None:
+        self.dataset = dataset
+
+    def __len__(self) -> int:
+        return len(self.dataset)
+
+    def __getitem__(self, index: int) -> dict:
+        return self.dataset[index]
+
+
+def batches(n: int) -> list[list[int]]:
+    """The index lists of ``n`` samples in batches of :data:`BATCH`, as a trainer's sampler."""
+    return [list(range(start, min(start + BATCH, n))) for start in range(0, n, BATCH)]
+
+
+def read_all(dataset, n: int) -> int:
+    """Iterate once over ``dataset`` through a ``DataLoader`` with the batches of :func:`batches`;
+    return the number of samples seen."""
+    from torch.utils.data import DataLoader
+
+    return sum(len(batch["image"]) for batch in DataLoader(dataset, batch_sampler=batches(n)))
+
+
+def best_times(functions: dict[str, Callable[[], object]], repeats: int) -> dict[str, float]:
+    """Best wall time of each function over ``repeats`` interleaved rounds."""
+    best = dict.fromkeys(functions, float("inf"))
     for _ in range(repeats):
-        start = time.perf_counter()
-        function()
-        best = min(best, time.perf_counter() - start)
+        for name, function in functions.items():
+            start = time.perf_counter()
+            function()
+            best[name] = min(best[name], time.perf_counter() - start)
     return best
 
 
-def _load_all(folder: Path, n: int) -> None:
-    import numpy as np
+def compare(size: int, n: int, repeats: int, device: str) -> dict:
+    """One resolution: the time of every source of :data:`SOURCES` over the same ``n`` samples."""
     import torch
 
-    from experiments.vision.scenes.writer import FOLDERS
-
-    for index in range(n):
-        for name in FOLDERS.values():
-            array = np.load(folder / name / f"{index}.npy")
-            tensor = torch.from_numpy(array)
-            if tensor.ndim == 3:
-                tensor.permute(2, 0, 1).contiguous()
-
-
-def _pipeline_loader(root: str, num_classes: int):
-    """The vision pipeline's checked ``.npy`` loader over the written split, when it exists."""
-    try:
-        from experiments.vision.datasets.npy import MultiTaskNpyDataset
-    except ImportError:
-        return None
-    return MultiTaskNpyDataset(root, "train", ["segmentation", "depth", "normal"], num_classes)
-
-
-def _compare(size: int, n: int, args) -> dict:
-    """One resolution: load, batched render and one-by-one render times of ``n`` samples."""
-    import torch
-
+    from experiments.vision.datasets.npy import MultiTaskNpyDataset
     from experiments.vision.scenes import RenderedScenes, SceneConfig, write_split
 
-    dataset = RenderedScenes(
-        n, split="train", config=SceneConfig(resolution=(size, size)), device=args.device
+    rendered = RenderedScenes(
+        n, split="train", config=SceneConfig(resolution=(size, size)), device=device
     )
     with tempfile.TemporaryDirectory() as root:
         folder = write_split(
-            root, "train", n, dataset.environment, config=dataset.config, progress=False
+            root, "train", n, rendered.environment, config=rendered.config, progress=False
         )
-        load = _best_time(lambda: _load_all(folder, n), args.repeats)
-        pipeline = _pipeline_loader(root, dataset.num_classes)
-        pipeline_load = (
-            _best_time(lambda: [pipeline[i] for i in range(n)], args.repeats)
-            if pipeline is not None
-            else float("nan")
+        pipeline = MultiTaskNpyDataset(
+            root, "train", ["segmentation", "depth", "normal"], rendered.num_classes
         )
-
-    def render_batched() -> None:
-        for start in range(0, n, BATCH):
-            dataset.__getitems__(list(range(start, min(start + BATCH, n))))
-
-    def render_single() -> None:
-        for index in range(n):
-            dataset[index]
-
-    batched = _best_time(render_batched, args.repeats)
-    single = _best_time(render_single, max(1, args.repeats // 2))
-    row = {
-        "resolution": size,
-        "n": n,
-        "threads": torch.get_num_threads(),
-        "load_images_per_s": n / load,
-        "render_batched_images_per_s": n / batched,
-        "render_single_images_per_s": n / single,
-        "pipeline_loader_images_per_s": n / pipeline_load,
-        "batched_over_load_time": batched / load,
-        "batched_over_pipeline_load_time": batched / pipeline_load,
-        "single_over_load_time": single / load,
-    }
-    print(
-        f"{size}x{size}, n={n}: load .npy {row['load_images_per_s']:7.0f} img/s | render "
-        f"batched {row['render_batched_images_per_s']:7.0f} img/s "
-        f"(time ratio {row['batched_over_load_time']:.2f}, target <= 3) | render one by one "
-        f"{row['render_single_images_per_s']:7.0f} img/s "
-        f"(time ratio {row['single_over_load_time']:.2f}) | pipeline .npy loader "
-        f"{row['pipeline_loader_images_per_s']:7.0f} img/s "
-        f"(batched render time ratio {row['batched_over_pipeline_load_time']:.2f})"
-    )
+        datasets = {
+            "load": NpyFiles(folder, n),
+            "pipeline": pipeline,
+            "render": rendered,
+            "one_by_one": OneByOne(rendered),
+        }
+        for name, dataset in datasets.items():
+            if read_all(dataset, n) != n:
+                raise RuntimeError(f"{name}: the loader did not return {n} samples")
+        times = best_times(
+            {name: (lambda d=dataset: read_all(d, n)) for name, dataset in datasets.items()},
+            repeats,
+        )
+    row = {"resolution": size, "n": n, "batch": BATCH, "threads": torch.get_num_threads()}
+    row.update({f"{name}_images_per_s": n / times[name] for name in SOURCES})
+    row["render_over_load"] = times["render"] / times["load"]
+    row["render_over_pipeline"] = times["render"] / times["pipeline"]
+    row["one_by_one_over_load"] = times["one_by_one"] / times["load"]
     return row
+
+
+def print_table(rows: list[dict]) -> None:
+    header = (
+        f"{'size':>7} {'n':>5} {'load':>8} {'pipeline':>9} {'render':>8} {'one-by-1':>9} "
+        f"{'render/load':>12} {'render/pipeline':>16} {'one-by-1/load':>14}"
+    )
+    print("images per second (DataLoader, batch_sampler of", BATCH, "indices, 1 thread)")
+    print(header)
+    for row in rows:
+        size = f"{row['resolution']}x{row['resolution']}"
+        print(
+            f"{size:>7} {row['n']:>5} {row['load_images_per_s']:8.0f} "
+            f"{row['pipeline_images_per_s']:9.0f} {row['render_images_per_s']:8.0f} "
+            f"{row['one_by_one_images_per_s']:9.0f} {row['render_over_load']:12.2f} "
+            f"{row['render_over_pipeline']:16.2f} {row['one_by_one_over_load']:14.2f}"
+        )
+    print(f"target: render/load <= {TARGET_RATIO:g} (time ratios; lower is faster rendering)")
 
 
 def main(args) -> dict:
@@ -115,6 +158,8 @@ def main(args) -> dict:
     threads = torch.get_num_threads()
     torch.set_num_threads(1)
     try:
-        return {"rows": [_compare(size, n, args) for size in (64, 128)]}
+        rows = [compare(size, n, args.repeats, args.device) for size in (64, 128)]
     finally:
         torch.set_num_threads(threads)
+    print_table(rows)
+    return {"rows": rows, "target_render_over_load": TARGET_RATIO}

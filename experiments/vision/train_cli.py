@@ -1,8 +1,14 @@
 """``coremtl train --config FILE``: train a vision model (CORE-MTL or a baseline) from a YAML config.
 
 Distributed: ``torchrun --nproc_per_node N -m coremtl.cli train --config FILE`` (NCCL on GPUs,
-gloo on CPU). Outputs in ``run.output_dir``: ``config.json``, ``metrics.jsonl`` (one record per
-epoch), ``final_metrics.json``, ``checkpoints/{last,best}.pt`` and ``images/*.png``.
+gloo on CPU). Outputs in ``run.output_dir``: ``config.json``, ``metrics.jsonl`` (one row per
+step), ``epochs.jsonl`` (one record per epoch), ``final_metrics.json``,
+``checkpoints/{last,best}.pt`` and ``images/*.png``.
+
+``--single-task-references`` trains instead one single-task model per task of the config, in
+``<run.output_dir>/single_task/<task>/``, and writes their test metrics (checkpoints selected on
+validation) to ``<run.output_dir>/single_task_reference.json``, which a multi-task run reads as
+``run.single_task_reference_file`` for ``Delta_m`` (:mod:`experiments.vision.single_task`).
 """
 
 from __future__ import annotations
@@ -24,14 +30,22 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--resume", action="store_true", help="continue from <output>/checkpoints/last.pt"
     )
+    parser.add_argument(
+        "--single-task-references",
+        action="store_true",
+        help="train one single-task model per task of the config and write "
+        "<output>/single_task_reference.json (for run.single_task_reference_file)",
+    )
 
 
 def run(args: argparse.Namespace) -> int:
     import json
 
-    from . import distributed
+    from coremtl import distributed
+
     from .config import load_config
     from .images import write_sample_images
+    from .single_task import single_task_reference, train_single_task_references
     from .training import build_run, train
 
     overrides = list(args.set)
@@ -40,9 +54,15 @@ def run(args: argparse.Namespace) -> int:
     config = load_config(args.config, overrides)
     distributed.init_from_environment(config.run.device)
     config.run.device = distributed.local_device(config.run.device)
+    if args.single_task_references:
+        path, reference = train_single_task_references(config, resume=args.resume)
+        if distributed.is_main_process():
+            print(json.dumps({"single_task_reference_file": str(path), "metrics": reference}))
+        return 0
+    config.run.single_task_reference = single_task_reference(config)
     vision_run = build_run(config)
     report = train(vision_run, resume=args.resume)
-    if distributed.rank() == 0:
+    if distributed.is_main_process():
         write_sample_images(vision_run, vision_run.output / "images")
         print(json.dumps(report, indent=2))
     return 0

@@ -2,7 +2,8 @@
 
 - Random scale-crop: pick ``s`` from ``scales``, crop a window of size ``(H/s, W/s)`` at a uniform
   position and resize it back to ``(H, W)``: bilinear for images, nearest for labels, depth and
-  normals. Zooming in by ``s`` brings the scene ``s`` times closer, so depth is divided by ``s``.
+  normals. Zooming in by ``s`` brings the scene ``s`` times closer, so depth is divided by ``s``
+  (and inverse depth, the Cityscapes disparity, multiplied by ``s``).
 - Horizontal flip with probability 1/2; mirroring the image negates the ``x`` component of every
   surface normal (channel 0, camera ``x`` pointing right).
 
@@ -35,8 +36,10 @@ def random_scale_crop(
     sample: dict[str, Tensor],
     scales: tuple[float, ...] = (1.0, 1.2, 1.5),
     generator: torch.Generator | None = None,
+    inverse_depth: bool = False,
 ) -> dict[str, Tensor]:
-    """Crop a random ``1/s`` window and resize it to the full size; depth is divided by ``s``."""
+    """Crop a random ``1/s`` window and resize it to the full size; depth is divided by ``s``
+    (multiplied when ``inverse_depth``)."""
     height, width = sample["image"].shape[-2:]
     scale = scales[int(torch.randint(len(scales), (1,), generator=generator))]
     crop_h, crop_w = int(height / scale), int(width / scale)
@@ -49,7 +52,9 @@ def random_scale_crop(
             continue
         window = value[..., top : top + crop_h, left : left + crop_w]
         resized = _resize(window, (height, width), bilinear=key in BILINEAR_FIELDS)
-        out[key] = resized / scale if key == "depth" else resized
+        if key == "depth":
+            resized = resized * scale if inverse_depth else resized / scale
+        out[key] = resized
     return out
 
 
@@ -69,10 +74,12 @@ def horizontal_flip(sample: dict[str, Tensor]) -> dict[str, Tensor]:
 
 
 def augment(
-    sample: dict[str, Tensor], generator: torch.Generator | None = None
+    sample: dict[str, Tensor],
+    generator: torch.Generator | None = None,
+    inverse_depth: bool = False,
 ) -> dict[str, Tensor]:
     """Random scale-crop, then a horizontal flip with probability 1/2."""
-    sample = random_scale_crop(sample, generator=generator)
+    sample = random_scale_crop(sample, generator=generator, inverse_depth=inverse_depth)
     if float(torch.rand((), generator=generator)) < 0.5:
         sample = horizontal_flip(sample)
     return sample

@@ -4,6 +4,12 @@ For the ``.npy`` layout the test split is ``<root>/val`` (the customary reported
 Cityscapes); the validation split used for model selection is a seeded fraction of
 ``<root>/train`` that training never sees. The rendered scenes without a ``root`` are rendered in
 memory: training and validation from the source environment, test from ``scenes.test_environment``.
+CelebA (:mod:`.celeba`) trains on the official partition 0, selects models on partition 1 (or on a
+carved part of partition 0, ``data.celeba.validation: carved``) and reports on partition 2.
+GTA5 -> Cityscapes (:mod:`.gta5`) trains and validates on GTA5 and tests on the Cityscapes
+``<data.gta5.target_root>/val``; Cityscapes-C (:mod:`.cityscapes_c`) trains on clean Cityscapes and
+tests on its corrupted ``val``; Colored-Cityscapes (:mod:`.colored`) trains on source class colours
+and tests on permuted ones.
 """
 
 from __future__ import annotations
@@ -31,6 +37,20 @@ def _count_training_files(root: Path) -> int:
 
 
 def build_splits(config: DataConfig, seed: int) -> Splits:
+    if config.dataset == "celeba":
+        return _celeba_splits(config, seed)
+    if config.dataset == "gta5":
+        from .gta5 import gta5_splits
+
+        return gta5_splits(config, seed)
+    if config.dataset == "cityscapes_c":
+        from .cityscapes_c import cityscapes_c_splits
+
+        return cityscapes_c_splits(config, seed)
+    if config.dataset == "colored_cityscapes":
+        from .colored import colored_splits
+
+        return colored_splits(config, seed)
     if config.root is None:
         return _scene_splits(config, seed)
     root = Path(config.root)
@@ -49,6 +69,7 @@ def build_splits(config: DataConfig, seed: int) -> Splits:
             positions=train_positions,
             augment=config.augment,
             augment_seed=seed,
+            inverse_depth=config.inverse_depth,
             **common,
         ),
         val=MultiTaskNpyDataset(split="train", positions=val_positions, **common),
@@ -72,4 +93,33 @@ def _scene_splits(config: DataConfig, seed: int) -> Splits:
         train=train,
         val=Subset(train_full, val_positions),
         test=test,
+    )
+
+
+def _celeba_splits(config: DataConfig, seed: int) -> Splits:
+    from .celeba import TEST, TRAIN, VALIDATION, CelebADataset, read_celeba_index
+
+    index = read_celeba_index(config.root)
+    common = {
+        "index": index,
+        "attributes": config.celeba.attributes,
+        "resolution": config.resolution,
+    }
+    train_positions = val_positions = None
+    val_partition = VALIDATION
+    if config.celeba.validation == "carved":
+        train_positions, val_positions = carve_validation(
+            len(index.rows(TRAIN)), config.val_fraction, config.split_seed
+        )
+        val_partition = TRAIN
+    return Splits(
+        train=CelebADataset(
+            partition=TRAIN,
+            positions=train_positions,
+            augment=config.augment,
+            augment_seed=seed,
+            **common,
+        ),
+        val=CelebADataset(partition=val_partition, positions=val_positions, **common),
+        test=CelebADataset(partition=TEST, **common),
     )

@@ -56,6 +56,7 @@ class MultiTaskNpyDataset(Dataset):
         positions: Sequence[int] | None = None,
         augment: bool = False,
         augment_seed: int = 0,
+        inverse_depth: bool = False,
     ) -> None:
         self.root = Path(root)
         if not self.root.is_dir():
@@ -73,6 +74,7 @@ class MultiTaskNpyDataset(Dataset):
         self.resolution = tuple(resolution) if resolution is not None else None
         self.augment = augment
         self.augment_seed = augment_seed
+        self.inverse_depth = inverse_depth
         self.epoch = 0
         image_folder = self.folder / "image"
         if not image_folder.is_dir():
@@ -173,5 +175,5 @@ class MultiTaskNpyDataset(Dataset):
             generator = torch.Generator().manual_seed(
                 hash((self.augment_seed, self.epoch, index)) % (2**63)
             )
-            sample = augment_sample(sample, generator)
+            sample = augment_sample(sample, generator, self.inverse_depth)
         return sample

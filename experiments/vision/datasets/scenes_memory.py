@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import torch
 from torch.utils.data import Dataset
 
@@ -12,11 +14,18 @@ from .augment import augment
 
 
 class AugmentedDataset(Dataset):
-    """Applies the standard augmentation with a generator seeded by ``(seed, epoch, index)``."""
+    """Applies the standard augmentation with a generator seeded by ``(seed, epoch, index)``.
 
-    def __init__(self, dataset: Dataset, seed: int) -> None:
+    :meth:`__getitems__` fetches a whole batch from the wrapped dataset at once (through its own
+    ``__getitems__`` when it has one, as :class:`~experiments.vision.scenes.RenderedScenes` and
+    ``torch.utils.data.Subset`` do, so the scenes of a batch are rendered together) and augments
+    each sample with its own generator: sample ``i`` is the same whatever the batch.
+    """
+
+    def __init__(self, dataset: Dataset, seed: int, inverse_depth: bool = False) -> None:
         self.dataset = dataset
         self.seed = seed
+        self.inverse_depth = inverse_depth
         self.epoch = 0
 
     def set_epoch(self, epoch: int) -> None:
@@ -25,9 +34,20 @@ class AugmentedDataset(Dataset):
     def __len__(self) -> int:
         return len(self.dataset)
 
+    def _generator(self, index: int) -> torch.Generator:
+        return torch.Generator().manual_seed(hash((self.seed, self.epoch, index)) % (2**63))
+
     def __getitem__(self, index: int):
-        generator = torch.Generator().manual_seed(hash((self.seed, self.epoch, index)) % (2**63))
-        return augment(self.dataset[index], generator)
+        return augment(self.dataset[index], self._generator(index), self.inverse_depth)
+
+    def __getitems__(self, indices: Sequence[int]) -> list:
+        indices = list(indices)
+        fetch = getattr(self.dataset, "__getitems__", None)
+        samples = fetch(indices) if callable(fetch) else [self.dataset[i] for i in indices]
+        return [
+            augment(sample, self._generator(index), self.inverse_depth)
+            for index, sample in zip(indices, samples, strict=True)
+        ]
 
 
 def scene_dataset(config: DataConfig, environment: str, size: int, seed: int) -> Dataset:

@@ -2,7 +2,8 @@
 12/24/36 and image pooling, Chen et al. 2017), then bilinear upsampling by the output stride.
 
 Outputs: segmentation logits ``(B, C, H, W)``, depth ``(B, 1, H, W)`` in metres, unit normals
-``(B, 3, H, W)``.
+``(B, 3, H, W)``. CelebA attribute tasks get pooled linear heads instead
+(:mod:`.attribute_heads`).
 """
 
 from __future__ import annotations
@@ -10,6 +11,8 @@ from __future__ import annotations
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from ..attributes import is_attribute_task
+from .attribute_heads import AttributeLogitHead
 from .encoder import OUTPUT_STRIDE
 
 
@@ -36,6 +39,13 @@ def task_channels(task: str, num_classes: int) -> int:
 
 
 def build_heads(tasks: list[str], in_channels: int, num_classes: int) -> nn.ModuleDict:
+    """One head per task: a :class:`DenseHead` for a dense task, an
+    :class:`~.attribute_heads.AttributeLogitHead` for a CelebA attribute."""
     return nn.ModuleDict(
-        {t: DenseHead(t, in_channels, task_channels(t, num_classes)) for t in tasks}
+        {
+            t: AttributeLogitHead(in_channels)
+            if is_attribute_task(t)
+            else DenseHead(t, in_channels, task_channels(t, num_classes))
+            for t in tasks
+        }
     )

@@ -81,32 +81,43 @@ def hsv_to_rgb(hue: np.ndarray, saturation: np.ndarray, value: np.ndarray) -> np
     return np.asarray(value)[..., None] * (1.0 - np.asarray(saturation)[..., None] * ramp)
 
 
-def light_direction(draw: ResidualDraw, law: ResidualDistribution) -> np.ndarray:
-    """Unit world vector towards the light (see :class:`ResidualDistribution`)."""
-    azimuth = math.radians(law.light_azimuth_deg + law.light_jitter_deg * draw.light_angles[0])
-    elevation = math.radians(
-        np.clip(law.light_elevation_deg + law.light_jitter_deg * draw.light_angles[1], 5, 89)
+def light_directions(angles: np.ndarray, law: ResidualDistribution) -> np.ndarray:
+    """``(B, 3)`` unit world vectors towards the light from the ``(B, 2)`` standard normal
+    ``light_angles`` of ``B`` draws (see :class:`ResidualDistribution`); the sines and cosines
+    come from the scalar C library (``math``), so a sample's direction does not depend on the
+    batch."""
+    azimuth = np.radians(law.light_azimuth_deg + law.light_jitter_deg * angles[:, 0])
+    elevation = np.radians(
+        np.clip(law.light_elevation_deg + law.light_jitter_deg * angles[:, 1], 5, 89)
     )
     return np.array(
         [
-            math.sin(azimuth) * math.cos(elevation),
-            math.sin(elevation),
-            -math.cos(azimuth) * math.cos(elevation),
+            [math.sin(a) * math.cos(e), math.sin(e), -math.cos(a) * math.cos(e)]
+            for a, e in zip(azimuth.tolist(), elevation.tolist(), strict=True)
         ]
-    )
+    ).reshape(-1, 3)
 
 
-def albedo_palette(draw: ResidualDraw, law: ResidualDistribution, num_classes: int) -> np.ndarray:
-    """``(slots, 3)`` sRGB-valued albedo of every class (and the unlabelled ground), drawn from the
-    palette, or with probability ``law.shortcut`` from the class's own hue ``c / C``."""
-    hue_u, saturation_u, value_u, shortcut_u = draw.palette.T
+def palette_colours(
+    palette: np.ndarray, hue_noise: np.ndarray, law: ResidualDistribution, num_classes: int
+) -> np.ndarray:
+    """``(..., slots, 3)`` sRGB-valued albedo of every slot from the ``(..., slots, 4)`` palette
+    uniforms (hue, saturation, value, shortcut) and the ``(..., slots)`` shortcut hue noise:
+    the palette's colour, or with probability ``law.shortcut`` the class's own hue ``c / C``."""
+    hue_u, saturation_u, value_u, shortcut_u = np.moveaxis(palette, -1, 0)
     hue = law.palette_hue + law.palette_hue_width * (hue_u - 0.5)
-    class_hue = np.arange(draw.palette.shape[0]) / num_classes
-    class_hue = class_hue + SHORTCUT_HUE_JITTER * draw.shortcut_hue_noise
+    class_hue = np.arange(palette.shape[-2]) / num_classes
+    class_hue = class_hue + SHORTCUT_HUE_JITTER * hue_noise
     hue = np.where(shortcut_u < law.shortcut, class_hue, hue)
     saturation = law.palette_saturation[0] + np.diff(law.palette_saturation)[0] * saturation_u
     value = law.palette_value[0] + np.diff(law.palette_value)[0] * value_u
     return hsv_to_rgb(np.mod(hue, 1.0), saturation, value)
+
+
+def albedo_palette(draw: ResidualDraw, law: ResidualDistribution, num_classes: int) -> np.ndarray:
+    """``(slots, 3)`` sRGB-valued albedo of every class (and the unlabelled ground) of one draw
+    (see :func:`palette_colours`)."""
+    return palette_colours(draw.palette, draw.shortcut_hue_noise, law, num_classes)
 
 
 @dataclass(frozen=True)
@@ -137,27 +148,40 @@ def residual_parameters(
 ) -> ResidualParameters:
     """Map each sample's draw through the environment's law (see :class:`ResidualDistribution`)."""
 
-    def tensor(values: list[np.ndarray]) -> Tensor:
-        return torch.as_tensor(np.stack(values), device=device, dtype=dtype)
+    def stacked(name: str) -> np.ndarray:
+        return np.stack([getattr(draw, name) for draw in draws])
 
-    light_colour = np.asarray(law.light_colour)
-    directions, colours, ambients, skies, vectors, phases = [], [], [], [], [], []
-    for draw in draws:
-        directions.append(world_from_camera.T @ light_direction(draw, law))
-        tint = light_colour * (1.0 + COLOUR_JITTER * draw.light_colour_noise)
-        strength_u, ambient_u = draw.light_uniforms
-        strength = law.light_strength[0] + np.diff(law.light_strength)[0] * strength_u
-        colours.append(strength * tint)
-        ambients.append((law.ambient[0] + np.diff(law.ambient)[0] * ambient_u) * tint)
-        skies.append(np.clip(np.asarray(law.sky_colour) + COLOUR_JITTER * draw.sky_noise, 0, 1))
-        unit = draw.texture_directions / np.linalg.norm(
-            draw.texture_directions, axis=1, keepdims=True
-        )
-        low, high = TEXTURE_FREQUENCY
-        vectors.append(unit * (low + (high - low) * draw.texture_uniforms[:, :1]))
-        phases.append(2.0 * math.pi * draw.texture_uniforms[:, 1])
-    palettes = tensor([albedo_palette(draw, law, num_classes) for draw in draws])
-    lighting = directional_light_coefficients(tensor(directions), tensor(colours), tensor(ambients))
+    def tensor(values: np.ndarray) -> Tensor:
+        return torch.as_tensor(values, device=device, dtype=dtype)
+
+    world = light_directions(stacked("light_angles"), law)
+    rotation = world_from_camera
+    directions = np.stack(
+        [
+            world[:, 0] * rotation[0, k]
+            + world[:, 1] * rotation[1, k]
+            + world[:, 2] * rotation[2, k]
+            for k in range(3)
+        ],
+        axis=-1,
+    )
+    tint = np.asarray(law.light_colour) * (1.0 + COLOUR_JITTER * stacked("light_colour_noise"))
+    strength_u, ambient_u = stacked("light_uniforms").T
+    strength = law.light_strength[0] + np.diff(law.light_strength)[0] * strength_u
+    ambient = law.ambient[0] + np.diff(law.ambient)[0] * ambient_u
+    skies = np.clip(np.asarray(law.sky_colour) + COLOUR_JITTER * stacked("sky_noise"), 0, 1)
+    texture_directions = stacked("texture_directions")
+    unit = texture_directions / np.linalg.norm(texture_directions, axis=-1, keepdims=True)
+    uniforms = stacked("texture_uniforms")
+    low, high = TEXTURE_FREQUENCY
+    vectors = unit * (low + (high - low) * uniforms[..., :1])
+    phases = 2.0 * math.pi * uniforms[..., 1]
+    palettes = tensor(
+        palette_colours(stacked("palette"), stacked("shortcut_hue_noise"), law, num_classes)
+    )
+    lighting = directional_light_coefficients(
+        tensor(directions), tensor(strength[:, None] * tint), tensor(ambient[:, None] * tint)
+    )
     return ResidualParameters(
         albedo=srgb_to_linear(palettes),
         sky=tensor(skies),
@@ -170,41 +194,75 @@ def residual_parameters(
     )
 
 
-def compose(slot: Tensor, hits: SurfaceHits, params: ResidualParameters) -> dict[str, Tensor]:
-    """The module-docstring maps of a batch from its geometry ``hits`` and ``slot (B, P)``, the
-    albedo slot of every pixel. Returns ``albedo``, ``shading``, ``linear`` (``A * S`` clipped,
-    before noise) and ``image`` (sRGB), each ``(B, P, 3)``.
+def _texture_factor(points: Tensor, vectors: Tensor, phases: Tensor, strength: float) -> Tensor:
+    """``1 + tau mean_k sin(w_k . p + phi_k)`` at world points ``points (3, ...)``, with each
+    wave's ``vectors (..., 3, 3)`` (wave, axis) and ``phases (..., 3)`` broadcast against the
+    points' shape; the dot product and the mean are summed in a fixed order."""
+    total = None
+    for k in range(TEXTURE_WAVES):
+        wave = points[0] * vectors[..., k, 0]
+        wave.add_(points[1] * vectors[..., k, 1]).add_(points[2] * vectors[..., k, 2])
+        wave.add_(phases[..., k]).sin_()
+        total = wave if total is None else total.add_(wave)
+    return total.div_(TEXTURE_WAVES).mul_(strength).add_(1.0)
 
-    The ground's shading is one value per sample (its normal is constant); the SH formula is
-    evaluated per pixel only on the primitives' pixels.
+
+def _sensor_noise(seeds: list[int], pixels: int) -> Tensor:
+    """``(B, P, 3)`` standard normal noise, sample ``b`` drawn by ``torch.randn(P, 3)`` from a CPU
+    generator seeded with ``seeds[b]`` (so it does not depend on the batch or the device)."""
+    noise = torch.empty(len(seeds), pixels, 3)
+    for sample, seed in enumerate(seeds):
+        torch.randn(pixels, 3, generator=torch.Generator().manual_seed(seed), out=noise[sample])
+    return noise
+
+
+def compose(hits: SurfaceHits, params: ResidualParameters, ground_slot: int) -> dict[str, Tensor]:
+    """The module-docstring maps of a batch from its geometry ``hits``: ``albedo``, ``shading``
+    and ``image`` (sRGB), each as ``(3, B, P)`` channel planes.
+
+    ``ground_slot`` is the albedo slot of the ground (its class, or the extra slot of an unlabelled
+    ground). The ground's albedo and shading are one value per sample (its normal is constant;
+    only the texture varies per pixel) and the sky's are fixed, so per-pixel lookups and the SH
+    formula run only on the primitives' pixels.
     """
-    batch, pixels = slot.shape
-    surface = hits.surface[..., None]
-    base = params.albedo.gather(1, slot.clamp_min(0)[..., None].expand(-1, -1, 3))
+    _, batch, pixels = hits.normal_planes.shape
+    device, dtype = params.albedo.device, params.albedo.dtype
+    objects, sky = hits.object_pixels, hits.ground_sky
+    owner = torch.div(objects, pixels, rounding_mode="floor")
+    slots = params.albedo.shape[1]
+    palette = params.albedo.reshape(batch * slots, 3).T.contiguous()
+    object_albedo = palette.index_select(1, owner * slots + hits.object_labels)
+    ground_albedo = params.albedo[:, ground_slot].T.contiguous()[..., None]
     if params.texture_strength > 0:
-        points, vectors = hits.points, params.wave_vectors[:, None]
-        waves = torch.sin(
-            points[..., 0:1] * vectors[..., 0]
-            + points[..., 1:2] * vectors[..., 1]
-            + points[..., 2:3] * vectors[..., 2]
-            + params.wave_phases[:, None]
+        factor = _texture_factor(
+            hits.ground_points[:, None],
+            params.wave_vectors[:, None],
+            params.wave_phases[:, None],
+            params.texture_strength,
         )
-        base = base * (1.0 + params.texture_strength * waves.mean(-1, keepdim=True))
-    albedo = torch.where(surface, base.clamp(0.0, 1.0), params.sky[:, None])
-    ground = shade(hits.ground_normal.expand(batch, 1, 3), params.lighting)
-    shading = torch.where(surface, ground, 1.0).reshape(batch * pixels, 3)
-    owner = torch.div(hits.object_pixels, pixels, rounding_mode="floor")
-    normals = hits.normal.reshape(batch * pixels, 3)[hits.object_pixels]
-    shading[hits.object_pixels] = shade(normals, params.lighting[owner])
-    shading = shading.reshape(batch, pixels, 3)
-    linear = (albedo * shading).clamp(0.0, 1.0)
-    noisy = linear
+        albedo = torch.mul(ground_albedo, factor)
+        object_albedo.mul_(
+            _texture_factor(
+                hits.object_points,
+                params.wave_vectors.index_select(0, owner),
+                params.wave_phases.index_select(0, owner),
+                params.texture_strength,
+            )
+        )
+    else:
+        albedo = ground_albedo.expand(3, batch, pixels).clone(memory_format=torch.contiguous_format)
+    albedo.clamp_(0.0, 1.0)
+    sky_albedo = params.sky.T.reshape(3 * batch, 1).expand(-1, sky.numel())
+    albedo.view(3 * batch, pixels).index_copy_(1, sky, sky_albedo)
+    albedo.view(3, -1).index_copy_(1, objects, object_albedo.clamp_(0.0, 1.0))
+    ground_shading = shade(hits.ground_normal.expand(batch, 1, 3), params.lighting)[:, 0]
+    shading = ground_shading.T[..., None].expand(3, batch, pixels)
+    shading = shading.clone(memory_format=torch.contiguous_format)
+    shading.view(3 * batch, pixels).index_fill_(1, sky, 1.0)
+    object_shading = shade(hits.object_normals.T, params.lighting.index_select(0, owner))
+    shading.view(3, -1).index_copy_(1, objects, object_shading.T)
+    linear = torch.mul(albedo, shading).clamp_(0.0, 1.0)
     if params.noise_std > 0:
-        noise = torch.stack(
-            [
-                torch.randn(pixels, 3, generator=torch.Generator().manual_seed(seed))
-                for seed in params.noise_seeds
-            ]
-        ).to(device=linear.device, dtype=linear.dtype)
-        noisy = (linear + params.noise_std * noise).clamp(0.0, 1.0)
-    return {"albedo": albedo, "shading": shading, "linear": linear, "image": linear_to_srgb(noisy)}
+        noise = _sensor_noise(params.noise_seeds, pixels).to(device=device, dtype=dtype)
+        linear.add_(noise.mul_(params.noise_std).permute(2, 0, 1)).clamp_(0.0, 1.0)
+    return {"albedo": albedo, "shading": shading, "image": linear_to_srgb(linear)}

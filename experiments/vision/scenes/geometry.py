@@ -14,6 +14,12 @@ yawed boxes by the slab method in their local frame, vertical cylinders by the q
 with a height test plus the top cap. Normals point out of the surface, are unit length, and are
 returned in the camera frame. Each primitive is tested only on the pixels of a screen rectangle
 that provably contains its image (:func:`_screen_rectangles`).
+
+Layout of the work: the ground does not depend on the sample, so its depth, label, normal and hit
+point are computed once per camera (:func:`_ground`) and copied into every sample; only the
+``(primitive, pixel)`` pairs of the screen rectangles are intersected, and only the pixels a
+primitive wins get a per-pixel normal. Vectors are kept as separate ``x, y, z`` planes
+(structure of arrays), so every operation runs on contiguous memory.
 """
 
 from __future__ import annotations
@@ -31,6 +37,9 @@ from .config import SHAPES, SceneConfig
 from .layout import Layout
 
 SPHERE, BOX, CYLINDER = (SHAPES.index(name) for name in ("sphere", "box", "cylinder"))
+
+Planes = tuple[Tensor, Tensor, Tensor]
+"""A field of 3-vectors as its ``x, y, z`` components, each a tensor of the same shape."""
 
 
 @dataclass(frozen=True)
@@ -81,39 +90,43 @@ class PinholeCamera:
 
 @dataclass(frozen=True)
 class SurfaceHits:
-    """The nearest surface along every ray of a batch: ``label (B, P)`` (-1 for sky or an
-    unlabelled ground), ``depth (B, P)`` camera ``z`` (0 for sky), ``normal (B, P, 3)`` unit
-    normals in the camera frame (0 for sky), ``points (B, P, 3)`` world hit points,
-    ``surface (B, P)`` whether the ray hit anything within ``max_depth``, ``object_pixels`` the
-    flat indices (into ``B * P``) of the pixels whose nearest surface is a primitive (the others
-    are ground or sky) and ``ground_normal (3,)`` the ground's camera-frame normal."""
+    """The nearest surface along every ray of a batch of ``B`` samples of ``P`` pixels.
+
+    Maps: ``label (B, P)`` (-1 for sky or an unlabelled ground), ``depth (B, P)`` camera ``z``
+    (0 for sky), ``normal_planes (3, B, P)`` unit camera-frame normals (0 for sky; :attr:`normal`
+    is the ``(B, P, 3)`` view).
+
+    The primitives' pixels (every other pixel is ground or sky): ``object_pixels (N,)`` their flat
+    indices into ``B * P`` (each once, in no particular order), ``object_labels (N,)`` their
+    classes, ``object_normals (3, N)`` camera-frame normals and ``object_points (3, N)`` world hit
+    points.
+
+    The ground, the same in every sample and shared by every batch of the camera (read-only):
+    ``ground_points (3, P)`` world hit points (the camera origin where the ground is not hit),
+    ``ground_sky (P,)`` the indices of the pixels whose ray misses the ground within ``max_depth``
+    (sky unless a primitive covers them) and ``ground_normal (3,)`` its camera-frame normal.
+    """
 
     label: Tensor
     depth: Tensor
-    normal: Tensor
-    points: Tensor
-    surface: Tensor
+    normal_planes: Tensor
     object_pixels: Tensor
+    object_labels: Tensor
+    object_normals: Tensor
+    object_points: Tensor
+    ground_points: Tensor
+    ground_sky: Tensor
     ground_normal: Tensor
 
+    @property
+    def normal(self) -> Tensor:
+        """``(B, P, 3)`` camera-frame normals (a view of :attr:`normal_planes`)."""
+        return self.normal_planes.permute(1, 2, 0)
 
-def _dot(a: Tensor, b: Tensor) -> Tensor:
-    """``a . b`` over the last axis, summed in a fixed order (batch-size independent rounding)."""
-    return a[..., 0] * b[..., 0] + a[..., 1] * b[..., 1] + a[..., 2] * b[..., 2]
-
-
-def _to_local(vectors: Tensor, cos: Tensor, sin: Tensor) -> Tensor:
-    """Rotate by ``-yaw`` about ``y``: ``(x cos - z sin, y, x sin + z cos)``."""
-    x, y, z = vectors.unbind(-1)
-    x_local, z_local = x * cos - z * sin, x * sin + z * cos
-    return torch.stack([x_local, y.expand_as(x_local), z_local], dim=-1)
-
-
-def _to_world(vectors: Tensor, cos: Tensor, sin: Tensor) -> Tensor:
-    """Rotate by ``+yaw`` about ``y``, the inverse of :func:`_to_local`."""
-    x, y, z = vectors.unbind(-1)
-    x_world, z_world = x * cos + z * sin, -x * sin + z * cos
-    return torch.stack([x_world, y.expand_as(x_world), z_world], dim=-1)
+    @property
+    def surface(self) -> Tensor:
+        """``(B, P)`` whether the ray hit anything within ``max_depth`` (hits have ``z > 0``)."""
+        return self.depth > 0
 
 
 def _nonzero(values: Tensor) -> Tensor:
@@ -121,73 +134,181 @@ def _nonzero(values: Tensor) -> Tensor:
     return torch.where(values.abs() < tiny, torch.full_like(values, tiny), values)
 
 
-def _sphere_t(origin: Tensor, rays: Tensor, centres: Tensor, half: Tensor) -> Tensor:
+def _rotate_to_local(x: Tensor, z: Tensor, cos: Tensor, sin: Tensor) -> tuple[Tensor, Tensor]:
+    """Rotate by ``-yaw`` about ``y``: ``(x, z) -> (x cos - z sin, x sin + z cos)``."""
+    return x * cos - z * sin, x * sin + z * cos
+
+
+def _rotate_to_world(x: Tensor, z: Tensor, cos: Tensor, sin: Tensor) -> tuple[Tensor, Tensor]:
+    """Rotate by ``+yaw`` about ``y``, the inverse of :func:`_rotate_to_local`."""
+    return x * cos + z * sin, -x * sin + z * cos
+
+
+def _row_dot(vector: Planes, row: Tensor) -> Tensor:
+    """``v . row`` for a fixed 3-vector ``row``, summed in a fixed order (no GEMM), so every
+    pixel's rounding is independent of the batch."""
+    return vector[0] * row[0] + vector[1] * row[1] + vector[2] * row[2]
+
+
+def _to_camera_frame(vector: Planes, rotation: Tensor) -> Planes:
+    """``R^T v`` for world-frame vectors."""
+    x, y, z = (_row_dot(vector, rotation[:, column]) for column in range(3))
+    return x, y, z
+
+
+@dataclass(frozen=True)
+class _Ground:
+    """Per-camera constants: world rays ``(3, P)`` and the per-pixel quantities the primitive
+    tests reuse, and the ground's maps (see :class:`SurfaceHits`)."""
+
+    origin: Tensor
+    rotation: Tensor
+    rays: Tensor
+    rays_squared: Tensor
+    rays_xz_squared: Tensor
+    safe_ray_y: Tensor
+    safe_rays_xz_squared: Tensor
+    search_depth: Tensor
+    depth: Tensor
+    label: Tensor
+    normal_planes: Tensor
+    points: Tensor
+    sky: Tensor
+    normal: Tensor
+
+
+@functools.lru_cache(maxsize=8)
+def _ground(
+    camera: PinholeCamera,
+    max_depth: float,
+    plane_class: int | None,
+    device: torch.device,
+    dtype: torch.dtype,
+) -> _Ground:
+    """The ground plane ``t = -h / d_y`` (for rays pointing down) of every pixel, cached per
+    camera; ``search_depth`` is ``t`` within ``max_depth`` and ``inf`` beyond (sky)."""
+    rotation = torch.as_tensor(camera.world_from_camera(), device=device, dtype=dtype)
+    origin = torch.as_tensor(camera.origin(), device=device, dtype=dtype)
+    camera_rays = camera.camera_rays(device, dtype).unbind(-1)
+    rays = torch.stack([_row_dot(camera_rays, rotation[row]) for row in range(3)])
+    ray_x, ray_y, ray_z = rays
+    t = torch.where(ray_y < 0, -origin[1] / _nonzero(ray_y), math.inf)
+    visible = t <= max_depth
+    depth = torch.where(visible, t, 0.0)
+    up = torch.tensor([0.0, 1.0, 0.0], device=device, dtype=dtype)
+    normal = torch.stack(_to_camera_frame(up.unbind(), rotation))
+    ground_label = -1 if plane_class is None else plane_class
+    rays_xz_squared = ray_x * ray_x + ray_z * ray_z
+    return _Ground(
+        origin=origin,
+        rotation=rotation,
+        rays=rays.contiguous(),
+        rays_squared=_row_dot(rays, rays),
+        rays_xz_squared=rays_xz_squared,
+        safe_ray_y=_nonzero(ray_y),
+        safe_rays_xz_squared=_nonzero(rays_xz_squared),
+        search_depth=torch.where(visible, t, math.inf),
+        depth=depth,
+        label=torch.where(visible, ground_label, -1),
+        normal_planes=torch.where(visible, normal[:, None], 0.0).contiguous(),
+        points=torch.stack([origin[k] + depth * rays[k] for k in range(3)]),
+        sky=torch.nonzero(~visible).squeeze(1),
+        normal=normal,
+    )
+
+
+def _per_sample(values: Tensor, batch: int) -> Tensor:
+    """A new contiguous tensor holding ``values (..., P)`` once per sample: ``(..., B, P)``. Never
+    a view, so writing into it leaves the cached ground untouched."""
+    shape = (*values.shape[:-1], batch, values.shape[-1])
+    return values.unsqueeze(-2).expand(shape).clone(memory_format=torch.contiguous_format)
+
+
+def _sphere_t(ground: _Ground, pixel: Tensor, offset: Planes, c: Tensor) -> Tensor:
     """Smallest positive root of ``a t^2 + 2 b t + c = 0`` with ``a = |d|^2``, ``b = d . (o - c)``,
-    ``c = |o - c|^2 - r^2``: ``t = (-b - sqrt(b^2 - a c)) / a``; ``inf`` on a miss."""
-    offset = origin - centres
-    a = _dot(rays, rays)
-    b = _dot(rays, offset)
-    c = _dot(offset, offset) - half[:, 0] ** 2
+    ``c = |o - c|^2 - r^2``: ``t = (-b - sqrt(b^2 - a c)) / a``; ``inf`` on a miss. ``offset``
+    and ``c`` are per pair; the ray terms are looked up by ``pixel``."""
+    rays = ground.rays.index_select(1, pixel)
+    a = ground.rays_squared.index_select(0, pixel)
+    b = _row_dot(rays.unbind(), offset)
     disc = b * b - a * c
     t = (-b - disc.clamp_min(0).sqrt()) / a
     return torch.where((disc >= 0) & (t > 0), t, math.inf)
 
 
 def _box_t(
-    origin: Tensor, rays: Tensor, centres: Tensor, half: Tensor, cos: Tensor, sin: Tensor
+    ground: _Ground, pixel: Tensor, lower: Planes, upper: Planes, cos: Tensor, sin: Tensor
 ) -> Tensor:
     """Slab method in the box frame: ``t_near = max_k min(t1_k, t2_k)``, ``t_far = min_k max(...)``
-    with ``t{1,2}_k = (-/+ e_k - o_k) / d_k``; a hit when ``0 < t_near <= t_far``; ``cos, sin`` of
-    the yaw."""
-    local_origin = _to_local(origin - centres, cos, sin)
-    local_rays = _nonzero(_to_local(rays, cos, sin))
-    first = (-half - local_origin) / local_rays
-    second = (half - local_origin) / local_rays
-    near = torch.minimum(first, second).amax(-1)
-    far = torch.maximum(first, second).amin(-1)
+    with ``t1_k = (-e_k - o_k) / d_k`` (``lower``) and ``t2_k = (e_k - o_k) / d_k`` (``upper``), ``o``
+    and ``d`` the origin and ray in the box frame; a hit when ``0 < t_near <= t_far``."""
+    ray_x, ray_z = ground.rays[0].index_select(0, pixel), ground.rays[2].index_select(0, pixel)
+    local_x, local_z = _rotate_to_local(ray_x, ray_z, cos, sin)
+    local = (_nonzero(local_x), ground.safe_ray_y.index_select(0, pixel), _nonzero(local_z))
+    near = far = None
+    for k in range(3):
+        first, second = lower[k] / local[k], upper[k] / local[k]
+        entry, leave = torch.minimum(first, second), torch.maximum(first, second)
+        near = entry if near is None else torch.maximum(near, entry)
+        far = leave if far is None else torch.minimum(far, leave)
     return torch.where((near <= far) & (near > 0), near, math.inf)
 
 
-def _cylinder_t(origin: Tensor, rays: Tensor, centres: Tensor, half: Tensor) -> Tensor:
+def _cylinder_t(
+    ground: _Ground,
+    pixel: Tensor,
+    offset: Planes,
+    c: Tensor,
+    radius: Tensor,
+    bottom: Tensor,
+    top: Tensor,
+    cap_height: Tensor,
+) -> Tensor:
     """Side: the quadratic of :func:`_sphere_t` in ``(x, z)`` with the hit's ``|y - c_y| <= h/2``;
-    top cap: ``t = (c_y + h/2 - o_y) / d_y`` with ``(x, z)`` inside the radius; the nearest."""
-    offset = origin - centres
-    radius, top = half[:, 0], centres[:, 1] + half[:, 1]
-    ray_x, ray_y, ray_z = rays.unbind(-1)
-    offset_x, _, offset_z = offset.unbind(-1)
-    a = ray_x * ray_x + ray_z * ray_z
+    top cap: ``t = (c_y + h/2 - o_y) / d_y`` (``cap_height / d_y``) with ``(x, z)`` inside the
+    radius; the nearest."""
+    ray_x, ray_y, ray_z = ground.rays.index_select(1, pixel)
+    offset_x, _, offset_z = offset
+    a = ground.rays_xz_squared.index_select(0, pixel)
     b = ray_x * offset_x + ray_z * offset_z
-    c = offset_x * offset_x + offset_z * offset_z - radius * radius
     disc = b * b - a * c
-    side = (-b - disc.clamp_min(0).sqrt()) / _nonzero(a)
-    side_y = origin[1] + side * ray_y
-    side_hit = (disc >= 0) & (side > 0) & (side_y >= centres[:, 1] - half[:, 1]) & (side_y <= top)
-    cap = (top - origin[1]) / _nonzero(ray_y)
+    side = (-b - disc.clamp_min(0).sqrt()) / ground.safe_rays_xz_squared.index_select(0, pixel)
+    side_y = ground.origin[1] + side * ray_y
+    side_hit = (disc >= 0) & (side > 0) & (side_y >= bottom) & (side_y <= top)
+    cap = cap_height / ground.safe_ray_y.index_select(0, pixel)
     cap_x = offset_x + cap * ray_x
     cap_z = offset_z + cap * ray_z
     cap_hit = (cap > 0) & (cap_x * cap_x + cap_z * cap_z <= radius * radius)
     return torch.minimum(torch.where(side_hit, side, math.inf), torch.where(cap_hit, cap, math.inf))
 
 
-def _local_normals(local: Tensor, half: Tensor, shapes: Tensor) -> Tensor:
+def _local_normals(local: Planes, half: Planes, shapes: Tensor) -> Planes:
     """Outward unit normals in the primitive frame at local hit points ``local``.
 
     Sphere: ``q / |q|``; box: ``sign(q_k) e_k`` on the face ``k = argmax_k |q_k| / e_k``;
     cylinder: the cap ``(0, sign q_y, 0)`` when ``|q_y| / (h/2) > |q_xz| / r``, else
     ``(q_x, 0, q_z) / |q_xz|``.
     """
-    sphere = local / local.norm(dim=-1, keepdim=True).clamp_min(1e-12)
-    ratios = local.abs() / half
-    face = torch.nn.functional.one_hot(ratios.argmax(-1), 3).to(local.dtype)
-    box = face * torch.sign(local)
-    radial = local * torch.tensor([1.0, 0.0, 1.0], dtype=local.dtype, device=local.device)
-    radial_length = radial.norm(dim=-1, keepdim=True)
-    cap_side = ratios[:, 1:2] > radial_length / half[:, 0:1]
-    up = torch.zeros_like(local)
-    up[:, 1] = 1.0
-    cylinder = torch.where(cap_side, up * torch.sign(local[:, 1:2]), radial / radial_length)
-    shapes = shapes[:, None]
-    return torch.where(shapes == SPHERE, sphere, torch.where(shapes == BOX, box, cylinder))
+    x, y, z = local
+    zero = torch.zeros_like(x)
+    length = torch.stack([x, y, z], dim=-1).norm(dim=-1).clamp_min(1e-12)
+    radial_length = torch.stack([x, zero, z], dim=-1).norm(dim=-1)
+    ratio_x, ratio_y, ratio_z = x.abs() / half[0], y.abs() / half[1], z.abs() / half[2]
+    face_x = (ratio_x >= ratio_y) & (ratio_x >= ratio_z)
+    face_y = ~face_x & (ratio_y >= ratio_z)
+    face_z = ~face_x & ~face_y
+    cap_side = ratio_y > radial_length / half[0]
+    sphere, box = shapes == SPHERE, shapes == BOX
+
+    def select(component: Tensor, on_face: Tensor, cylinder: Tensor) -> Tensor:
+        box_value = torch.where(on_face, torch.sign(component), zero)
+        return torch.where(sphere, component / length, torch.where(box, box_value, cylinder))
+
+    return (
+        select(x, face_x, torch.where(cap_side, zero, x / radial_length)),
+        select(y, face_y, torch.where(cap_side, torch.sign(y), zero)),
+        select(z, face_z, torch.where(cap_side, zero, z / radial_length)),
+    )
 
 
 def _screen_rectangles(
@@ -277,6 +398,62 @@ def _candidate_pairs(table: _ObjectTable, camera: PinholeCamera) -> tuple[np.nda
     return objects, v * camera.width + u
 
 
+def _pair_distances(
+    table: _ObjectTable,
+    objects_np: np.ndarray,
+    pixel: Tensor,
+    ground: _Ground,
+    device: torch.device,
+    dtype: torch.dtype,
+) -> Tensor:
+    """The ray parameter of every ``(object, pixel)`` pair (``inf`` on a miss). Terms that depend
+    on the primitive only are computed once per primitive, then looked up per pair."""
+
+    def tensor(values: np.ndarray) -> Tensor:
+        return torch.from_numpy(np.ascontiguousarray(values)).to(device=device, dtype=dtype)
+
+    centres, half = tensor(table.centres.T), tensor(table.half.T)
+    cos, sin = (tensor(values) for values in table.yaw_cos_sin())
+    offset = tuple(ground.origin[k] - centres[k] for k in range(3))
+    distance = torch.empty(pixel.shape[0], device=device, dtype=dtype)
+    shape_of_pair = table.shapes[objects_np]
+    for shape in (SPHERE, BOX, CYLINDER):
+        rows = np.flatnonzero(shape_of_pair == shape)
+        if rows.size == 0:
+            continue
+        part = slice(int(rows[0]), int(rows[-1]) + 1)
+        owner = torch.from_numpy(objects_np[part]).to(device)
+
+        def per_pair(values: Tensor, owner: Tensor = owner) -> Tensor:
+            return values.index_select(0, owner)
+
+        if shape == SPHERE:
+            c = _row_dot(offset, offset) - half[0] ** 2
+            distance[part] = _sphere_t(
+                ground, pixel[part], tuple(per_pair(o) for o in offset), per_pair(c)
+            )
+        elif shape == BOX:
+            local_x, local_z = _rotate_to_local(offset[0], offset[2], cos, sin)
+            local = (local_x, offset[1], local_z)
+            lower = tuple(per_pair(-half[k] - local[k]) for k in range(3))
+            upper = tuple(per_pair(half[k] - local[k]) for k in range(3))
+            distance[part] = _box_t(ground, pixel[part], lower, upper, per_pair(cos), per_pair(sin))
+        else:
+            radius, top = half[0], centres[1] + half[1]
+            c = offset[0] * offset[0] + offset[2] * offset[2] - radius * radius
+            distance[part] = _cylinder_t(
+                ground,
+                pixel[part],
+                tuple(per_pair(o) for o in offset),
+                per_pair(c),
+                per_pair(radius),
+                per_pair(centres[1] - half[1]),
+                per_pair(top),
+                per_pair(top - ground.origin[1]),
+            )
+    return distance
+
+
 def cast_rays(
     layouts: Sequence[Layout],
     camera: PinholeCamera,
@@ -292,95 +469,56 @@ def cast_rays(
     (:func:`_screen_rectangles`); the nearest hit per pixel is an exact ``amin`` scatter, so a
     sample's maps do not depend on the other samples of the batch.
     """
-    rotation, rays = _world_rays(camera, torch.device(device), dtype)
-    origin = torch.as_tensor(camera.origin(), device=device, dtype=dtype)
-    batch, pixels = len(layouts), rays.shape[0]
-    ground = torch.where(rays[:, 1] < 0, -origin[1] / _nonzero(rays[:, 1]), math.inf)
-    depth = ground.expand(batch, pixels).contiguous()
+    device = torch.device(device)
+    ground = _ground(camera, float(max_depth), plane_class, device, dtype)
+    batch, pixels = len(layouts), ground.depth.shape[0]
     table = _ObjectTable.from_layouts(layouts)
     objects_np, pixel_np = _candidate_pairs(table, camera)
-    objects = torch.from_numpy(objects_np).to(device)
     pixel = torch.from_numpy(pixel_np).to(device)
+    distance = _pair_distances(table, objects_np, pixel, ground, device, dtype)
+    objects = torch.from_numpy(objects_np).to(device)
     sample = torch.from_numpy(table.sample).to(device)
-    centres = torch.from_numpy(table.centres).to(device=device, dtype=dtype)
-    half = torch.from_numpy(table.half).to(device=device, dtype=dtype)
-    yaw_cos, yaw_sin = (
-        torch.from_numpy(values).to(device=device, dtype=dtype) for values in table.yaw_cos_sin()
-    )
-    pair_rays = rays[pixel]
-    distance = torch.empty(pixel.shape[0], device=device, dtype=dtype)
-    shape_of_pair = table.shapes[objects_np]
-    for shape in (SPHERE, BOX, CYLINDER):
-        rows = np.flatnonzero(shape_of_pair == shape)
-        if rows.size == 0:
-            continue
-        part = slice(int(rows[0]), int(rows[-1]) + 1)
-        owner = objects[part]
-        if shape == SPHERE:
-            distance[part] = _sphere_t(origin, pair_rays[part], centres[owner], half[owner])
-        elif shape == BOX:
-            distance[part] = _box_t(
-                origin,
-                pair_rays[part],
-                centres[owner],
-                half[owner],
-                yaw_cos[owner],
-                yaw_sin[owner],
-            )
-        else:
-            distance[part] = _cylinder_t(origin, pair_rays[part], centres[owner], half[owner])
-    flat_pixel = sample[objects] * pixels + pixel
-    depth = depth.reshape(-1).scatter_reduce(0, flat_pixel, distance, reduce="amin")
-    winner_of_pixel = torch.full((batch * pixels,), -1, dtype=torch.int64, device=device)
-    wins = (distance == depth[flat_pixel]) & torch.isfinite(distance)
-    winner_of_pixel = winner_of_pixel.scatter_reduce(
-        0, flat_pixel[wins], objects[wins], reduce="amax"
-    )
-    surface = depth <= max_depth
-    depth = torch.where(surface, depth, 0.0)
-    points = origin + depth.reshape(batch, pixels, 1) * rays
-    ground_normal = _to_camera_frame(
-        torch.tensor([0.0, 1.0, 0.0], device=device, dtype=dtype), rotation
-    )
-    normal = ground_normal.expand(batch * pixels, 3).clone()
-    ground_label = -1 if plane_class is None else plane_class
-    label = torch.full((batch * pixels,), ground_label, dtype=torch.int64, device=device)
-    hit = torch.nonzero((winner_of_pixel >= 0) & surface).squeeze(1)
-    if hit.numel():
-        owner = winner_of_pixel[hit]
-        cos, sin = yaw_cos[owner], yaw_sin[owner]
-        local = _to_local(points.reshape(-1, 3)[hit] - centres[owner], cos, sin)
-        shapes = torch.from_numpy(table.shapes).to(device)[owner]
-        world = _to_world(_local_normals(local, half[owner], shapes), cos, sin)
-        normal[hit] = _to_camera_frame(world, rotation)
-        label[hit] = torch.from_numpy(table.class_ids).to(device)[owner]
-    normal = torch.where(surface[:, None], normal, 0.0)
-    label = torch.where(surface, label, -1)
+    flat_pixel = sample.index_select(0, objects) * pixels + pixel
+    nearest = _per_sample(ground.search_depth, batch).view(-1)
+    nearest.scatter_reduce_(0, flat_pixel, distance, reduce="amin")
+    wins = (distance == nearest.index_select(0, flat_pixel)) & (distance <= max_depth)
+    winner = torch.full((batch * pixels,), -1, dtype=torch.int64, device=device)
+    winner.scatter_reduce_(0, flat_pixel, torch.where(wins, objects, -1), reduce="amax")
+    won = torch.nonzero(wins & (winner.index_select(0, flat_pixel) == objects)).squeeze(1)
+    hit, owner = flat_pixel.index_select(0, won), objects.index_select(0, won)
+    hit_depth = nearest.index_select(0, hit)
+    rays = ground.rays.index_select(1, hit % pixels)
+    points = torch.stack([ground.origin[k] + hit_depth * rays[k] for k in range(3)])
+
+    def of_owner(values: np.ndarray) -> Tensor:
+        column = torch.from_numpy(np.ascontiguousarray(values)).to(device)
+        return column.to(dtype).index_select(0, owner)
+
+    centres = [of_owner(table.centres[:, k]) for k in range(3)]
+    half = [of_owner(table.half[:, k]) for k in range(3)]
+    cos, sin = (of_owner(values) for values in table.yaw_cos_sin())
+    relative = [points[k] - centres[k] for k in range(3)]
+    local_x, local_z = _rotate_to_local(relative[0], relative[2], cos, sin)
+    shapes = torch.from_numpy(table.shapes).to(device).index_select(0, owner)
+    normal_x, normal_y, normal_z = _local_normals((local_x, relative[1], local_z), half, shapes)
+    world_x, world_z = _rotate_to_world(normal_x, normal_z, cos, sin)
+    object_normals = torch.stack(_to_camera_frame((world_x, normal_y, world_z), ground.rotation))
+    object_labels = torch.from_numpy(table.class_ids).to(device).index_select(0, owner)
+    depth = _per_sample(ground.depth, batch).view(-1)
+    depth.index_copy_(0, hit, hit_depth)
+    label = _per_sample(ground.label, batch).view(-1)
+    label.index_copy_(0, hit, object_labels)
+    normal_planes = _per_sample(ground.normal_planes, batch)
+    normal_planes.view(3, -1).index_copy_(1, hit, object_normals)
     return SurfaceHits(
         label=label.reshape(batch, pixels),
         depth=depth.reshape(batch, pixels),
-        normal=normal.reshape(batch, pixels, 3),
-        points=points,
-        surface=surface.reshape(batch, pixels),
+        normal_planes=normal_planes,
         object_pixels=hit,
-        ground_normal=ground_normal,
+        object_labels=object_labels,
+        object_normals=object_normals,
+        object_points=points,
+        ground_points=ground.points,
+        ground_sky=ground.sky,
+        ground_normal=ground.normal,
     )
-
-
-@functools.lru_cache(maxsize=8)
-def _world_rays(
-    camera: PinholeCamera, device: torch.device, dtype: torch.dtype
-) -> tuple[Tensor, Tensor]:
-    """``R`` and the ``(H W, 3)`` world-frame rays ``R d_cam`` of a camera (cached)."""
-    rotation = torch.as_tensor(camera.world_from_camera(), device=device, dtype=dtype)
-    return rotation, _to_world_frame(camera.camera_rays(device, dtype), rotation)
-
-
-def _to_world_frame(vectors: Tensor, rotation: Tensor) -> Tensor:
-    """``R v`` for camera-frame row vectors, as fixed-order products (no GEMM)."""
-    return torch.stack([_dot(vectors, rotation[row]) for row in range(3)], dim=-1)
-
-
-def _to_camera_frame(vectors: Tensor, rotation: Tensor) -> Tensor:
-    """``R^T v`` for world-frame row vectors, as fixed-order products (no GEMM)."""
-    return torch.stack([_dot(vectors, rotation[:, column]) for column in range(3)], dim=-1)

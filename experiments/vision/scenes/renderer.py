@@ -30,8 +30,9 @@ class SceneRenderer:
     ``image (B, 3, H, W)`` sRGB in ``[0, 1]``, ``segmentation (B, H, W)`` int64 in ``{-1..C-1}``,
     ``depth (B, 1, H, W)`` camera ``z`` in metres (0 on sky), ``normal (B, 3, H, W)`` unit camera-
     frame normals (0 on sky), ``albedo`` and ``shading (B, 3, H, W)`` linear RGB with
-    ``albedo * shading`` the noiseless linear image. The 3-channel fields are channels-first views
-    of channels-last storage (``DataLoader`` collation copies them into one batch).
+    ``albedo * shading`` the noiseless linear image. The 3-channel fields are ``(B, 3, H, W)`` views
+    of ``(3, B, H, W)`` channel-plane storage, so each sample's field is three contiguous planes
+    (``DataLoader`` collation copies them into one batch).
     """
 
     def __init__(
@@ -94,20 +95,20 @@ class SceneRenderer:
             raise InvalidParameterError("indices: expected at least one sample index")
         hits = self.geometry(indices, split)
         params = self.appearance(indices, split, environment)
-        num_classes = self.config.num_classes
-        slot = torch.where(hits.label >= 0, hits.label, num_classes)
-        maps = compose(slot, hits, params)
+        plane_class = self.config.plane_class
+        ground_slot = self.config.num_classes if plane_class is None else plane_class
+        maps = compose(hits, params, ground_slot)
         batch = len(indices)
         height, width = self.config.resolution
 
         def planes(values: Tensor) -> Tensor:
-            return values.reshape(batch, height, width, -1).permute(0, 3, 1, 2)
+            return values.view(3, batch, height, width).permute(1, 0, 2, 3)
 
         return {
             "image": planes(maps["image"]),
-            "segmentation": hits.label.reshape(batch, height, width),
-            "depth": hits.depth.reshape(batch, 1, height, width),
-            "normal": planes(hits.normal),
+            "segmentation": hits.label.view(batch, height, width),
+            "depth": hits.depth.view(batch, 1, height, width),
+            "normal": planes(hits.normal_planes),
             "albedo": planes(maps["albedo"]),
             "shading": planes(maps["shading"]),
         }

@@ -1,18 +1,19 @@
 """Data-parallel training across processes launched by ``torchrun`` (NCCL on GPUs, gloo on CPU).
 
-The model is wrapped in :class:`torch.nn.parallel.DistributedDataParallel`, which broadcasts the
-parameters of rank 0 at construction and its buffers (batch-norm statistics) at every forward. The
-gradient synchronisation is done here, after the balancer's backward, by one all-reduce of the
-gradients averaged over ranks, because gradient aggregators (PCGrad, MGDA, ...) run several backward
-passes per step and DDP's reducer expects exactly one; the forward runs under ``no_sync`` for that
-reason. Metrics are computed on rank 0 alone over the whole split (no cross-rank metric sync).
-The averaged gradient is the gradient of the mean of the per-rank objectives, as with DDP.
+The trainer keeps one model per process and synchronises it by hand rather than through
+:class:`torch.nn.parallel.DistributedDataParallel`, because gradient aggregators (PCGrad, MGDA, ...)
+run several backward passes per step and DDP's reducer expects exactly one:
+
+- at the start of a run, rank 0's parameters and buffers are broadcast to every rank;
+- after the balancer's backward, the gradients are all-reduced and divided by the world size, so
+  every rank takes the step of the mean of the per-rank objectives (as DDP does);
+- batch-norm running statistics stay per rank; rank 0's are the ones evaluated and saved.
 """
 
 from __future__ import annotations
 
-import contextlib
 import os
+from collections.abc import Iterable
 
 import torch
 import torch.distributed as dist
@@ -29,6 +30,10 @@ def rank() -> int:
 
 def world_size() -> int:
     return dist.get_world_size() if is_distributed() else 1
+
+
+def is_main_process() -> bool:
+    return rank() == 0
 
 
 def init_from_environment(device: str) -> bool:
@@ -48,24 +53,20 @@ def local_device(device: str) -> str:
     return device
 
 
-def wrap(model: nn.Module, device: torch.device) -> nn.Module:
-    if not is_distributed():
-        return model
-    device_ids = [device.index] if device.type == "cuda" else None
-    return nn.parallel.DistributedDataParallel(model, device_ids=device_ids, broadcast_buffers=True)
+def broadcast_module(module: nn.Module) -> None:
+    """Copy rank 0's parameters and buffers to every rank."""
+    if not is_distributed() or world_size() == 1:
+        return
+    with torch.no_grad():
+        for tensor in [*module.parameters(), *module.buffers()]:
+            dist.broadcast(tensor.data, src=0)
 
 
-def no_sync(model: nn.Module):
-    if isinstance(model, nn.parallel.DistributedDataParallel):
-        return model.no_sync()
-    return contextlib.nullcontext()
-
-
-def average_gradients(model: nn.Module) -> None:
+def average_gradients(parameters: Iterable[nn.Parameter]) -> None:
     """All-reduce every gradient, divided by the world size, in one flattened bucket."""
     if not is_distributed() or world_size() == 1:
         return
-    grads = [p.grad for p in model.parameters() if p.grad is not None]
+    grads = [p.grad for p in parameters if p.grad is not None]
     if not grads:
         return
     flat = torch.cat([g.reshape(-1) for g in grads])
