@@ -253,3 +253,23 @@ def test_the_skip_connection_ablation_trains_with_cfa_and_any_balancer(
     assert "term/cfa" in records[0]
     totals = [sum(v for k, v in r.items() if k.startswith("loss/")) for r in records]
     assert totals[-1] < totals[0]
+
+
+def test_hard_grounding_terms_reuse_the_normal_prediction_without_changing_them(
+    data_root, tmp_path
+):
+    from experiments.vision.training import HardGroundingTerms
+
+    run = build_run(tiny_config(data_root, tmp_path))
+    model = run.model
+    assert model.decoder.normal_head is model.heads["normal"]
+    batch = first_batch(run)
+    model.eval()
+    forward = model(batch["image"])
+    source = HardGroundingTerms(run.config.method)
+    reused = source.terms(model, batch, forward, 0)
+    forward.predictions.pop("normal")
+    recomputed = source.terms(model, batch, forward, 0)
+    assert reused.keys() == recomputed.keys()
+    for name in reused:
+        assert torch.allclose(reused[name], recomputed[name], rtol=1e-6, atol=1e-7), name

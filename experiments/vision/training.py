@@ -60,7 +60,9 @@ def stage_of(epoch: int, config: VisionConfig) -> str:
 
 class HardGroundingTerms:
     """``l_rec (L_render + l_tv L_tv + l_ach L_achromatic + l_corr L_corr)`` of the physics
-    decoder (:func:`~.model.physics.hard_grounding_terms`), one logged term per piece."""
+    decoder (:func:`~.model.physics.hard_grounding_terms`), one logged term per piece. When the
+    decoder's normal head is the normal task's head, the task prediction is reused as the normals
+    (the same function of the same parameters, computed once)."""
 
     def __init__(self, method: MethodConfig) -> None:
         self.method = method
@@ -83,7 +85,11 @@ class HardGroundingTerms:
         task_losses_fn=None,
         generator: torch.Generator | None = None,
     ) -> dict[str, Tensor]:
-        components = model.decoder.components(forward.z_s, forward.z_r)
+        decoder = model.decoder
+        heads = getattr(model, "heads", {})
+        shares_head = "normal" in heads and decoder.normal_head is heads["normal"]
+        normals = forward.predictions.get("normal") if shares_head else None
+        components = decoder.components(forward.z_s, forward.z_r, normals)
         m = self.method
         pieces = hard_grounding_terms(
             components, batch["image"], m.tv_weight, m.achromatic_weight, m.correlation_weight

@@ -100,8 +100,13 @@ class HardGroundingDecoder(nn.Module):
         self.albedo = AlbedoDecoder(residual_channels)
         self.lighting = LightingHead(residual_channels)
 
-    def components(self, z_s: Tensor, z_r: Tensor) -> dict[str, Tensor]:
-        normals = self.normal_head(z_s)
+    def components(
+        self, z_s: Tensor, z_r: Tensor, normals: Tensor | None = None
+    ) -> dict[str, Tensor]:
+        """Every intermediate of the render; ``normals`` (``normal_head(z_s)``), when the caller
+        already has them (the normal task's prediction from the same head), are not recomputed."""
+        if normals is None:
+            normals = self.normal_head(z_s)
         albedo = self.albedo(z_r)
         lighting = self.lighting(z_r.mean(dim=(2, 3)))
         shading, render = lambertian_render(normals, albedo, lighting)
