@@ -134,6 +134,25 @@ def build_model(config: ZooConfig, method: str):
     )
 
 
+def adam_settings(batch_size: int, learning_rate: float, seed: int, device: str, **more):
+    """Trainer settings of the studies: Adam (AdamW without weight decay) at a constant rate, no
+    clipping, no progress bar; ``more`` sets any other :class:`~coremtl.trainer.TrainerConfig`
+    field."""
+    from coremtl.trainer import TrainerConfig
+
+    return TrainerConfig(
+        batch_size=batch_size,
+        learning_rate=learning_rate,
+        weight_decay=0.0,
+        lr_schedule="constant",
+        grad_clip=None,
+        seed=seed,
+        device=device,
+        progress=False,
+        **more,
+    )
+
+
 def squared_loss_of(index: int):
     """``L_t = mean (yhat_t - y_t)^2`` of task ``index``, as the trainer's per-task loss."""
 
@@ -151,7 +170,7 @@ def train(config: ZooConfig, method: str, scm, seed: int, device: str):
     from coremtl.architectures import MTCRLRegularizer
     from coremtl.balancers import balancer_options, make_balancer
     from coremtl.objective import CoreMTLObjective
-    from coremtl.trainer import Trainer, TrainerConfig
+    from coremtl.trainer import Trainer
     from scm.sampling import sample
 
     torch.manual_seed(seed)
@@ -174,17 +193,7 @@ def train(config: ZooConfig, method: str, scm, seed: int, device: str):
         model,
         {name: squared_loss_of(index) for index, name in enumerate(names)},
         make_balancer(balancer_name, names, device=device, **options),
-        TrainerConfig(
-            epochs=config.steps,
-            batch_size=config.train_samples,
-            learning_rate=config.lr,
-            weight_decay=0.0,
-            lr_schedule="constant",
-            grad_clip=None,
-            seed=seed,
-            device=device,
-            progress=False,
-        ),
+        adam_settings(config.train_samples, config.lr, seed, device, epochs=config.steps),
         None,
         objective=objective,
     )

@@ -71,8 +71,8 @@ def trajectory(config: Config, cka_weight: float, seed: int, device: str) -> lis
     from coremtl.grounding import reconstruction_loss
     from coremtl.objective import CoreMTLObjective
     from coremtl.probes import gradient_alignment
-    from coremtl.trainer import Trainer, TrainerConfig
-    from experiments.synthetic.models import squared_loss_of
+    from coremtl.trainer import Trainer
+    from experiments.synthetic.models import adam_settings, squared_loss_of
     from scm.sampling import sample
 
     torch.manual_seed(seed)
@@ -97,18 +97,14 @@ def trajectory(config: Config, cka_weight: float, seed: int, device: str) -> lis
         model,
         {name: squared_loss_of(index) for index, name in enumerate(names)},
         make_balancer("ew", names),
-        TrainerConfig(
+        adam_settings(
+            config.batch,
+            config.zoo.lr,
+            seed,
+            device,
             epochs=math.ceil(config.steps / batches_per_epoch),
-            batch_size=config.batch,
-            learning_rate=config.zoo.lr,
-            weight_decay=0.0,
-            lr_schedule="constant",
-            grad_clip=None,
-            seed=seed,
-            device=device,
             probe_every=config.probe_every,
             stop_after_steps=config.steps,
-            progress=False,
         ),
         None,
         objective=CoreMTLObjective(cka_weight=cka_weight, reconstruction_weight=1.0),

@@ -58,8 +58,8 @@ def step_time(config: Config, method: str, num_tasks: int, device: str, seed: in
     from coremtl.grounding import MLPDecoder
     from coremtl.objective import CoreMTLObjective
     from coremtl.representation import mlp_dual_stream
-    from coremtl.trainer import Trainer, TrainerConfig
-    from experiments.synthetic.models import squared_loss_of
+    from coremtl.trainer import Trainer
+    from experiments.synthetic.models import adam_settings, squared_loss_of
     from scm.generate import random_scm
     from scm.sampling import sample
 
@@ -87,16 +87,7 @@ def step_time(config: Config, method: str, num_tasks: int, device: str, seed: in
         model,
         {name: squared_loss_of(index) for index, name in enumerate(names)},
         make_balancer("ew" if method == "core-mtl" else method, names, device=device),
-        TrainerConfig(
-            batch_size=config.batch,
-            learning_rate=1e-3,
-            weight_decay=0.0,
-            lr_schedule="constant",
-            grad_clip=None,
-            seed=seed,
-            device=device,
-            progress=False,
-        ),
+        adam_settings(config.batch, 1e-3, seed, device),
         None,
         objective=objective,
         task_loss_vector=squared_loss_vector,
