@@ -179,19 +179,27 @@ def image_seed(seed: int, name: str, severity: int, index: int) -> int:
     return int(sequence.generate_state(1)[0])
 
 
+def _imagecorruptions():
+    """The ``imagecorruptions`` module (from the imagecorruptions-imaug package), or an error
+    saying how to install it."""
+    try:
+        import imagecorruptions
+    except ImportError as error:
+        raise ModuleNotFoundError(
+            "generating Cityscapes-C needs the imagecorruptions-imaug package "
+            f"(pip install 'imagecorruptions-imaug>=1.1.5,<2'): {error}"
+        ) from None
+    return imagecorruptions
+
+
 def library_corruption(image: np.ndarray, name: str, severity: int, seed: int) -> np.ndarray:
     """``imagecorruptions.corrupt`` with its randomness fixed by ``seed``.
 
     The package draws from NumPy's global generator (and takes a ``seed`` argument for the
     corruptions that use another one); the global state is seeded for the call and restored.
     """
-    try:
-        from imagecorruptions import corrupt, corruption_dict
-    except ImportError as error:
-        raise ModuleNotFoundError(
-            "generating Cityscapes-C needs the imagecorruptions-imaug package "
-            f"(pip install 'imagecorruptions-imaug>=1.1.5,<2'): {error}"
-        ) from None
+    library = _imagecorruptions()
+    corrupt, corruption_dict = library.corrupt, library.corruption_dict
     if name not in corruption_dict:
         raise InvalidParameterError(
             f"--corruptions: unknown corruption {name!r}; expected among {sorted(corruption_dict)}"
@@ -207,13 +215,7 @@ def library_corruption(image: np.ndarray, name: str, severity: int, seed: int) -
 
 def corruption_names(subset: str = "common") -> list[str]:
     """Names of a subset of ``imagecorruptions`` (``common``: the 15 of Hendrycks & Dietterich)."""
-    try:
-        from imagecorruptions import get_corruption_names
-    except ImportError as error:
-        raise ModuleNotFoundError(
-            "generating Cityscapes-C needs the imagecorruptions-imaug package "
-            f"(pip install 'imagecorruptions-imaug>=1.1.5,<2'): {error}"
-        ) from None
+    get_corruption_names = _imagecorruptions().get_corruption_names
     try:
         return list(get_corruption_names(subset))
     except ValueError:

@@ -57,6 +57,8 @@ from torch.utils.data import Dataset
 
 from scm.validation import InvalidParameterError
 
+from .npy import load_npy
+
 if TYPE_CHECKING:
     from ..config import DataConfig
     from .builders import Splits
@@ -185,12 +187,7 @@ def load_label_ids(path: Path) -> np.ndarray:
 
 
 def load_depth(path: Path) -> np.ndarray:
-    try:
-        array = np.load(path, allow_pickle=False)
-    except FileNotFoundError:
-        raise FileNotFoundError(f"data: missing file {path}") from None
-    except (ValueError, OSError, EOFError) as error:
-        raise InvalidParameterError(f"data: corrupt file {path} ({error})") from None
+    array = load_npy(path)
     if array.ndim == 3 and array.shape[2] == 1:
         array = array[..., 0]
     if array.ndim != 2 or not np.issubdtype(array.dtype, np.number):

@@ -38,6 +38,16 @@ def _index_of(path: Path) -> int | None:
     return int(path.stem) if path.stem.isdigit() else None
 
 
+def load_npy(path: Path) -> np.ndarray:
+    """``np.load`` without pickles; a missing or unreadable file is an error naming it."""
+    try:
+        return np.load(path, allow_pickle=False)
+    except FileNotFoundError:
+        raise FileNotFoundError(f"data: missing file {path}") from None
+    except (ValueError, OSError, EOFError) as error:
+        raise InvalidParameterError(f"data: corrupt file {path} ({error})") from None
+
+
 class MultiTaskNpyDataset(Dataset):
     """Samples of one split, optionally restricted to ``positions`` and augmented.
 
@@ -102,13 +112,7 @@ class MultiTaskNpyDataset(Dataset):
 
     def _load(self, name: str, index: int) -> tuple[np.ndarray, Path]:
         path = self.folder / name / f"{index}.npy"
-        try:
-            array = np.load(path, allow_pickle=False)
-        except FileNotFoundError:
-            raise FileNotFoundError(f"data: missing file {path}") from None
-        except (ValueError, OSError, EOFError) as error:
-            raise InvalidParameterError(f"data: corrupt file {path} ({error})") from None
-        return array, path
+        return load_npy(path), path
 
     def _check_image(self, image: np.ndarray, path: Path) -> tuple[int, int]:
         if image.ndim != 3 or image.shape[2] != 3:
