@@ -521,6 +521,12 @@ def test_a_few_coremtl_steps_on_tiny_celeba_lower_the_attribute_losses(celeba_ro
     )
     run = build_run(config)
     batch = first_batch(run)
+    assert run.trainer.task_loss_vector is not None
+    forward = run.model(batch["image"])
+    from_vector = run.trainer.task_losses_fn(forward.predictions, batch)
+    one_by_one = task_losses(forward.predictions, batch, list(CELEBA_ATTRIBUTES[:3]))
+    assert list(from_vector) == list(one_by_one)
+    assert all(torch.allclose(from_vector[t], one_by_one[t]) for t in one_by_one)
     records = [training_step(run, batch) for _ in range(4)]
     totals = [sum(v for k, v in r.items() if k.startswith("loss/")) for r in records]
     assert totals[-1] < totals[0]

@@ -26,6 +26,7 @@ from pathlib import Path
 from typing import Any
 
 import torch
+import torch.nn.functional as F
 from torch import Tensor, nn
 from torch.utils.data import DataLoader
 
@@ -33,6 +34,7 @@ from coremtl.forward import Forward
 from coremtl.trainer import ScheduledTerms, Trainer, TrainerConfig
 from scm.validation import InvalidParameterError
 
+from .attributes import attribute_tasks
 from .config import MethodConfig, VisionConfig
 from .datasets.builders import Splits, build_splits
 from .losses import task_losses
@@ -256,9 +258,23 @@ def build_run(config: VisionConfig, output: Path | None = None) -> Run:
         run_info={"vision_config": config.to_dict(), "weights_file": weights_file},
         checkpoint_dir=output / "checkpoints",
         checkpoint_metadata={"config": json.dumps(config.to_dict())},
+        task_loss_vector=attribute_loss_vector(tasks) if attribute_tasks(tasks) == tasks else None,
     )
     trainer.prepare(splits.train)
     return Run(config, trainer, splits, output, weights_file)
+
+
+def attribute_loss_vector(tasks: list[str]):
+    """The binary cross-entropies of every attribute task from one call on the stacked logits
+    ``(B, K)`` against the stacked labels, averaged over the batch: the trainer's
+    ``task_loss_vector``, so the losses cost the same for 10 or 40 attributes."""
+
+    def losses(predictions: Mapping[str, Tensor], batch: Mapping[str, Tensor]) -> Tensor:
+        logits = torch.stack([predictions[t] for t in tasks], dim=1).float()
+        labels = torch.stack([batch[t] for t in tasks], dim=1).float()
+        return F.binary_cross_entropy_with_logits(logits, labels, reduction="none").mean(dim=0)
+
+    return losses
 
 
 def _task_loss(task: str):
