@@ -300,11 +300,6 @@ class Trainer:
         self.scheduler = None
 
     @property
-    def objective(self) -> TermSource | None:
-        """The first term source (the CORE-MTL objective when there is one)."""
-        return self.term_sources[0].source if self.term_sources else None
-
-    @property
     def is_main(self) -> bool:
         return distributed.is_main_process()
 
