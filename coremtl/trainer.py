@@ -50,10 +50,10 @@ from coremtl import distributed
 from coremtl.checkpoint import load_checkpoint, rng_state, save_checkpoint, set_rng_state
 from coremtl.counterfactual import frozen_batchnorm
 from coremtl.forward import Forward
+from coremtl.objective import TaskLossesFn
 from scm.validation import InvalidParameterError
 
 TaskLoss = Callable[[Tensor, Mapping[str, Tensor]], Tensor]
-TaskLossesFn = Callable[[Mapping[str, Tensor], Mapping[str, Tensor]], dict[str, Tensor]]
 TaskLossVector = Callable[[Mapping[str, Tensor], Mapping[str, Tensor]], Tensor]
 Probe = Callable[[nn.Module, Mapping[str, Tensor], Forward, int], Mapping[str, float] | float]
 Evaluate = Callable[[nn.Module], Mapping[str, float]]

@@ -37,16 +37,15 @@ exact formulas above are our instantiation of them.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 
 import torch
 from torch import Tensor, nn
 
 from coremtl.architectures.shared_bottom import as_heads
 from coremtl.forward import Forward
+from coremtl.objective import TaskLossesFn
 from scm.validation import InvalidParameterError
-
-TaskLossesFn = Callable[[Mapping[str, Tensor], Mapping[str, Tensor]], dict[str, Tensor]]
 
 
 def pooled(features: Tensor) -> Tensor:

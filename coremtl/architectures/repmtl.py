@@ -39,16 +39,15 @@ InfoNCE form for CSA, the ``1/log T`` scaling) are our choices.
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
 from coremtl.forward import Forward
+from coremtl.objective import TaskLossesFn
 from scm.validation import InvalidParameterError
-
-TaskLossesFn = Callable[[Mapping[str, Tensor], Mapping[str, Tensor]], dict[str, Tensor]]
 
 
 def task_saliencies(task_losses: Mapping[str, Tensor], shared: Tensor) -> Tensor:

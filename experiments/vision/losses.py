@@ -12,7 +12,6 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping
 
-import torch
 import torch.nn.functional as F
 from torch import Tensor
 
@@ -72,9 +71,3 @@ def task_losses(
                 "attribute"
             )
     return losses
-
-
-def finite_or_raise(losses: Mapping[str, Tensor], step: int) -> None:
-    for name, value in losses.items():
-        if not torch.isfinite(value).all():
-            raise FloatingPointError(f"loss {name!r} is not finite at step {step}")

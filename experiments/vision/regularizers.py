@@ -35,7 +35,8 @@ from coremtl.architectures.mtcrl import MTCRLRegularizer
 from coremtl.architectures.repmtl import RepMTLRegularizer
 from coremtl.distributed import is_main_process
 from coremtl.forward import Forward
-from coremtl.trainer import TaskLossesFn, TermSource
+from coremtl.objective import TaskLossesFn
+from coremtl.trainer import TermSource
 
 from .config import VisionConfig
 

@@ -45,7 +45,7 @@ def run(args: argparse.Namespace) -> int:
 
     from .config import load_config
     from .images import write_sample_images
-    from .single_task import single_task_reference, train_single_task_references
+    from .single_task import train_single_task_references
     from .training import build_run, train
 
     overrides = list(args.set)
@@ -59,7 +59,6 @@ def run(args: argparse.Namespace) -> int:
         if distributed.is_main_process():
             print(json.dumps({"single_task_reference_file": str(path), "metrics": reference}))
         return 0
-    config.run.single_task_reference = single_task_reference(config)
     vision_run = build_run(config)
     report = train(vision_run, resume=args.resume)
     if distributed.is_main_process():

@@ -6,7 +6,7 @@ What this module adds to the trainer is the vision run as configured (``config.p
   (AdamW without decay on biases and normalisation scales, warm-up then cosine, clipping, bf16
   autocast and channels-last on CUDA, checkpoints every ``checkpoint_every_steps`` steps and at
   every epoch end in ``<output>/checkpoints/``);
-- the staged schedule (:func:`stage_of`) as term sources with start epochs: the grounding term
+- the staged schedule as term sources with start epochs: the grounding term
   ``l_rec L_rec`` from epoch 0 (:class:`HardGroundingTerms`: render L1 in linear RGB plus
   priors; or the soft AdaIN reconstruction of :class:`coremtl.objective.CoreMTLObjective`), the
   task losses from ``reconstruction_epochs``, and the independence terms
@@ -45,19 +45,6 @@ from .single_task import single_task_reference
 
 LAST_EPOCHS_AVERAGED = 10
 SELECTION_SCORE = "selection_score"
-
-
-def stage_of(epoch: int, config: VisionConfig) -> str:
-    """``"reconstruction"`` (grounding alone), ``"tasks"`` (plus the task losses) or ``"full"``
-    (plus CKA and CFA) for a CORE-MTL model; always ``"tasks"`` for a baseline."""
-    training = config.training
-    if config.model.kind != "coremtl":
-        return "tasks"
-    if epoch < training.reconstruction_epochs and config.model.grounding != "none":
-        return "reconstruction"
-    if epoch < training.independence_start_epoch:
-        return "tasks"
-    return "full"
 
 
 class HardGroundingTerms:
