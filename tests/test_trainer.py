@@ -317,6 +317,38 @@ def test_scheduled_terms_start_at_their_epoch_and_count_steps_from_there(tmp_pat
     assert [e["epoch"] for e in epochs] == [0, 1, 2]
 
 
+class EveryOtherStep:
+    """A term of value 2 on the even steps and absent on the odd ones."""
+
+    def terms(self, model, batch, forward, step, task_losses_fn=None, generator=None):
+        return {"sparse": 2.0 + 0.0 * forward.z_r.sum()} if step % 2 == 0 else {}
+
+
+def test_an_intermittent_term_is_averaged_over_the_steps_it_was_active(tmp_path, data):
+    """The epoch mean of a term drawn on some steps only (CFA at probability p) is its mean over
+    those steps, with their count beside it, not the sum divided by all steps of the epoch."""
+    run = Trainer(
+        make_model(),
+        task_losses(),
+        make_balancer("ew", list(TASKS)),
+        TrainerConfig(epochs=2, batch_size=12, progress=False, seed=3),
+        tmp_path,
+        objective=[EveryOtherStep(), objective()],
+    )
+    run.fit(data)
+    rows = [json.loads(line) for line in (tmp_path / "metrics.jsonl").read_text().splitlines()]
+    for record in run.history:
+        epoch_rows = [row for row in rows if row["epoch"] == record["epoch"] and "lr" in row]
+        assert record["train"]["term/sparse"] == 2.0
+        assert record["train_steps"]["term/sparse"] == 2 and record["train_steps"]["lr"] == 4
+        cfa = [row["term/cfa"] for row in epoch_rows if "term/cfa" in row]
+        assert 0 < len(cfa) < len(epoch_rows)
+        assert record["train_steps"]["term/cfa"] == len(cfa)
+        assert record["train"]["term/cfa"] == pytest.approx(sum(cfa) / len(cfa), rel=1e-12)
+        losses = [row["loss/a"] for row in epoch_rows]
+        assert record["train"]["loss/a"] == pytest.approx(sum(losses) / len(losses), rel=1e-12)
+
+
 def test_an_epoch_with_neither_tasks_nor_terms_is_refused(tmp_path, data):
     run = Trainer(
         make_model(),
