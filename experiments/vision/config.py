@@ -12,8 +12,9 @@ import types
 import typing
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal, get_args, get_origin, get_type_hints
+from typing import Any, ClassVar, Literal, get_args, get_origin, get_type_hints
 
+from coremtl.trainer_config import OptimizationConfig
 from scm.validation import InvalidParameterError
 
 from .attributes import CELEBA_ATTRIBUTES, attribute_tasks
@@ -387,57 +388,64 @@ class MethodConfig:
 
 
 @dataclass
-class TrainingConfig:
+class TrainingConfig(OptimizationConfig):
     """Optimisation and the staged schedule.
+
+    The optimisation fields are those of :class:`coremtl.trainer_config.OptimizationConfig`, by
+    the same names and meaning, handed to the trainer as they are: AdamW with decoupled weight
+    decay (biases and normalisation scales exempt unless ``weight_decay_on_vectors``),
+    ``warmup_steps`` of linear warm-up then ``lr_schedule`` (cosine decay to zero), clipping of
+    the global gradient 2-norm at ``grad_clip`` (``null``: none), ``max_batches_per_epoch``
+    (0: all full batches), ``checkpoint_every`` (also save ``last.pt`` every that many steps, so
+    a run can resume from inside an epoch; 0: at epoch ends only).
 
     Epochs ``[0, reconstruction_epochs)`` train the grounding reconstruction alone; epochs
     ``[reconstruction_epochs, independence_start_epoch)`` add the task losses; from
-    ``independence_start_epoch`` on, CKA and CFA are added as well. AdamW with decoupled weight
-    decay, ``warmup_steps`` of linear warm-up then cosine decay to zero, gradient clipping at
-    ``grad_clip`` (global 2-norm; 0 disables). ``max_steps_per_epoch`` caps an epoch (0: all
-    full batches); ``checkpoint_every_steps`` also saves ``last.pt`` every that many steps, so a
-    run can resume from inside an epoch (0: at epoch ends only).
+    ``independence_start_epoch`` on, CKA and CFA are added as well. ``balancer`` (with
+    ``balancer_options``) combines the task losses; ``selection_metric`` picks ``best.pt``
+    (``delta_m`` or a validation metric's name).
+
+    Older names are accepted (:data:`ALIASES`, resolved by :func:`from_dict`): ``lr`` for
+    ``learning_rate``, ``max_steps_per_epoch`` for ``max_batches_per_epoch``,
+    ``checkpoint_every_steps`` for ``checkpoint_every``; and ``grad_clip: 0`` means no clipping.
     """
+
+    ALIASES: ClassVar[dict[str, str]] = {
+        "lr": "learning_rate",
+        "max_steps_per_epoch": "max_batches_per_epoch",
+        "checkpoint_every_steps": "checkpoint_every",
+    }
 
     epochs: int = 200
     batch_size: int = 8
-    lr: float = 2e-4
-    weight_decay: float = 1e-4
+    weight_decay_on_vectors: bool = False
     warmup_steps: int = 500
-    grad_clip: float = 1.0
     reconstruction_epochs: int = 0
     independence_start_epoch: int = 0
     balancer: str = "ew"
     balancer_options: dict[str, Any] = field(default_factory=dict)
-    max_steps_per_epoch: int = 0
     selection_metric: str = "delta_m"
-    checkpoint_every_steps: int = 0
 
     def __post_init__(self) -> None:
-        _require(self.epochs >= 1, "training.epochs", "an integer >= 1", self.epochs)
+        if self.grad_clip == 0:
+            self.grad_clip = None
+        try:
+            super().__post_init__()
+        except InvalidParameterError as error:
+            raise InvalidParameterError(f"training.{error}") from None
         _require(self.batch_size >= 2, "training.batch_size", "an integer >= 2", self.batch_size)
-        _require(self.lr > 0, "training.lr", "a positive number", self.lr)
-        _require(self.weight_decay >= 0, "training.weight_decay", ">= 0", self.weight_decay)
-        _require(self.warmup_steps >= 0, "training.warmup_steps", ">= 0", self.warmup_steps)
-        _require(self.grad_clip >= 0, "training.grad_clip", ">= 0", self.grad_clip)
+        _require(
+            self.learning_rate > 0,
+            "training.learning_rate",
+            "a positive number",
+            self.learning_rate,
+        )
         _require(
             0 <= self.reconstruction_epochs <= self.independence_start_epoch
             or self.independence_start_epoch == 0 == self.reconstruction_epochs,
             "training.reconstruction_epochs",
             "at most training.independence_start_epoch",
             self.reconstruction_epochs,
-        )
-        _require(
-            self.max_steps_per_epoch >= 0,
-            "training.max_steps_per_epoch",
-            ">= 0 (0: the whole epoch)",
-            self.max_steps_per_epoch,
-        )
-        _require(
-            self.checkpoint_every_steps >= 0,
-            "training.checkpoint_every_steps",
-            ">= 0 (0: at epoch ends only)",
-            self.checkpoint_every_steps,
         )
 
 
@@ -482,6 +490,31 @@ class VisionConfig:
             self.model.grounding,
         )
         self.model.grounding = resolve_grounding(self.model.grounding, self.data.tasks)
+        if self.model.kind == "coremtl":
+            self._check_coremtl_schedule()
+
+    def _check_coremtl_schedule(self) -> None:
+        """The debiased CKA needs 4 samples a batch, and every stage starts before the last epoch."""
+        method, training = self.method, self.training
+        _require(
+            not (method.cka_weight > 0 and method.debiased_cka and training.batch_size < 4),
+            "training.batch_size",
+            "at least 4 (the debiased CKA of method.cka_weight needs 4 samples per batch)",
+            training.batch_size,
+        )
+        starts = {}
+        if self.model.grounding != "none":
+            starts["training.reconstruction_epochs"] = training.reconstruction_epochs
+        if method.cka_weight > 0 or method.cfa_weight > 0:
+            starts["training.independence_start_epoch"] = training.independence_start_epoch
+        late = {key: start for key, start in starts.items() if start >= training.epochs}
+        if late:
+            named = ", ".join(f"{key}: {start}" for key, start in late.items())
+            raise InvalidParameterError(
+                f"{named}: expected below training.epochs ({training.epochs}); a stage starting "
+                "there never trains (the tasks start at training.reconstruction_epochs, CKA and "
+                "CFA at training.independence_start_epoch)"
+            )
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -561,17 +594,24 @@ def _convert(value: Any, annotation: Any, key: str) -> Any:
 
 
 def from_dict(cls: type, data: dict[str, Any], prefix: str = "") -> Any:
-    """Build dataclass ``cls`` from ``data``; unknown keys and wrong types name the dotted key."""
+    """Build dataclass ``cls`` from ``data``; unknown keys and wrong types name the dotted key.
+    A class's ``ALIASES`` (older name -> field name) are accepted for its fields."""
     hints = get_type_hints(cls)
     names = {f.name for f in dataclasses.fields(cls)}
+    aliases: dict[str, str] = getattr(cls, "ALIASES", {})
     for key in data:
-        if key not in names:
+        if aliases.get(key, key) not in names:
             dotted = f"{prefix}.{key}" if prefix else str(key)
             raise InvalidParameterError(f"{dotted}: unknown key; expected one of {sorted(names)}")
-    kwargs = {
-        key: _convert(value, hints[key], f"{prefix}.{key}" if prefix else key)
-        for key, value in data.items()
-    }
+    kwargs: dict[str, Any] = {}
+    for key, value in data.items():
+        dotted = f"{prefix}.{key}" if prefix else key
+        name = aliases.get(key, key)
+        if name in kwargs:
+            raise InvalidParameterError(
+                f"{dotted}: {key!r} and {name!r} name the same setting; give only {name!r}"
+            )
+        kwargs[name] = _convert(value, hints[name], dotted)
     return cls(**kwargs)
 
 
@@ -594,7 +634,10 @@ def load_config(path: str | Path, overrides: list[str] | None = None) -> VisionC
 
 
 def apply_override(data: dict[str, Any], override: str) -> None:
-    """Set ``data[a][b] = value`` for an override ``"a.b=value"`` (value parsed as YAML)."""
+    """Set ``data[a][b] = value`` for an override ``"a.b=value"`` (value parsed as YAML).
+
+    An older name of a field (its section's ``ALIASES``) sets the field, replacing the value the
+    file gives under either name."""
     import yaml
 
     if "=" not in override:
@@ -602,8 +645,15 @@ def apply_override(data: dict[str, Any], override: str) -> None:
     dotted, raw = override.split("=", 1)
     keys = dotted.strip().split(".")
     target = data
+    section: Any = VisionConfig
     for key in keys[:-1]:
         target = target.setdefault(key, {})
         if not isinstance(target, dict):
             raise InvalidParameterError(f"--set {dotted}: {key} is not a section")
-    target[keys[-1]] = yaml.safe_load(raw)
+        field_types = get_type_hints(section) if dataclasses.is_dataclass(section) else {}
+        section = field_types.get(key)
+    aliases: dict[str, str] = getattr(section, "ALIASES", {})
+    name = aliases.get(keys[-1], keys[-1])
+    for alias in [alias for alias, field_name in aliases.items() if field_name == name]:
+        target.pop(alias, None)
+    target[name] = yaml.safe_load(raw)

@@ -2,10 +2,10 @@
 
 What this module adds to the trainer is the vision run as configured (``config.py``):
 
-- the model, data splits and balancer of the config, and the trainer settings it implies
-  (AdamW without decay on biases and normalisation scales, warm-up then cosine, clipping, bf16
-  autocast and channels-last on CUDA, checkpoints every ``checkpoint_every_steps`` steps and at
-  every epoch end in ``<output>/checkpoints/``);
+- the model, data splits and balancer of the config, and the trainer settings: the training
+  section as it stands (it is a :class:`coremtl.trainer_config.OptimizationConfig`) with the
+  seed, device, bf16 autocast and channels-last of the run section, checkpoints in
+  ``<output>/checkpoints/``;
 - the staged schedule as term sources with start epochs: the grounding term
   ``l_rec L_rec`` from epoch 0 (:class:`HardGroundingTerms`: render L1 in linear RGB plus
   priors; or the soft AdaIN reconstruction of :class:`coremtl.objective.CoreMTLObjective`), the
@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -41,7 +41,7 @@ from .losses import task_losses
 from .metrics import HIGHER_IS_BETTER, DenseMetrics, delta_m
 from .model.build import build_model
 from .model.physics import HardGroundingDecoder, hard_grounding_terms
-from .single_task import single_task_reference
+from .reference import single_task_reference
 
 LAST_EPOCHS_AVERAGED = 10
 SELECTION_SCORE = "selection_score"
@@ -128,23 +128,17 @@ def task_start_epoch(config: VisionConfig) -> int:
 
 
 def trainer_config(config: VisionConfig) -> TrainerConfig:
-    training, run = config.training, config.run
-    return TrainerConfig(
-        epochs=training.epochs,
-        batch_size=training.batch_size,
-        learning_rate=training.lr,
-        weight_decay=training.weight_decay,
-        weight_decay_on_vectors=False,
-        warmup_steps=training.warmup_steps,
-        grad_clip=training.grad_clip if training.grad_clip > 0 else None,
+    """The training section's optimisation settings, run with the seed, device and precision of
+    the run section, the data loaders' workers, and the stage and selection of the pipeline."""
+    run = config.run
+    return TrainerConfig.from_optimization(
+        config.training,
         seed=run.seed,
         device=run.device,
         mixed_precision=run.bf16,
         channels_last=run.channels_last,
         input_key="image",
         task_start_epoch=task_start_epoch(config),
-        max_batches_per_epoch=training.max_steps_per_epoch,
-        checkpoint_every=training.checkpoint_every_steps,
         selection_metric=SELECTION_SCORE,
         selection_mode="min",
         progress=run.progress,
@@ -154,13 +148,15 @@ def trainer_config(config: VisionConfig) -> TrainerConfig:
 
 @dataclass
 class Run:
-    """A configured vision run: its trainer, its data splits and where it writes."""
+    """A configured vision run: its trainer, its data splits, where it writes, and the
+    single-task reference of ``Delta_m`` (:func:`.reference.single_task_reference`)."""
 
     config: VisionConfig
     trainer: Trainer
     splits: Splits
     output: Path
     weights_file: str | None
+    reference: dict[str, float] = field(default_factory=dict)
 
     @property
     def model(self) -> nn.Module:
@@ -187,13 +183,14 @@ class Run:
         return self.trainer.epoch
 
 
-def selection_score(metrics: Mapping[str, float], config: VisionConfig, history) -> float:
-    """Lower is better: ``Delta_m`` against the single-task reference, or a named metric (negated
-    when higher is better). Without a single-task reference, ``Delta_m`` is taken against the
-    first epoch's validation metrics (LibMTL's convention)."""
-    name = config.training.selection_metric
+def selection_score(
+    metrics: Mapping[str, float], name: str, reference: Mapping[str, float], history
+) -> float:
+    """Lower is better: ``Delta_m`` against the single-task ``reference`` (``name`` ``delta_m``),
+    or the metric ``name`` (negated when higher is better). Without a single-task reference,
+    ``Delta_m`` is taken against the first epoch's validation metrics (LibMTL's convention)."""
     if name == "delta_m":
-        reference = dict(config.run.single_task_reference)
+        reference = dict(reference)
         if not reference:
             first = history[0]["val"] if history else metrics
             reference = {k: v for k, v in first.items() if k != SELECTION_SCORE}
@@ -208,7 +205,7 @@ def selection_score(metrics: Mapping[str, float], config: VisionConfig, history)
 def build_run(config: VisionConfig, output: Path | None = None) -> Run:
     """Model, data, balancer, term sources and the trainer that runs them. The single-task
     reference of ``Delta_m`` is the inline ``run.single_task_reference`` merged over the file
-    ``run.single_task_reference_file`` (inline values win)."""
+    ``run.single_task_reference_file`` (inline values win); ``config`` is left as it is."""
     from coremtl.balancers import make_balancer
 
     torch.manual_seed(config.run.seed)
@@ -217,15 +214,7 @@ def build_run(config: VisionConfig, output: Path | None = None) -> Run:
         raise InvalidParameterError(
             f"run.device: {config.run.device} asked but CUDA is unavailable"
         )
-    if (
-        config.model.kind == "coremtl"
-        and config.method.cka_weight > 0
-        and (config.method.debiased_cka and config.training.batch_size < 4)
-    ):
-        raise InvalidParameterError(
-            "training.batch_size: the debiased CKA needs at least 4 samples per batch"
-        )
-    config.run.single_task_reference = single_task_reference(config)
+    reference = single_task_reference(config)
     splits = build_splits(config.data, config.run.seed)
     model, weights_file = build_model(config.model, config.data.tasks, config.data.num_classes)
     balancer = make_balancer(
@@ -233,6 +222,8 @@ def build_run(config: VisionConfig, output: Path | None = None) -> Run:
     )
     output = Path(output or config.run.output_dir)
     tasks = list(config.data.tasks)
+    recorded = config.to_dict()
+    recorded["run"]["single_task_reference"] = reference
     trainer = Trainer(
         model,
         {task: _task_loss(task) for task in tasks},
@@ -240,15 +231,15 @@ def build_run(config: VisionConfig, output: Path | None = None) -> Run:
         trainer_config(config),
         output,
         objective=term_sources(config, model),
-        validate=lambda m: _validation_metrics(m, splits.val, config, trainer),
+        validate=lambda m: _validation_metrics(m, splits.val, config, reference, trainer),
         test=lambda m: evaluate(m, splits.test, config, trainer.device),
-        run_info={"vision_config": config.to_dict(), "weights_file": weights_file},
+        run_info={"vision_config": recorded, "weights_file": weights_file},
         checkpoint_dir=output / "checkpoints",
-        checkpoint_metadata={"config": json.dumps(config.to_dict())},
+        checkpoint_metadata={"config": json.dumps(recorded)},
         task_loss_vector=attribute_loss_vector(tasks) if attribute_tasks(tasks) == tasks else None,
     )
     trainer.prepare(splits.train)
-    return Run(config, trainer, splits, output, weights_file)
+    return Run(config, trainer, splits, output, weights_file, reference)
 
 
 def attribute_loss_vector(tasks: list[str]):
@@ -271,9 +262,12 @@ def _task_loss(task: str):
     return loss
 
 
-def _validation_metrics(model, dataset, config: VisionConfig, trainer: Trainer) -> dict:
+def _validation_metrics(
+    model, dataset, config: VisionConfig, reference: Mapping[str, float], trainer: Trainer
+) -> dict:
     metrics = evaluate(model, dataset, config, trainer.device)
-    metrics[SELECTION_SCORE] = selection_score(metrics, config, trainer.history)
+    name = config.training.selection_metric
+    metrics[SELECTION_SCORE] = selection_score(metrics, name, reference, trainer.history)
     return metrics
 
 
@@ -340,7 +334,7 @@ def train(run: Run, resume: bool = False, stop_after_steps: int | None = None) -
     checkpoint, as an interruption would), then write and return the final report."""
     from coremtl import distributed
 
-    run.trainer.config.stop_after_steps = stop_after_steps
+    run.trainer.config = replace(run.trainer.config, stop_after_steps=stop_after_steps)
     run.trainer.fit(run.splits.train, resume=resume)
     return final_report(run) if distributed.is_main_process() else {}
 
@@ -361,9 +355,7 @@ def final_report(run: Run) -> dict:
         "steps": run.step,
         "weights_file": run.weights_file,
     }
-    if run.config.run.single_task_reference and report["test_at_selected"]:
-        report["delta_m_percent"] = delta_m(
-            report["test_at_selected"], run.config.run.single_task_reference
-        )
+    if run.reference and report["test_at_selected"]:
+        report["delta_m_percent"] = delta_m(report["test_at_selected"], run.reference)
     (run.output / "final_metrics.json").write_text(json.dumps(report, indent=2))
     return report
