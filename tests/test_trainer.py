@@ -469,3 +469,13 @@ def test_a_task_loss_vector_gives_the_same_losses_as_the_per_task_functions(tmp_
         InvalidParameterError, match=r"task_loss_vector: expected a tensor of shape \(2,\)"
     ):
         vector.task_losses_fn(forward.predictions, batch)
+
+
+def test_a_checkpoint_without_step_counts_resumes_with_every_value_counted_each_step():
+    from coremtl.run_log import EpochMeans
+
+    means = EpochMeans()
+    means.load_state_dict({"epoch_sums": {"lr": 3.0, "term/cfa": 1.0}, "epoch_count": 3})
+    means.add({"lr": 1.0, "term/cfa": 3.0, "epoch": 0})
+    assert means.means() == {"lr": 1.0, "term/cfa": 1.0}
+    assert means.counts == {"lr": 4, "term/cfa": 4} and means.steps == 4
