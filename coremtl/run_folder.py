@@ -26,11 +26,13 @@ RUN_FILES = (
     "epochs.jsonl",
     "metrics.csv",
     "final_metrics.json",
+    "last.pt",
+    "best.pt",
     "checkpoints/last.pt",
     "checkpoints/best.pt",
 )
 RESUMABLE_SETTINGS = frozenset(
-    {"progress", "num_workers", "stop_after_steps", "checkpoint_every", "log_every"}
+    {"progress", "num_workers", "stop_after_steps", "checkpoint_every", "log_every", "probe_every"}
 )
 
 

@@ -124,6 +124,11 @@ class TrainingStep:
         )
 
     def _to_device(self, batch: Mapping[str, Tensor]) -> dict[str, Tensor]:
+        if self.config.input_key not in batch:
+            raise InvalidParameterError(
+                f"input_key: the batch has no entry {self.config.input_key!r} "
+                f"(its keys: {sorted(batch)})"
+            )
         moved = {}
         for key, value in batch.items():
             if isinstance(value, Tensor):

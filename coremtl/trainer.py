@@ -35,7 +35,14 @@ from torch import Tensor, nn
 
 from coremtl import distributed
 from coremtl.balancers.base import Balancer
-from coremtl.checkpoint import load_checkpoint, rng_state, save_checkpoint, set_rng_state
+from coremtl.checkpoint import (
+    load_checkpoint,
+    load_module_state,
+    rng_state,
+    save_checkpoint,
+    set_rng_state,
+)
+from coremtl.run_folder import check_resumable, claim_fresh_folder, require_checkpoint
 from coremtl.run_log import EPOCHS, METRICS, EpochMeans, ModelSelection, RunLog
 from coremtl.sampler import epoch_batches, epoch_order, iterate_batches, num_samples
 from coremtl.step import NonFiniteError, Probe, TaskLoss, TaskLossVector, TrainingStep
@@ -217,8 +224,8 @@ class Trainer(TrainingStep):
             **self.checkpoint_metadata,
         }
 
-    def load_state_dict(self, state: Mapping[str, Any]) -> None:
-        self.model.load_state_dict(state["model"])
+    def load_state_dict(self, state: Mapping[str, Any], source: str | Path = "state") -> None:
+        load_module_state(self.model, state["model"], source)
         self.optimizer.load_state_dict(state["optimizer"])
         self.scheduler.load_state_dict(state["scheduler"])
         self.balancer.load_state_dict(state["balancer"])
@@ -231,18 +238,17 @@ class Trainer(TrainingStep):
         self.history = list(state["history"])
         self.epoch_means.load_state_dict(state)
 
-    def _write_config(self) -> None:
-        self.log.write_config(
-            {
-                "trainer": asdict(self.config),
-                "objective": [s.description() for s in self.term_sources] or None,
-                "balancer": self.balancer.name or type(self.balancer).__name__,
-                "tasks": list(self.task_losses),
-                "parameters": sum(p.numel() for p in self.model.parameters()),
-                "world_size": distributed.world_size(),
-                "run_info": self.run_info,
-            }
-        )
+    def configuration(self) -> dict[str, Any]:
+        """The run's configuration as written to ``config.json`` (and checked on resume)."""
+        return {
+            "trainer": asdict(self.config),
+            "objective": [s.description() for s in self.term_sources] or None,
+            "balancer": self.balancer.name or type(self.balancer).__name__,
+            "tasks": list(self.task_losses),
+            "parameters": sum(p.numel() for p in self.model.parameters()),
+            "world_size": distributed.world_size(),
+            "run_info": self.run_info,
+        }
 
     def prepare(self, data) -> int:
         """Build optimiser and schedule for ``data``; returns the total number of steps."""
@@ -257,17 +263,23 @@ class Trainer(TrainingStep):
         self._build_optimizer(total_steps)
         return total_steps
 
-    def _start(self, data, resume: bool) -> int:
-        """Prepare for ``data`` and either resume from ``last.pt`` or seed a fresh run; returns
-        the total number of steps."""
+    def _start(self, data, resume: bool, overwrite: bool) -> int:
+        """Prepare for ``data`` and either resume from ``last.pt`` (which must exist, with the
+        run's own configuration) or seed a fresh run (in a folder holding no earlier run unless
+        ``overwrite``); returns the total number of steps."""
         if resume and self.output_dir is None:
             raise InvalidParameterError("resume: a run without an output_dir has no checkpoint")
-        if self.writes_files:
+        if resume and overwrite:
+            raise InvalidParameterError("overwrite: a resumed run continues its folder; drop one")
+        if self.writes_files and not resume:
+            claim_fresh_folder(self.output_dir, overwrite)
             self.output_dir.mkdir(parents=True, exist_ok=True)
         total_steps = self.prepare(data)
-        last = None if self.checkpoint_dir is None else self.checkpoint_dir / LAST_CHECKPOINT
-        if resume and last.exists():
-            self.load_state_dict(load_checkpoint(last, map_location=self.device))
+        if resume:
+            last = require_checkpoint(self.checkpoint_dir / LAST_CHECKPOINT)
+            if self.writes_files:
+                check_resumable(self.output_dir, self.configuration())
+            self.load_state_dict(load_checkpoint(last, map_location=self.device), last)
             self.log.truncate_after(self.step, self.epoch)
         else:
             random.seed(self.config.seed)
@@ -276,7 +288,7 @@ class Trainer(TrainingStep):
             self.cfa_generator.manual_seed(self.config.seed + 1)
             self.log.start()
         distributed.broadcast_module(self.model)
-        self._write_config()
+        self.log.write_config(self.configuration())
         return total_steps
 
     def _stop_requested(self) -> bool:
@@ -300,16 +312,18 @@ class Trainer(TrainingStep):
                 return True
         return False
 
-    def fit(self, data, resume: bool = False) -> dict[str, Any]:
+    def fit(self, data, resume: bool = False, overwrite: bool = False) -> dict[str, Any]:
         """Train on ``data`` (a mapping of equally long tensors, or a dataset of dicts).
 
-        With ``resume=True`` and ``checkpoint_dir/last.pt`` present, the run continues from it.
-        With ``output_dir=None`` nothing is written (a quick in-memory run; no resume).
+        With ``resume=True`` the run continues from ``checkpoint_dir/last.pt`` (refused when it
+        is missing or the configuration differs from the run's ``config.json``,
+        :mod:`coremtl.run_folder`). A fresh run refuses a folder holding an earlier run unless
+        ``overwrite=True``. With ``output_dir=None`` nothing is written (in memory; no resume).
         Returns the final step, epoch, whether it was stopped early, and the best validation entry.
         """
         from tqdm.auto import tqdm
 
-        total_steps = self._start(data, resume)
+        total_steps = self._start(data, resume, overwrite)
         stopped = False
         show = self.config.progress and self.is_main
         with tqdm(total=total_steps, initial=self.step, disable=not show) as bar:

@@ -106,9 +106,18 @@ class TrainerConfig(OptimizationConfig):
     def __post_init__(self) -> None:
         super().__post_init__()
         _check_integers(self, ("probe_every", "num_workers", "task_start_epoch"), 0)
-        if self.stop_after_steps is not None and self.stop_after_steps < 1:
+        limit = self.stop_after_steps
+        if limit is not None and (
+            isinstance(limit, bool) or not isinstance(limit, int) or limit < 1
+        ):
             raise InvalidParameterError(
-                f"stop_after_steps: expected a positive integer or None, got {self.stop_after_steps}"
+                f"stop_after_steps: expected a positive integer or None, got {limit!r}"
+            )
+        _check_device(self.device)
+        if not isinstance(self.input_key, str) or not self.input_key:
+            raise InvalidParameterError(
+                f"input_key: expected the name of the batch entry holding the input, "
+                f"got {self.input_key!r}"
             )
         if self.selection_mode not in ("min", "max"):
             raise InvalidParameterError(
@@ -120,3 +129,15 @@ class TrainerConfig(OptimizationConfig):
         """The run of ``optimization`` (its :class:`OptimizationConfig` fields, by name) with the
         execution ``settings``."""
         return cls(**optimization.optimization_settings(), **settings)
+
+
+def _check_device(device: object) -> None:
+    """``device`` names a torch device (``cpu``, ``cuda``, ``cuda:1``, ``mps``, ...)."""
+    import torch
+
+    try:
+        torch.device(device)
+    except (RuntimeError, TypeError):
+        raise InvalidParameterError(
+            f"device: expected a torch device such as 'cpu', 'cuda' or 'cuda:0', got {device!r}"
+        ) from None

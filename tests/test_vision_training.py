@@ -170,6 +170,18 @@ def test_cli_train_writes_outputs_and_evaluate_reproduces_the_selected_test_metr
     assert main(["evaluate", "--checkpoint", str(out / "checkpoints" / "best.pt")]) == 0
     metrics = json.loads(capsys.readouterr().out)
     assert metrics == pytest.approx(report["test_at_selected"], rel=1e-6)
+    rows = (out / "metrics.jsonl").read_text()
+    assert main(["train", "--config", str(config_path)]) == 2
+    error = capsys.readouterr().err.strip()
+    assert "already holds a run" in error and "--overwrite" in error and "\n" not in error
+    assert (out / "metrics.jsonl").read_text() == rows
+    lr = ["--set", "training.learning_rate=0.5"]
+    assert main(["train", "--config", str(config_path), "--resume", *lr]) == 2
+    assert "trainer.learning_rate: 0.001 -> 0.5" in capsys.readouterr().err
+    truncated = tmp_path / "truncated.pt"
+    truncated.write_bytes((out / "checkpoints" / "best.pt").read_bytes()[:64])
+    assert main(["evaluate", "--checkpoint", str(truncated)]) == 2
+    assert "truncated" in capsys.readouterr().err
     config_path.write_text("training: {epochs: 0}\n")
     assert main(["train", "--config", str(config_path)]) == 2
     assert "training.epochs: expected a positive integer" in capsys.readouterr().err

@@ -22,7 +22,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def evaluate_checkpoint(checkpoint: Path, split: str = "test", overrides=()) -> dict:
     import json
 
-    from coremtl.checkpoint import load_checkpoint
+    from coremtl.checkpoint import load_checkpoint, load_module_state
 
     from .config import VisionConfig, apply_override, from_dict
     from .datasets.builders import build_splits
@@ -38,7 +38,7 @@ def evaluate_checkpoint(checkpoint: Path, split: str = "test", overrides=()) -> 
         apply_override(data, override)
     config = from_dict(VisionConfig, data)
     model, _ = build_model(config.model, config.data.tasks, config.data.num_classes)
-    model.load_state_dict(state["model"])
+    load_module_state(model, state["model"], checkpoint)
     import torch
 
     device = torch.device(config.run.device)

@@ -28,7 +28,15 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("--output", type=Path, default=None, help="overrides run.output_dir")
     parser.add_argument(
-        "--resume", action="store_true", help="continue from <output>/checkpoints/last.pt"
+        "--resume",
+        action="store_true",
+        help="continue from <output>/checkpoints/last.pt (refused when it is missing or when the "
+        "configuration differs from the run's config.json)",
+    )
+    parser.add_argument(
+        "--overwrite",
+        action="store_true",
+        help="replace an earlier run in the output folder (without it, such a folder is refused)",
     )
     parser.add_argument(
         "--single-task-references",
@@ -60,7 +68,7 @@ def run(args: argparse.Namespace) -> int:
             print(json.dumps({"single_task_reference_file": str(path), "metrics": reference}))
         return 0
     vision_run = build_run(config)
-    report = train(vision_run, resume=args.resume)
+    report = train(vision_run, resume=args.resume, overwrite=args.overwrite)
     if distributed.is_main_process():
         write_sample_images(vision_run, vision_run.output / "images")
         print(json.dumps(report, indent=2))

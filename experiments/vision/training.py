@@ -329,13 +329,16 @@ def evaluate(model: nn.Module, dataset, config: VisionConfig, device: torch.devi
     return metrics.compute()
 
 
-def train(run: Run, resume: bool = False, stop_after_steps: int | None = None) -> dict:
+def train(
+    run: Run, resume: bool = False, stop_after_steps: int | None = None, overwrite: bool = False
+) -> dict:
     """Train to ``training.epochs`` (or stop after ``stop_after_steps`` steps in all, with a
-    checkpoint, as an interruption would), then write and return the final report."""
+    checkpoint, as an interruption would), then write and return the final report. A folder
+    holding an earlier run is refused unless ``resume`` (continue it) or ``overwrite``."""
     from coremtl import distributed
 
     run.trainer.config = replace(run.trainer.config, stop_after_steps=stop_after_steps)
-    run.trainer.fit(run.splits.train, resume=resume)
+    run.trainer.fit(run.splits.train, resume=resume, overwrite=overwrite)
     return final_report(run) if distributed.is_main_process() else {}
 
 
