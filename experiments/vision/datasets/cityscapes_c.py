@@ -46,7 +46,7 @@ from .npy import MultiTaskNpyDataset
 
 if TYPE_CHECKING:
     from ..config import DataConfig
-    from .builders import Splits
+    from .splits import Splits
 
 SEVERITIES = (1, 2, 3, 4, 5)
 Corruption = Callable[[np.ndarray, str, int, int], np.ndarray]
@@ -287,17 +287,15 @@ def write_corrupted_tree(
     return folders
 
 
-def cityscapes_c_splits(config: DataConfig, seed: int) -> Splits:
-    """Train and validate on clean Cityscapes; test on the corrupted ``<root>/val``."""
-    import dataclasses
-
-    from .builders import Splits, build_splits
+def cityscapes_c_splits(config: DataConfig, clean: Splits) -> Splits:
+    """Train and validate on the ``clean`` Cityscapes splits of ``data.root``; test on the
+    corrupted ``<root>/val``."""
+    from .splits import Splits
 
     options = config.corruption
     if options.root is None:
         raise InvalidParameterError(
             "data.corruption.root: expected the <corruption>/<severity>/<i>.png folder"
         )
-    clean = build_splits(dataclasses.replace(config, dataset="cityscapes"), seed)
     test = corrupted_test_split(clean.test, options.root, options.name, options.severity)
     return Splits(train=clean.train, val=clean.val, test=test)
