@@ -49,6 +49,11 @@ class Balancer(ABC):
     def num_tasks(self) -> int:
         return len(self.task_names)
 
+    @classmethod
+    def option_defaults(cls) -> dict[str, Any]:
+        """The options the constructor takes besides ``task_names``, with their defaults."""
+        return {}
+
     @abstractmethod
     def backward(
         self,
