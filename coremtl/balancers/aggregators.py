@@ -99,7 +99,8 @@ class MGDA(AggregatorBalancer):
 
 
 class CAGrad(AggregatorBalancer):
-    """Conflict-averse gradient descent (Liu et al., NeurIPS 2021): ``torchjd.aggregation.CAGrad``."""
+    """Conflict-averse gradient descent (Liu et al., NeurIPS 2021):
+    ``torchjd.aggregation.CAGrad``."""
 
     name = "cagrad"
     defaults: ClassVar[dict[str, Any]] = {"c": 0.4, "norm_eps": 1e-4}
