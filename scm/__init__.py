@@ -25,6 +25,7 @@ from scm.generate import (
 from scm.mixing import NonlinearMixing
 from scm.model import ENVIRONMENTS, LinearGaussianSCM, ResidualLaw
 from scm.sampling import Sample, sample
+from scm.seeds import derive_seed
 from scm.validation import InvalidParameterError
 
 __all__ = [
@@ -36,6 +37,7 @@ __all__ = [
     "ResidualLaw",
     "Sample",
     "block_rotation",
+    "derive_seed",
     "encode",
     "encoder_matrix",
     "gaussian_w2",

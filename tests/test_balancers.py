@@ -534,3 +534,52 @@ def test_gradnorm_runs_on_float64_losses():
         used = model.step(balancer)
     assert math.isclose(sum(used.values()), 2.0, rel_tol=1e-9)
     assert all(torch.isfinite(g).all() for g in model.gradients())
+
+
+# ---------------------------------------------------------------- the registry
+
+
+@pytest.mark.parametrize("name", BALANCER_NAMES)
+def test_every_registered_name_builds_a_balancer_of_that_name(name):
+    balancer = make_balancer(name, TASKS_2)
+    assert isinstance(balancer, Balancer)
+    assert balancer.name == name
+    assert set(balancer_options(name)) == set(type(balancer).option_defaults())
+
+
+def test_the_registry_is_the_only_list_of_balancer_names():
+    """No module of ``coremtl.balancers`` but the registry spells out a list of balancer names:
+    every other module names the methods it defines and at most one other (the benchmark's
+    reference, EW)."""
+    import pathlib
+
+    from coremtl.balancers import BALANCERS
+
+    assert tuple(BALANCERS) == BALANCER_NAMES
+    folder = pathlib.Path(make_balancer.__code__.co_filename).parent
+    for path in folder.glob("*.py"):
+        if path.name == "registry.py":
+            continue
+        text = path.read_text()
+        quoted = {name for name in BALANCER_NAMES if f'name = "{name}"' in text}
+        mentioned = {name for name in BALANCER_NAMES if f'"{name}"' in text}
+        assert len(mentioned - quoted) <= 1, f"{path.name} lists {sorted(mentioned - quoted)}"
+
+
+def test_importing_the_registry_does_not_import_torchjd():
+    import os
+    import pathlib
+    import subprocess
+    import sys
+
+    script = "import sys, coremtl.balancers; print('torchjd' in sys.modules)"
+    root = pathlib.Path(__file__).resolve().parents[1]
+    completed = subprocess.run(
+        [sys.executable, "-c", script],
+        capture_output=True,
+        text=True,
+        check=True,
+        cwd=root,
+        env={**os.environ, "PYTHONPATH": str(root)},
+    )
+    assert completed.stdout.strip() == "False"

@@ -9,7 +9,7 @@ from dataclasses import replace
 import numpy as np
 import pytest
 
-from coremtl.cli import main
+from coremtl_cli.main import main
 from proofs import registry
 from proofs.montecarlo import mean_and_standard_error
 from proofs.s2_worst_case import (

@@ -12,8 +12,8 @@ import pytest
 import torch
 from sh_reference import reference_sh_basis
 
-from coremtl.cli import main as coremtl_main
 from coremtl.lighting import srgb_to_linear
+from coremtl_cli.main import main as coremtl_main
 from experiments.vision.scenes import (
     RenderedScenes,
     SceneClass,

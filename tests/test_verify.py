@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from coremtl.cli import main
+from coremtl_cli.main import main
 from experiments.figures_cli import load_results
 from experiments.verify import parse_only
 from scm.validation import InvalidParameterError

@@ -12,8 +12,8 @@ import yaml
 from coremtl.architectures.mtcrl import MTCRL
 from coremtl.architectures.repmtl import RepMTLRegularizer
 from coremtl.architectures.single_task import SingleTaskModels
-from coremtl.cli import main
 from coremtl.representation import DualStreamModel
+from coremtl_cli.main import main
 from experiments.vision.config import ModelConfig, VisionConfig, from_dict
 from experiments.vision.datasets.synthetic import write_tiny_dataset
 from experiments.vision.losses import task_losses

@@ -13,7 +13,7 @@ import pytest
 import torch
 from PIL import Image
 
-from coremtl.cli import main
+from coremtl_cli.main import main
 from experiments.vision.config import VisionConfig, from_dict, load_config
 from experiments.vision.datasets.builders import build_splits
 from experiments.vision.datasets.cityscapes_c import (

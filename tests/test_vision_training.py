@@ -13,8 +13,8 @@ import pytest
 import torch
 import torch.multiprocessing as mp
 
-from coremtl.cli import main
 from coremtl.trainer import NonFiniteError
+from coremtl_cli.main import main
 from experiments.vision.config import VisionConfig, from_dict
 from experiments.vision.datasets.synthetic import write_tiny_dataset
 from experiments.vision.training import build_run, first_batch, train, training_step

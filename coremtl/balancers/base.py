@@ -22,6 +22,7 @@ import torch
 from torch import Tensor
 from torch.nn import Parameter
 
+from scm.seeds import derive_seed
 from scm.validation import InvalidParameterError
 
 SharedRepresentation = Tensor | Sequence[Tensor]
@@ -48,6 +49,11 @@ class Balancer(ABC):
     @property
     def num_tasks(self) -> int:
         return len(self.task_names)
+
+    @classmethod
+    def option_defaults(cls) -> dict[str, Any]:
+        """The options the constructor takes besides ``task_names``, with their defaults."""
+        return {}
 
     @abstractmethod
     def backward(
@@ -138,9 +144,10 @@ def as_tensor_list(shared: SharedRepresentation) -> list[Tensor]:
 class SeededRandomStream:
     """A random stream owned by one balancer, independent of the global generator.
 
-    Call ``k`` runs with the global generators (CPU and every CUDA device) seeded from
-    ``(seed, k)`` and restored afterwards, so a stochastic method (RLW, GradDrop, GradVac) draws the
-    same numbers after a resume and does not perturb the trainer's own random stream.
+    Call ``k`` runs with the global generators (CPU and every CUDA device) seeded with
+    ``derive_seed(seed, "balancer", k)`` (:mod:`scm.seeds`) and restored afterwards, so a
+    stochastic method (RLW, GradDrop, GradVac) draws the same numbers after a resume and does not
+    perturb the trainer's own random stream.
     """
 
     def __init__(self, seed: int) -> None:
@@ -151,7 +158,7 @@ class SeededRandomStream:
     def active(self) -> Iterator[None]:
         devices = list(range(torch.cuda.device_count())) if torch.cuda.is_initialized() else []
         with torch.random.fork_rng(devices=devices):
-            seed = self.seed * 1_000_003 + self.calls
+            seed = derive_seed(self.seed, "balancer", self.calls)
             torch.random.default_generator.manual_seed(seed)
             if devices:
                 torch.cuda.manual_seed_all(seed)

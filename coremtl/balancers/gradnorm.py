@@ -62,6 +62,10 @@ class GradNorm(Balancer):
 
     name = "gradnorm"
 
+    @classmethod
+    def option_defaults(cls) -> dict[str, Any]:
+        return dict(GRADNORM_OPTIONS)
+
     def __init__(
         self,
         task_names: Sequence[str],

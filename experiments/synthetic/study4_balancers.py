@@ -7,8 +7,16 @@ full-batch training on ``n`` source samples, every balancer through ``coremtl.ba
 A. Heads at fixed psi (S3). Heads train with psi frozen. Each task's loss is a quadratic in its own
    head ``theta_t = (w_t, b_t)`` with Hessian ``H_t = 2 E_n[a a^T]``, ``a = (Zhat_s, 1)``, so the
    distance to the least-squares head obeys ``||theta_t - theta_t^LS|| <= ||grad L_t(theta_t)|| /
-   lambda_min(H_t)``. The check: every balancer's heads lie within that radius of the same
-   least-squares heads (which are the heads of every positive weighting and every Pareto point).
+   lambda_min(H_t)`` at every point. Training stops once that certified distance is at most
+   ``head_tolerance`` for every task (checked every ``head_check_every`` steps, at most
+   ``head_steps`` steps). S3 predicts that every balancer then stands at the closed-form heads
+   ``w_t* = c beta_t / (c^2 + v s^2)``, ``b_t* = 0`` (:func:`scm.closed_form.optimal_heads`): the
+   check is that every run converges and that each coordinate of its heads is within
+   ``head_tolerance + z SE`` of ``(w_t*, b_t*)``, with ``SE`` the exact least-squares standard error
+   of the sample (the residual of ``w_t*`` is Gaussian and independent of ``Zhat_s``) and ``z`` the
+   two-sided Bonferroni quantile at family level ``head_alpha`` over all the study's coordinates.
+   Both can fail: a balancer that stalls (zero weight on a task, a Pareto-stationary point that is
+   not optimal) does not converge; heads other than S3's miss ``w_t*`` by many standard errors.
 B. Profile dynamics (S4). Heads are reset to their least-squares optimum at the current psi before
    every step (profile risk ``R*_t(psi)``) and psi takes plain gradient steps of size ``eta`` on the
    balancer's combination. For a combination ``sum_t lambda_t g_t`` (projections only shorten the
@@ -44,8 +52,11 @@ class Config:
     noise_stds: tuple[float, ...] = (0.1, 0.3, 0.5)
     psi_fixed: float = 0.6
     psi_start: float = 0.6
-    head_steps: int = 150
+    head_steps: int = 400
     head_lr: float = 0.25
+    head_tolerance: float = 1e-3
+    head_check_every: int = 5
+    head_alpha: float = 0.01
     profile_steps: int = 30
     profile_lr: float = 0.1
     joint_steps: int = 80
@@ -59,7 +70,6 @@ CONFIGS = {
         samples=128,
         balancers=("ew", "pcgrad", "mgda"),
         variances=(0.0, 0.3),
-        head_steps=30,
         profile_steps=10,
         joint_steps=20,
     ),
@@ -85,7 +95,6 @@ CONFIGS = {
             "famo",
         ),
         variances=(0.0, 0.01, 0.05, 0.1, 0.3, 1.0, 3.0),
-        head_steps=200,
         profile_steps=300,
         profile_lr=0.05,
         joint_steps=1000,
@@ -172,12 +181,66 @@ def _balanced_step(model, balancer, batch, shared_params):
     return balancer.backward(losses, forward.z_s, shared_params), forward
 
 
+def head_certificate(model, batch) -> list[float]:
+    """``||grad L_t(theta_t)|| / lambda_min(H_t)`` per task: S3's bound on the distance of head
+    ``t`` to its least-squares head on ``batch``."""
+    import torch
+
+    from experiments.synthetic.angle_model import squared_losses
+
+    forward = model(batch["x"])
+    losses = squared_losses(forward.predictions, batch)
+    z_s = forward.z_s.detach()
+    design = torch.cat([z_s, torch.ones_like(z_s[:, :1])], dim=1)
+    hessian_min = float(torch.linalg.eigvalsh(2 * design.T @ design / design.shape[0])[0])
+    radii = []
+    for head, loss in zip(model.heads.values(), losses.values(), strict=True):
+        grads = torch.autograd.grad(loss, [head.weight, head.bias], retain_graph=True)
+        radii.append(float(torch.sqrt(sum(g.square().sum() for g in grads))) / hessian_min)
+    return radii
+
+
+def least_squares_standard_errors(model, batch) -> np.ndarray:
+    """``(K, 2)`` standard errors of the least-squares ``(w_t, b_t)`` on ``Zhat_s`` of the batch:
+    ``sqrt(diag(sigma_t^2 (A^T A)^-1))`` with ``sigma_t^2 = RSS_t / (n - 2)``, in float64."""
+    import torch
+
+    with torch.no_grad():
+        z_s, _ = model.encode(batch["x"])
+    design = np.concatenate([z_s.double().numpy(), np.ones((z_s.shape[0], 1))], axis=1)
+    targets = batch["y"].double().numpy()
+    solution, *_ = np.linalg.lstsq(design, targets, rcond=None)
+    residual_variance = ((targets - design @ solution) ** 2).sum(axis=0) / (design.shape[0] - 2)
+    inverse_diagonal = np.diag(np.linalg.inv(design.T @ design))
+    return np.sqrt(residual_variance[:, None] * inverse_diagonal[None, :])
+
+
+def head_quantile(config: Config) -> float:
+    """Two-sided Bonferroni normal quantile over every coordinate compared in part A (the data of
+    a seed and variance are shared by all balancers, so they count once)."""
+    from scipy.stats import norm
+
+    comparisons = 2 * len(config.betas) * len(config.variances) * config.seeds
+    return float(norm.isf(config.head_alpha / (2 * comparisons)))
+
+
+def agrees_with_closed_form(
+    trained: np.ndarray, closed_form: np.ndarray, standard_errors: np.ndarray, config: Config
+) -> bool:
+    """Whether every coordinate of the trained ``(K, 2)`` heads is within
+    ``head_tolerance + z SE`` of the closed-form heads (``z`` from :func:`head_quantile`)."""
+    allowed = config.head_tolerance + head_quantile(config) * standard_errors
+    return bool(np.all(np.abs(trained - closed_form) <= allowed))
+
+
 def fixed_psi_heads(config: Config, name: str, v: float, seed: int) -> dict:
-    """Part A: train heads only at ``psi_fixed``; distance to least squares and its bound."""
+    """Part A: train heads only at ``psi_fixed`` until S3's certificate is below
+    ``head_tolerance``; compare with the closed-form heads."""
     import torch
 
     from coremtl.balancers import make_balancer
-    from experiments.synthetic.angle_model import head_arrays, squared_losses
+    from experiments.synthetic.angle_model import head_arrays
+    from scm.closed_form import optimal_heads
 
     torch.manual_seed(seed)
     batch = _batch(config, v, seed)
@@ -186,35 +249,43 @@ def fixed_psi_heads(config: Config, name: str, v: float, seed: int) -> dict:
     heads = [p for p in model.heads.parameters()]
     optimizer = torch.optim.SGD(heads, lr=config.head_lr)
     balancer = make_balancer(name, task_names(config), **_seeded(name, seed))
-    for _ in range(config.head_steps):
-        optimizer.zero_grad()
-        psi.grad = None
-        _balanced_step(model, balancer, batch, [psi])
-        optimizer.step()
+    steps, radii = 0, head_certificate(model, batch)
+    while steps < config.head_steps and max(radii) > config.head_tolerance:
+        for _ in range(config.head_check_every):
+            optimizer.zero_grad()
+            psi.grad = None
+            _balanced_step(model, balancer, batch, [psi])
+            optimizer.step()
+        steps += config.head_check_every
+        radii = head_certificate(model, batch)
     weights, bias = head_arrays(model)
     ls_weights, ls_bias = least_squares_heads(model, batch)
-    forward = model(batch["x"])
-    losses = squared_losses(forward.predictions, batch)
-    z_s = forward.z_s.detach()
-    design = torch.cat([z_s, torch.ones_like(z_s[:, :1])], dim=1)
-    hessian_min = float(torch.linalg.eigvalsh(2 * design.T @ design / design.shape[0])[0])
-    distances, radii = [], []
-    for index, (head, loss) in enumerate(zip(model.heads.values(), losses.values(), strict=True)):
-        grads = torch.autograd.grad(loss, [head.weight, head.bias], retain_graph=True)
-        gradient_norm = float(torch.sqrt(sum(g.square().sum() for g in grads)))
-        radii.append(gradient_norm / hessian_min)
-        difference = np.concatenate(
-            [weights[index] - ls_weights[index], [bias[index] - ls_bias[index]]]
-        )
-        distances.append(float(np.linalg.norm(difference)))
+    closed_weights, closed_bias = optimal_heads(study_scm(config, v), config.psi_fixed)
+    trained = np.stack([weights[:, 0], bias], axis=1)
+    closed_form = np.stack([closed_weights[:, 0], closed_bias], axis=1)
+    standard_errors = least_squares_standard_errors(model, batch)
+    deviation = np.abs(trained - closed_form)
+    distances = np.linalg.norm(
+        trained - np.stack([ls_weights[:, 0], ls_bias], axis=1), axis=1
+    ).tolist()
     rounding = 64 * float(torch.finfo(_dtype()).eps) * (1.0 + float(np.abs(ls_weights).max()))
+    converged = bool(max(radii) <= config.head_tolerance)
     return {
         "weights": weights[:, 0],
         "bias": bias,
         "least_squares_weights": ls_weights[:, 0],
+        "closed_form_weights": closed_weights[:, 0],
+        "closed_form_bias": closed_bias,
+        "standard_errors": standard_errors,
+        "deviation_in_standard_errors": (deviation - config.head_tolerance) / standard_errors,
         "distance": distances,
         "radius": radii,
         "within": bool(all(d <= r + rounding for d, r in zip(distances, radii, strict=True))),
+        "steps": steps,
+        "converged": converged,
+        "agrees_with_closed_form": agrees_with_closed_form(
+            trained, closed_form, standard_errors, config
+        ),
     }
 
 
@@ -343,9 +414,10 @@ def run(config: Config, seed: int = 0, device: str = "cpu", progress: bool = Fal
         rows = [r for r in raw["heads"] if r["seed"] == run_seed]
         stacked = np.array([np.concatenate([r["weights"], r["bias"]]) for r in rows])
         spread.append(float(np.max(np.ptp(stacked, axis=0))))
-    heads_within = all(r["within"] for r in raw["heads"])
-    slowest_row = max(raw["heads"], key=lambda r: max(r["radius"]))
-    largest_radius, slowest = max(slowest_row["radius"]), slowest_row["balancer"]
+    heads_converged = all(r["converged"] for r in raw["heads"])
+    heads_agree = all(r["agrees_with_closed_form"] for r in raw["heads"])
+    slowest_row = max(raw["heads"], key=lambda r: r["steps"])
+    farthest = max(float(np.max(r["deviation_in_standard_errors"])) for r in raw["heads"])
     profile_holds = all(r["holds"] for r in raw["profile"])
     joint_summary = {}
     for name in config.balancers:
@@ -364,21 +436,24 @@ def run(config: Config, seed: int = 0, device: str = "cpu", progress: bool = Fal
     }
     ends_text = ", ".join(f"v={v}: {band_text(ends_by_v[v])}" for v in config.variances)
     finding = (
-        f"at psi={config.psi_fixed} every one of the {len(config.balancers)} balancers' heads lies "
-        f"within its gradient-norm radius of the same least-squares heads: {heads_within} "
-        f"(largest radius {largest_radius:.2g}, from {slowest}; spread between balancers "
-        f"{max(spread):.2g}); "
+        f"at psi={config.psi_fixed} every one of the {len(config.balancers)} balancers' heads "
+        f"converges (certified distance to least squares <= {config.head_tolerance:g}): "
+        f"{heads_converged} (slowest {slowest_row['balancer']}, {slowest_row['steps']} steps) "
+        f"and lies within {config.head_tolerance:g} + {head_quantile(config):.2f} SE of the "
+        f"closed-form heads of S3: {heads_agree} (largest excess {farthest:.2f} SE; spread "
+        f"between balancers {max(spread):.2g}); "
         f"profile drift within eta*T*max|dR*/dpsi| in {sum(r['holds'] for r in raw['profile'])}/"
         f"{len(raw['profile'])} runs (max drift at v=0: {zero_v_drift:.2g} rad); joint training "
         f"from psi0={config.psi_start} ends at psi ({ends_text}, all balancers)"
     )
-    verdict = "agrees" if heads_within and profile_holds else "contradicts"
+    verdict = "agrees" if heads_converged and heads_agree and profile_holds else "contradicts"
     return jsonable(
         {
             "config": config,
             "heads": raw["heads"],
             "heads_spread": spread,
-            "heads_all_within_radius": heads_within,
+            "heads_all_converged": heads_converged,
+            "heads_all_agree_with_closed_form": heads_agree,
             "profile": raw["profile"],
             "profile_all_hold": profile_holds,
             "joint": raw["joint"],

@@ -1,6 +1,6 @@
 """``coremtl train --config FILE``: train a vision model (CORE-MTL or a baseline) from a YAML config.
 
-Distributed: ``torchrun --nproc_per_node N -m coremtl.cli train --config FILE`` (NCCL on GPUs,
+Distributed: ``torchrun --nproc_per_node N -m coremtl_cli train --config FILE`` (NCCL on GPUs,
 gloo on CPU). Outputs in ``run.output_dir``: ``config.json``, ``metrics.jsonl`` (one row per
 step), ``epochs.jsonl`` (one record per epoch), ``final_metrics.json``,
 ``checkpoints/{last,best}.pt`` and ``images/*.png``.

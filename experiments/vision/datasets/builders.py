@@ -14,21 +14,15 @@ and tests on permuted ones.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from pathlib import Path
 
 from torch.utils.data import Dataset, Subset
 
 from ..config import DataConfig
 from .npy import MultiTaskNpyDataset
-from .splits import carve_validation
+from .splits import Splits, carve_validation
 
-
-@dataclass
-class Splits:
-    train: Dataset
-    val: Dataset
-    test: Dataset
+__all__ = ["Splits", "build_splits"]
 
 
 def _count_training_files(root: Path) -> int:
@@ -46,13 +40,17 @@ def build_splits(config: DataConfig, seed: int) -> Splits:
     if config.dataset == "cityscapes_c":
         from .cityscapes_c import cityscapes_c_splits
 
-        return cityscapes_c_splits(config, seed)
+        return cityscapes_c_splits(config, clean=_npy_splits(config, seed))
     if config.dataset == "colored_cityscapes":
         from .colored import colored_splits
 
         return colored_splits(config, seed)
     if config.root is None:
         return _scene_splits(config, seed)
+    return _npy_splits(config, seed)
+
+
+def _npy_splits(config: DataConfig, seed: int) -> Splits:
     root = Path(config.root)
     train_positions, val_positions = carve_validation(
         _count_training_files(root), config.val_fraction, config.split_seed

@@ -24,8 +24,8 @@ file, count that disagrees with line 1, file listed in one list only, or image a
   ``<name>``, as the dense datasets keep each task's target under the task's name).
 
 Augmentation (training, when asked): a horizontal flip with probability 1/2, drawn from a
-generator seeded by ``(augment_seed, epoch, row)``; the 40 attributes do not change under
-mirroring, so labels are left as they are.
+generator seeded by ``derive_seed(augment_seed, "augment", epoch, row)``; the 40 attributes do
+not change under mirroring, so labels are left as they are.
 """
 
 from __future__ import annotations
@@ -39,6 +39,7 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
+from scm.seeds import derive_seed
 from scm.validation import InvalidParameterError
 
 from ..attributes import ATTRIBUTES_KEY
@@ -291,7 +292,7 @@ class CelebADataset(Dataset):
         path = self.root / IMAGE_FOLDER / self.files[position]
         image = load_face(path, *self.resolution)
         if self.augment:
-            seed = hash((self.augment_seed, self.epoch, int(self.rows[position]))) % (2**63)
+            seed = derive_seed(self.augment_seed, "augment", self.epoch, int(self.rows[position]))
             if float(torch.rand((), generator=torch.Generator().manual_seed(seed))) < 0.5:
                 image = image.flip(-1)
         labels = self.labels[position].clone()

@@ -14,10 +14,11 @@ the clean image's size; a file that cannot be decoded is an error naming it when
 
 Generation (:func:`write_corrupted_tree`, ``coremtl data corrupt``) quantises each clean image to
 8 bits, ``u = round(255 x)``, applies the corruption, and writes the result. The corruption of
-image ``i`` draws from a seed ``SeedSequence([seed, crc32(name), severity, i])``, so a tree is a
-function of its arguments. The default corruption function is ``imagecorruptions.corrupt`` from
-the ``imagecorruptions-imaug`` package (a maintained fork of ``imagecorruptions`` that runs with
-current NumPy, SciPy and scikit-image), imported only when generating.
+image ``i`` draws from the seed ``derive_seed(seed, "corruption", name, severity, i, bits=32)``
+(:mod:`scm.seeds`), so a tree is a function of its arguments. The default corruption function is
+``imagecorruptions.corrupt`` from the ``imagecorruptions-imaug`` package (a maintained fork of
+``imagecorruptions`` that runs with current NumPy, SciPy and scikit-image), imported only when
+generating.
 
 A run tests on one ``(corruption, severity)`` pair, on every severity of one corruption
 (``severity: 0``), or on every corruption of the tree (``name: all``). Several pairs are
@@ -30,7 +31,6 @@ data.corruption.severity=...``.
 from __future__ import annotations
 
 import inspect
-import zlib
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -40,13 +40,14 @@ import torch
 from PIL import Image, UnidentifiedImageError
 from torch.utils.data import ConcatDataset, Dataset
 
+from scm.seeds import derive_seed
 from scm.validation import InvalidParameterError
 
 from .npy import MultiTaskNpyDataset
 
 if TYPE_CHECKING:
     from ..config import DataConfig
-    from .builders import Splits
+    from .splits import Splits
 
 SEVERITIES = (1, 2, 3, 4, 5)
 Corruption = Callable[[np.ndarray, str, int, int], np.ndarray]
@@ -174,9 +175,9 @@ def corrupted_test_split(
 
 
 def image_seed(seed: int, name: str, severity: int, index: int) -> int:
-    """The seed of image ``index``: ``SeedSequence([seed, crc32(name), severity, index])``."""
-    sequence = np.random.SeedSequence([seed, zlib.crc32(name.encode()), severity, index])
-    return int(sequence.generate_state(1)[0])
+    """The 32-bit seed of image ``index`` (the corruption library seeds NumPy's legacy global
+    generator): ``derive_seed(seed, "corruption", name, severity, index, bits=32)``."""
+    return derive_seed(seed, "corruption", name, severity, index, bits=32)
 
 
 def _imagecorruptions():
@@ -287,17 +288,15 @@ def write_corrupted_tree(
     return folders
 
 
-def cityscapes_c_splits(config: DataConfig, seed: int) -> Splits:
-    """Train and validate on clean Cityscapes; test on the corrupted ``<root>/val``."""
-    import dataclasses
-
-    from .builders import Splits, build_splits
+def cityscapes_c_splits(config: DataConfig, clean: Splits) -> Splits:
+    """Train and validate on the ``clean`` Cityscapes splits of ``data.root``; test on the
+    corrupted ``<root>/val``."""
+    from .splits import Splits
 
     options = config.corruption
     if options.root is None:
         raise InvalidParameterError(
             "data.corruption.root: expected the <corruption>/<severity>/<i>.png folder"
         )
-    clean = build_splits(dataclasses.replace(config, dataset="cityscapes"), seed)
     test = corrupted_test_split(clean.test, options.root, options.name, options.severity)
     return Splits(train=clean.train, val=clean.val, test=test)

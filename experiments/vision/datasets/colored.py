@@ -35,7 +35,7 @@ from scm.validation import InvalidParameterError
 
 if TYPE_CHECKING:
     from ..config import DataConfig
-    from .builders import Splits
+    from .splits import Splits
 
 ENVIRONMENTS = ("source", "target")
 
@@ -115,10 +115,9 @@ class ColoredDataset(Dataset):
 
 def colored_splits(config: DataConfig, seed: int) -> Splits:
     """Source colours on ``<root>/train`` (train and carved validation), target on ``val``."""
-    from .builders import Splits
     from .npy import MultiTaskNpyDataset
     from .scenes_memory import AugmentedDataset
-    from .splits import carve_validation
+    from .splits import Splits, carve_validation
 
     options = config.colored
     tasks: Sequence[str] = ["segmentation"] + [t for t in config.tasks if t != "segmentation"]

@@ -61,7 +61,7 @@ from .npy import load_npy
 
 if TYPE_CHECKING:
     from ..config import DataConfig
-    from .builders import Splits
+    from .splits import Splits
 
 VOID_ID = 255
 NUM_CITYSCAPES_IDS = 34
@@ -326,10 +326,9 @@ def median_depth_scale(
 
 def gta5_splits(config: DataConfig, seed: int) -> Splits:
     """Train and validate on GTA5 (validation carved from GTA5), test on ``<target_root>/val``."""
-    from .builders import Splits
     from .npy import MultiTaskNpyDataset
     from .scenes_memory import AugmentedDataset
-    from .splits import carve_validation
+    from .splits import Splits, carve_validation
 
     options = config.gta5
     if options.target_root is None:

@@ -9,8 +9,9 @@
 - optional ``albedo`` and ``shading`` (``H x W x 3``, rendered scenes only: the true
   decomposition).
 
-Augmentation (when asked) draws from a generator seeded by ``(augment_seed, epoch, index)``, so it
-does not depend on workers, batch order or RNG state (see :meth:`MultiTaskNpyDataset.set_epoch`).
+Augmentation (when asked) draws from a generator seeded by
+``derive_seed(augment_seed, "augment", epoch, index)`` (:mod:`scm.seeds`), so it does not depend on
+workers, batch order or RNG state (see :meth:`MultiTaskNpyDataset.set_epoch`).
 
 Samples come out channels-first: ``image (3,H,W)``, ``segmentation (H,W) int64``,
 ``depth (1,H,W)``, ``normal (3,H,W)``, ``albedo``/``shading (3,H,W)``.
@@ -25,6 +26,7 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
+from scm.seeds import derive_seed
 from scm.validation import InvalidParameterError
 
 from .augment import augment as augment_sample
@@ -177,7 +179,7 @@ class MultiTaskNpyDataset(Dataset):
             )
         if self.augment:
             generator = torch.Generator().manual_seed(
-                hash((self.augment_seed, self.epoch, index)) % (2**63)
+                derive_seed(self.augment_seed, "augment", self.epoch, index)
             )
             sample = augment_sample(sample, generator, self.inverse_depth)
         return sample

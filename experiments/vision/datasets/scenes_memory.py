@@ -7,6 +7,7 @@ from collections.abc import Sequence
 import torch
 from torch.utils.data import Dataset
 
+from scm.seeds import derive_seed
 from scm.validation import InvalidParameterError
 
 from ..config import DataConfig
@@ -14,7 +15,8 @@ from .augment import augment
 
 
 class AugmentedDataset(Dataset):
-    """Applies the standard augmentation with a generator seeded by ``(seed, epoch, index)``.
+    """Applies the standard augmentation with a generator seeded by
+    ``derive_seed(seed, "augment", epoch, index)``.
 
     :meth:`__getitems__` fetches a whole batch from the wrapped dataset at once (through its own
     ``__getitems__`` when it has one, as :class:`~experiments.vision.scenes.RenderedScenes` and
@@ -35,7 +37,7 @@ class AugmentedDataset(Dataset):
         return len(self.dataset)
 
     def _generator(self, index: int) -> torch.Generator:
-        return torch.Generator().manual_seed(hash((self.seed, self.epoch, index)) % (2**63))
+        return torch.Generator().manual_seed(derive_seed(self.seed, "augment", self.epoch, index))
 
     def __getitem__(self, index: int):
         return augment(self.dataset[index], self._generator(index), self.inverse_depth)

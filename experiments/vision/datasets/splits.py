@@ -1,10 +1,23 @@
-"""Seeded carving of a validation split out of the training files (never the test split)."""
+"""The three splits of a run, and the seeded carving of a validation split out of the training
+files (never the test split)."""
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import numpy as np
+from torch.utils.data import Dataset
 
 from scm.validation import InvalidParameterError
+
+
+@dataclass
+class Splits:
+    """Training, validation (model selection) and test data of one run."""
+
+    train: Dataset
+    val: Dataset
+    test: Dataset
 
 
 def carve_validation(num_samples: int, fraction: float, seed: int) -> tuple[list[int], list[int]]:

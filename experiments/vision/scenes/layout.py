@@ -8,11 +8,11 @@ the source and the target environment.
 from __future__ import annotations
 
 import math
-import zlib
 from dataclasses import dataclass
 
 import numpy as np
 
+from scm.seeds import derive_seed
 from scm.validation import InvalidParameterError
 
 from .config import SHAPES, SceneConfig
@@ -21,17 +21,12 @@ SEMANTIC_STREAM = 0
 RESIDUAL_STREAM = 1
 
 
-def split_code(split: str) -> int:
-    """A stable integer for a split name (CRC-32), part of every sample's seed."""
-    return zlib.crc32(split.encode("utf-8"))
-
-
-def sample_seed(seed: int, split: str, index: int, stream: int) -> np.random.SeedSequence:
-    """The seed sequence of one factor stream (semantic or residual) of sample ``index``:
-    ``SeedSequence(seed, spawn_key=(crc32(split), stream, index))``."""
+def sample_seed(seed: int, split: str, index: int, stream: int) -> int:
+    """The seed of one factor stream (semantic or residual) of sample ``index``:
+    ``derive_seed(seed, "scene", split, stream, index)`` (:mod:`scm.seeds`)."""
     if isinstance(index, bool) or not isinstance(index, (int, np.integer)) or index < 0:
         raise InvalidParameterError(f"index: expected a non-negative integer, got {index!r}")
-    return np.random.SeedSequence(seed, spawn_key=(split_code(split), stream, int(index)))
+    return derive_seed(seed, "scene", split, stream, int(index))
 
 
 @dataclass(frozen=True)

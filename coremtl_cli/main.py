@@ -1,9 +1,10 @@
 """The ``coremtl`` command line.
 
-Each subcommand lives in its own module exposing ``add_arguments(parser)`` and ``run(args) -> int``;
-those modules import heavy dependencies inside ``run`` so that ``coremtl --help`` stays fast.
-A bad input raises ``ValueError`` (or ``FileNotFoundError``); it is printed as one line and the
-command exits with status 2.
+Each subcommand lives in its own module exposing ``add_arguments(parser)`` and ``run(args) -> int``.
+Only the chosen subcommand's module is imported: ``coremtl --help`` lists the names and help strings
+of :data:`SUBCOMMANDS` without importing any of them, and ``coremtl train --help`` imports the
+train module alone. A bad input raises ``ValueError`` (or ``FileNotFoundError``); it is printed as
+one line and the command exits with status 2.
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ import sys
 
 SUBCOMMANDS: dict[str, tuple[str, str]] = {
     "scm": ("scm.cli", "build an SCM of setting S and print its closed-form quantities"),
-    "bench": ("coremtl.bench_cli", "run a benchmark and print its side-by-side ratios"),
+    "bench": ("coremtl_cli.bench", "run a benchmark and print its side-by-side ratios"),
     "prove": ("proofs.cli", "certify every statement of THEORY.md and print the verdict table"),
     "verify": ("experiments.verify", "run the proofs and the synthetic studies; figures + report"),
     "figures": ("experiments.figures_cli", "redraw the figures and report from a results file"),
@@ -24,22 +25,38 @@ SUBCOMMANDS: dict[str, tuple[str, str]] = {
 }
 
 
-def build_parser() -> argparse.ArgumentParser:
+def chosen_subcommand(argv: list[str]) -> str | None:
+    """The subcommand named on the command line: the first argument not starting with ``-``.
+
+    The top-level parser has no option taking a value, so that argument is the subcommand (or a
+    misspelling of one, which the parser rejects).
+    """
+    for argument in argv:
+        if not argument.startswith("-"):
+            return argument if argument in SUBCOMMANDS else None
+    return None
+
+
+def build_parser(chosen: str | None = None) -> argparse.ArgumentParser:
+    """The parser with every subcommand listed; only ``chosen``'s module is imported to add its
+    arguments and its ``run`` function."""
     parser = argparse.ArgumentParser(
         prog="coremtl",
         description="CORE-MTL: theory checks, the method library and its experiments.",
     )
     subparsers = parser.add_subparsers(dest="command", metavar="COMMAND")
     for name, (module_name, help_text) in SUBCOMMANDS.items():
-        module = importlib.import_module(module_name)
         sub = subparsers.add_parser(name, help=help_text, description=help_text)
-        module.add_arguments(sub)
-        sub.set_defaults(_run=module.run)
+        if name == chosen:
+            module = importlib.import_module(module_name)
+            module.add_arguments(sub)
+            sub.set_defaults(_run=module.run)
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = build_parser()
+    argv = sys.argv[1:] if argv is None else list(argv)
+    parser = build_parser(chosen_subcommand(argv))
     args = parser.parse_args(argv)
     if args.command is None:
         parser.print_help()
