@@ -16,12 +16,6 @@ tomllib = pytest.importorskip("tomllib")
 ROOT = Path(__file__).resolve().parents[1]
 LINT_IMPORTS = Path(sys.executable).with_name("lint-imports")
 
-# The pair single_task <-> training is removed on branch h1a-trainer (the trainer split);
-# once that branch is merged, empty this set.
-TOLERATED_CYCLES: set[frozenset[str]] = {
-    frozenset({"experiments.vision.single_task", "experiments.vision.training"}),
-}
-
 
 def importlinter_configuration() -> dict:
     return tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["importlinter"]
@@ -142,4 +136,4 @@ def test_import_cycles_are_found_in_a_throwaway_tree(tmp_path, monkeypatch):
 def test_no_import_cycle_among_the_project_modules():
     graph = grimp.build_graph(*layers_contract()["layers"], cache_dir=None)
     assert len(graph.modules) > 50
-    assert import_cycles(graph) - TOLERATED_CYCLES == set()
+    assert import_cycles(graph) == set()
