@@ -16,12 +16,13 @@ import torch
 from torch import Tensor
 
 from coremtl import distributed
+from scm.seeds import derive_seed
 from scm.validation import InvalidParameterError
 
 
 def epoch_order(num_samples: int, seed: int, epoch: int) -> Tensor:
     """The visiting order of epoch ``epoch``: ``randperm`` from a generator seeded by both."""
-    generator = torch.Generator().manual_seed(seed * 1_000_003 + epoch)
+    generator = torch.Generator().manual_seed(derive_seed(seed, "epoch order", epoch))
     return torch.randperm(num_samples, generator=generator)
 
 
@@ -79,7 +80,7 @@ def iterate_batches(
         return
     if hasattr(data, "set_epoch"):
         data.set_epoch(epoch)
-    loader_seed = (seed * 1_000_003 + epoch) * 1_000_003 + first_batch
+    loader_seed = derive_seed(seed, "loader", epoch, first_batch)
     loader = torch.utils.data.DataLoader(
         data,
         batch_sampler=[b.tolist() for b in batches],

@@ -48,6 +48,7 @@ from coremtl.sampler import epoch_batches, epoch_order, iterate_batches, num_sam
 from coremtl.step import NonFiniteError, Probe, TaskLoss, TaskLossVector, TrainingStep
 from coremtl.terms import ScheduledTerms, Sources, TermSource
 from coremtl.trainer_config import LR_SCHEDULES, OptimizationConfig, TrainerConfig
+from scm.seeds import derive_seed
 from scm.validation import InvalidParameterError
 
 __all__ = [
@@ -285,7 +286,7 @@ class Trainer(TrainingStep):
             random.seed(self.config.seed)
             np.random.seed(self.config.seed % 2**32)  # noqa: NPY002 (the global state third-party code draws from)
             torch.manual_seed(self.config.seed)
-            self.cfa_generator.manual_seed(self.config.seed + 1)
+            self.cfa_generator.manual_seed(derive_seed(self.config.seed, "cfa"))
             self.log.start()
         distributed.broadcast_module(self.model)
         self.log.write_config(self.configuration())

@@ -52,7 +52,7 @@ def balancer_result():
 def test_every_balancer_ends_at_the_same_heads_at_fixed_psi(balancer_result):
     heads = balancer_result["heads"]
     assert {row["balancer"] for row in heads} == {"ew", "pcgrad", "mgda"}
-    assert all(row["within"] for row in heads)
+    assert all(row["converged"] and row["agrees_with_closed_form"] for row in heads)
     for seed in {row["seed"] for row in heads}:
         rows = [row for row in heads if row["seed"] == seed]
         reference = np.array(rows[0]["least_squares_weights"])
