@@ -470,6 +470,62 @@ def _general_k_checks(rng: np.random.Generator, evidence: Evidence) -> list[dict
     return rows
 
 
+def _general_prediction_checks(rng: np.random.Generator, evidence: Evidence) -> None:
+    """The any-k prediction (:func:`scm.correlation.general_predicted_gap_difference_sign`)
+    reduces to the scalar closed form at k = 1, and moves off psi = 0 as the slope says for k > 1."""
+    from scm import random_scm
+    from scm.correlation import (
+        cka_slope_at_zero,
+        general_penalised_endpoint,
+        general_predicted_gap_difference_sign,
+        penalised_endpoint,
+        predicted_gap_difference_sign,
+    )
+
+    worst, disagreements = 0.0, 0
+    for v, rho, psi_0 in ((0.1, 0.9, 0.3), (0.3, -0.5, 0.6), (3.0, 0.5, 0.2)):
+        scm = _scalar_scm(v, rho, 1.0, 0.0)
+        worst = max(
+            worst,
+            abs(
+                general_penalised_endpoint(scm, psi_0, 1.0) - penalised_endpoint(psi_0, v, rho, 1.0)
+            ),
+        )
+        disagreements += int(
+            general_predicted_gap_difference_sign(scm, psi_0, 1.0)
+            != predicted_gap_difference_sign(psi_0, v, rho, 1.0, 1.0)
+        )
+    wrong_side = 0
+    for k in (2, 3):
+        scm = random_scm(k=k, num_tasks=2, seed=int(rng.integers(2**31)), rho=0.6)
+        endpoint = general_penalised_endpoint(scm, 0.0, 1.0)
+        slope = cka_slope_at_zero(scm.sigma_s, scm.source.cov, scm.rho)
+        wrong_side += int(np.sign(endpoint) != -np.sign(slope))
+    evidence.checks += [
+        NumericCheck(
+            "k=1: any-k endpoint (central differences + Brent) = scalar closed-form endpoint",
+            worst,
+            0.0,
+            1e-7,
+            "central-difference slope at 1e-6 (error ~1e-10 / curvature) and Brent xtol 1e-10",
+        ),
+        NumericCheck(
+            "k=1: any-k sign prediction = scalar sign prediction (3 cases)",
+            float(disagreements),
+            0.0,
+            0.0,
+            "exact count",
+        ),
+        NumericCheck(
+            "k=2, 3: any-k endpoint from psi = 0 lies on the side -sign dCKA/dpsi(0)",
+            float(wrong_side),
+            0.0,
+            0.0,
+            "exact count",
+        ),
+    ]
+
+
 def _simulated_sign_checks(evidence: Evidence, horizon_ew: float = 200.0) -> list[dict]:
     """The sign prediction against simulated training on the two profiles (heads at their
     optimum): EW follows the gradient flow of R*_S for time ``horizon_ew`` (learning rate x steps),
@@ -545,6 +601,7 @@ def measure(rng: np.random.Generator) -> Evidence:
     _monte_carlo_checks(rng, evidence)
     evidence.tables["penalised_minimiser"] = _bracket_checks(rng, evidence)
     evidence.tables["general_k"] = _general_k_checks(rng, evidence)
+    _general_prediction_checks(rng, evidence)
     evidence.tables["simulated_sign"] = _simulated_sign_checks(evidence)
     evidence.tables["regimes_lambda1_shift1"] = regime_table()
     outcome = predicted_outcome(0.0, 0.1, 0.9, 1.0, 1.0)

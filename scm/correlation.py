@@ -30,6 +30,10 @@ Source-only correlation (S11), scalar case ``Sigma_s = 1``, ``Sigma_S = v``,
 Source-optimal head ``w* = beta N / D`` (bias 0, ``mu_S = 0``) and the OOD gap with target law
 ``N(mu_T, v + shift)`` uncorrelated with z_s:
 ``R_T - R_S = s^2 w^2 (shift + mu_T^2) + 2 s w (beta - c w) q``.
+
+Any k (numerically): :func:`rotation_profile` gives the profile risk, CKA and gap at any real
+angle, :func:`general_penalised_endpoint` and :func:`general_predicted_gap_difference_sign` the
+prediction, :func:`cka_slope_at_zero` the closed-form slope that moves the optimum off psi = 0.
 """
 
 from __future__ import annotations
@@ -372,3 +376,81 @@ def cka_slope_at_zero(sigma_s, sigma_r, rho: float) -> float:
         float(np.sum(sigma_s * cross)) / a**2 - float(np.sum(sigma_r * cross)) / b**2
     )
     return 2 * (inner - correction) / (a * b)
+
+
+def rotation_profile(scm, psi: float) -> dict:
+    """Source profile risk ``sum_t R*_t``, population CKA and mean OOD gap of the rotation
+    encoder at any real angle psi, for an SCM of any k (with its rho).
+
+    With ``Sigma`` the source joint covariance and ``R(psi)`` the block rotation, the stream
+    covariance is ``R Sigma R^T``; ``Cov(Zhat_s, Y_t) = R_s Sigma [beta_t; 0]``, the optimal head is
+    ``w_t = C_ss^{-1} Cov(Zhat_s, Y_t)`` with bias ``-s w_t^T mu_S``, and each environment's risk is
+    ``d_t^T Sigma_e d_t + (s w_t^T mu_e + b_t)^2 + sigma_t^2`` with ``d_t = [beta_t - c w_t; -s w_t]``.
+    """
+    psi = float(as_finite_array(psi, "psi", ndim=0))
+    k = scm.k
+    c, s, eye = math.cos(psi), math.sin(psi), np.eye(k)
+    rotation = np.block([[c * eye, s * eye], [-s * eye, c * eye]])
+    source = scm.joint_covariance("source")
+    stream = rotation @ source @ rotation.T
+    c_ss, c_sr, c_rr = stream[:k, :k], stream[:k, k:], stream[k:, k:]
+    cross = rotation[:k] @ source[:, :k] @ scm.beta.T
+    weights = np.linalg.lstsq(c_ss, cross, rcond=None)[0].T
+    bias = -s * weights @ scm.source.mean
+    directions = np.concatenate([scm.beta - c * weights, -s * weights], axis=1)
+    risk = {}
+    for env in ("source", "target"):
+        variance = np.einsum("ti,ij,tj->t", directions, scm.joint_covariance(env), directions)
+        offset = s * weights @ scm.law(env).mean + bias
+        risk[env] = variance + offset**2 + scm.noise_std**2
+    denominator = float(np.linalg.norm(c_ss) * np.linalg.norm(c_rr))
+    return {
+        "profile_risk": float(np.sum(risk["source"])),
+        "cka": 0.0 if denominator == 0.0 else float(np.sum(c_sr**2) / denominator),
+        "gap": float(np.mean(risk["target"] - risk["source"])),
+    }
+
+
+def general_penalised_endpoint(scm, psi_0: float, lam: float, step: float = 1e-3) -> float:
+    """:func:`penalised_endpoint` for any k: the first zero of ``f'`` (central differences of
+    ``f = sum_t R*_t + lam CKA`` at ``step``) downhill from ``psi_0`` within pi, refined by Brent."""
+    from scipy.optimize import brentq
+
+    psi_0 = float(as_finite_array(psi_0, "psi_0", ndim=0))
+    lam = check_in_range(lam, "lam", 0.0, math.inf)
+
+    def objective(psi: float) -> float:
+        quantities = rotation_profile(scm, psi)
+        return quantities["profile_risk"] + lam * quantities["cka"]
+
+    def slope(psi: float) -> float:
+        return (objective(psi + 1e-6) - objective(psi - 1e-6)) / 2e-6
+
+    start = slope(psi_0)
+    if start == 0.0:
+        return psi_0
+    direction = -math.copysign(1.0, start)
+    previous = psi_0
+    for index in range(1, int(math.pi / step) + 1):
+        current = psi_0 + direction * index * step
+        if math.copysign(1.0, slope(current)) != math.copysign(1.0, start):
+            low, high = sorted((previous, current))
+            return float(brentq(slope, low, high, xtol=1e-10))
+        previous = current
+    return psi_0
+
+
+def general_predicted_gap_difference_sign(
+    scm,
+    psi_0: float,
+    lam: float,
+    psi_ew: float | None = None,
+    resolution: float = 1e-9,
+) -> int:
+    """:func:`predicted_gap_difference_sign` for an SCM of any k (mean gap over tasks): EW at
+    ``psi_ew`` (default ``psi_0``), CORE-MTL at :func:`general_penalised_endpoint`."""
+    resolution = check_in_range(resolution, "resolution", 0.0, math.inf)
+    psi_ew = float(psi_0 if psi_ew is None else psi_ew)
+    psi_core = general_penalised_endpoint(scm, psi_0, lam) if lam > 0 else psi_ew
+    difference = rotation_profile(scm, psi_core)["gap"] - rotation_profile(scm, psi_ew)["gap"]
+    return 0 if abs(difference) <= resolution else int(math.copysign(1, difference))

@@ -232,6 +232,18 @@ def test_s11_boundary_sits_at_the_penalised_optimum_for_small_v():
     assert (boundary["below"], boundary["above"]) == (1, -1)
 
 
+def test_s11_any_k_prediction_reduces_to_the_scalar_one():
+    scm = s11._scalar_scm(0.1, 0.9, 1.0, 0.0)
+    for psi_0 in (0.1, 0.6):
+        assert corr.general_penalised_endpoint(scm, psi_0, 1.0) == pytest.approx(
+            corr.penalised_endpoint(psi_0, 0.1, 0.9, 1.0), abs=1e-7
+        )
+        assert corr.general_predicted_gap_difference_sign(
+            scm, psi_0, 1.0
+        ) == corr.predicted_gap_difference_sign(psi_0, 0.1, 0.9, 1.0, 1.0)
+    assert corr.general_predicted_gap_difference_sign(scm, 0.3, 0.0) == 0
+
+
 # ------------------------------------------------------------------ S11: properties
 
 
