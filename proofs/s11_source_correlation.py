@@ -242,7 +242,7 @@ def _closed_form_checks(rng: np.random.Generator, evidence: Evidence, cases: int
         evidence.checks.append(
             NumericCheck(
                 f"k=1, {cases} random (v, rho): {text}",
-                worst[name],
+                float(worst[name]),
                 0.0,
                 FLOAT64_ROUNDOFF,
                 "float64 round-off",
@@ -349,7 +349,7 @@ def _bracket_checks(rng: np.random.Generator, evidence: Evidence, cases: int = 2
         direct = minimize_scalar(
             profile, bounds=sorted((0.0, psi_c)), method="bounded", options={"xatol": 1e-12}
         )
-        mismatch = max(mismatch, abs(direct.x - endpoint))
+        mismatch = max(mismatch, float(abs(direct.x - endpoint)))
         grid = np.linspace(-math.pi / 2, math.pi / 2, 20001)
         values = scalar_profile_risk(grid, v, rho, beta) + lam * scalar_cka(grid, v, rho)
         rows.append(
@@ -422,10 +422,10 @@ def _general_k_checks(rng: np.random.Generator, evidence: Evidence) -> list[dict
 
             slope = cka_slope_at_zero(base.sigma_s, base.source.cov, rho)
             h = FINITE_DIFFERENCE_STEP
-            worst_slope = max(worst_slope, abs(slope - (cka(h) - cka(-h)) / (2 * h)))
+            worst_slope = max(worst_slope, float(abs(slope - (cka(h) - cka(-h)) / (2 * h))))
             cross = np.linalg.norm(base.cross_covariance("source")) ** 2
             stated_zero = cross / (np.linalg.norm(base.sigma_s) * np.linalg.norm(base.source.cov))
-            worst_zero = max(worst_zero, abs(cka(0.0) - stated_zero))
+            worst_zero = max(worst_zero, float(abs(cka(0.0) - stated_zero)))
             lam = 1.0
             found = minimize_scalar(
                 lambda psi, cka=cka, profile=profile, lam=lam: profile(psi) + lam * cka(psi),

@@ -375,7 +375,7 @@ def cka_slope_at_zero(sigma_s, sigma_r, rho: float) -> float:
     correction = float(np.sum(cross * cross)) * (
         float(np.sum(sigma_s * cross)) / a**2 - float(np.sum(sigma_r * cross)) / b**2
     )
-    return 2 * (inner - correction) / (a * b)
+    return float(2 * (inner - correction) / (a * b))
 
 
 def rotation_profile(scm, psi: float) -> dict:

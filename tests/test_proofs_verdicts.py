@@ -84,6 +84,8 @@ def test_prove_lists_s10_and_s11_with_their_verdicts(tmp_path, capsys):
     assert verdicts == {"S10": "holds only as stated here", "S11": "holds only as stated here"}
     s10 = payload["certificates"][0]["counterexample"]["free_linear"]["whitening_rotation"]
     assert all(row["population_cka"] <= 1e-9 and row["lambda_rel"] > 1.0 for row in s10)
+    for certificate in registry.certify_all(["S10", "S11"]):
+        json.dumps(certificate.to_dict(), allow_nan=False)
 
 
 def test_certified_heads_of_a_balancer_reach_the_closed_form():
