@@ -238,18 +238,39 @@ def scalar_ood_gap(
     return s * s * w * w * (shift + mean_shift**2) + 2 * s * w * (beta - c * w) * rho * math.sqrt(v)
 
 
-def penalised_endpoint(psi_0: float, v: float, rho: float, lam: float, beta: float = 1.0):
-    """Where gradient flow on ``f = R*_S + lam CKA`` started at ``psi_0`` stops: the first zero of
-    ``f'`` downhill from ``psi_0`` (``f`` has period pi, so it lies within pi), refined by Brent's
-    method. CORE-MTL's angle when heads stay near optimal and training converges."""
+PENALTIES: tuple[str, ...] = ("linear", "square")
+"""How the CKA penalty enters: ``lam CKA`` or ``lam CKA^2``. Both are increasing in CKA >= 0 with
+the same zeros, so the bracket ``(0, psi_c)`` of the optimum holds for either."""
+
+
+def _check_penalty(penalty: str) -> str:
+    if penalty not in PENALTIES:
+        raise InvalidParameterError(f"penalty: expected one of {PENALTIES}, got {penalty!r}")
+    return penalty
+
+
+def penalised_endpoint(
+    psi_0: float,
+    v: float,
+    rho: float,
+    lam: float,
+    beta: float = 1.0,
+    penalty: str = "linear",
+):
+    """Where gradient flow on ``f = R*_S + lam CKA`` (or ``+ lam CKA^2``) started at ``psi_0``
+    stops: the first zero of ``f'`` downhill from ``psi_0`` (``f`` has period pi, so it lies within
+    pi), refined by Brent's method. CORE-MTL's angle when heads stay near optimal and training
+    converges. For K tasks sharing the encoder pass ``beta = sqrt(sum_t beta_t^2)`` (the profile
+    risks add; each task's gap is proportional to ``beta_t^2``)."""
     from scipy.optimize import brentq
 
     psi_0 = float(as_finite_array(psi_0, "psi_0", ndim=0))
     lam = check_in_range(lam, "lam", 0.0, math.inf)
+    square = _check_penalty(penalty) == "square"
 
     def slope(psi):
         risk, cka = scalar_profile_derivatives(psi, v, rho, beta)
-        return risk + lam * cka
+        return risk + lam * cka * (2 * scalar_cka(psi, v, rho) if square else 1.0)
 
     start = float(slope(psi_0))
     if start == 0.0:
@@ -275,6 +296,7 @@ def predicted_outcome(
     beta: float = 1.0,
     mean_shift: float = 0.0,
     psi_ew: float | None = None,
+    penalty: str = "linear",
 ) -> dict:
     """CORE-MTL's and EW's end angles and OOD gaps in the scalar model of S11.
 
@@ -286,7 +308,7 @@ def predicted_outcome(
     """
     psi_ew = float(psi_0 if psi_ew is None else psi_ew)
     blind = lam == 0.0 or (rho == 0.0 and v == 1.0)
-    psi_core = psi_ew if blind else penalised_endpoint(psi_0, v, rho, lam, beta)
+    psi_core = psi_ew if blind else penalised_endpoint(psi_0, v, rho, lam, beta, penalty)
     gaps = [
         float(scalar_ood_gap(angle, v, rho, shift, beta, mean_shift))
         for angle in (psi_core, psi_ew)
@@ -312,11 +334,12 @@ def predicted_gap_difference_sign(
     mean_shift: float = 0.0,
     psi_ew: float | None = None,
     resolution: float = 1e-9,
+    penalty: str = "linear",
 ) -> int:
     """Sign of CORE-MTL's OOD gap minus EW's (S11): -1 CORE-MTL smaller, +1 larger, 0 when the
     predicted difference is at most ``resolution`` (the smallest difference the study resolves)."""
     resolution = check_in_range(resolution, "resolution", 0.0, math.inf)
-    difference = predicted_outcome(psi_0, v, rho, lam, shift, beta, mean_shift, psi_ew)[
+    difference = predicted_outcome(psi_0, v, rho, lam, shift, beta, mean_shift, psi_ew, penalty)[
         "difference"
     ]
     return 0 if abs(difference) <= resolution else int(math.copysign(1, difference))
@@ -330,6 +353,7 @@ def gap_difference_boundaries(
     beta: float = 1.0,
     mean_shift: float = 0.0,
     points: int = 2001,
+    penalty: str = "linear",
 ) -> list[dict]:
     """The starting angles ``psi_0 in (0, pi/2)`` where the predicted sign changes, each with the
     signs on either side: a root of ``gap(psi_core(psi_0)) - gap(psi_0)`` or a jump of the
@@ -337,7 +361,9 @@ def gap_difference_boundaries(
     grid = np.linspace(1e-6, math.pi / 2 - 1e-6, points)
 
     def sign(psi_0):
-        return predicted_gap_difference_sign(psi_0, v, rho, lam, shift, beta, mean_shift)
+        return predicted_gap_difference_sign(
+            psi_0, v, rho, lam, shift, beta, mean_shift, penalty=penalty
+        )
 
     signs = [sign(psi) for psi in grid]
     boundaries = []

@@ -276,6 +276,8 @@ def test_s11_penalised_optimum_lies_strictly_between_zero_and_psi_c(v, rho, lam,
     assert min(0.0, psi_c) < optimum < max(0.0, psi_c)
     risk_slope, cka_slope = corr.scalar_profile_derivatives(optimum, v, rho, beta)
     assert abs(risk_slope + lam * cka_slope) <= 1e-6 * (1 + lam)
+    squared = corr.penalised_endpoint(0.0, v, rho, lam, beta, penalty="square")
+    assert min(0.0, psi_c) < squared < max(0.0, psi_c)
 
 
 @PROPERTY
@@ -332,6 +334,7 @@ def test_s11_derivatives_match_sympy(v, rho, psi):
         ),
         (lambda: corr.cka_slope_at_zero(np.eye(2), np.eye(3), 0.5), "sigma_r: expected shape"),
         (lambda: corr.orthogonal_leakage_bound(np.eye(1), np.eye(1), 2.0), "cka: expected"),
+        (lambda: corr.penalised_endpoint(0.0, 0.5, 0.5, 1.0, penalty="abs"), "penalty: expected"),
     ],
 )
 def test_bad_input_names_the_parameter(call, message):
