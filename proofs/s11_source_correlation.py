@@ -16,8 +16,10 @@ Penalised profile ``f = R*_S + lambda CKA``, ``lambda > 0``, ``rho != 0``, ``v !
 sign of ``psi_c`` because ``N(psi_c) > 0`` (``s K = c (s^2 v - c^2) + (c^2 - s^2) N``, so N = K =
 0 forces ``rho^2 = 1`` or ``rho = 0``; ``N(psi_c) -> 1`` as ``v -> 0`` or ``v -> inf``). Hence f has
 a local minimiser strictly between 0 and psi_c: it has no closed form, the bracket is certified and
-the point is found by Brent's method. For any k the slope ``dCKA/dpsi(0)`` is
-:func:`scm.correlation.cka_slope_at_zero`.
+the point is found by Brent's method. The same holds for the penalty ``lambda CKA^2`` (its slope
+``2 lambda CKA CKA'`` has the sign of ``CKA'`` and vanishes at psi_c). At ``v = 1`` the slope at 0
+vanishes (CKA is maximal there) and the zeros are ``+-pi/4``. For any k the slope
+``dCKA/dpsi(0)`` is :func:`scm.correlation.cka_slope_at_zero`.
 
 Prediction. EW stays where initialisation and dynamics leave it (S4: the source risks are flat to
 ``O(beta^2 v (1 - rho^2))``), CORE-MTL converges to the minimiser of f reached from psi_0. With
@@ -340,8 +342,10 @@ def _bracket_checks(rng: np.random.Generator, evidence: Evidence, cases: int = 2
         slope_c = risk_slope[1] + lam * cka_slope[1]
         wrong_sign += int(not (np.sign(slope_0) == -np.sign(psi_c) == -np.sign(slope_c)))
         endpoint = penalised_endpoint(0.0, v, rho, lam, beta)
-        if not (min(0.0, psi_c) < endpoint < max(0.0, psi_c)):
-            outside += 1
+        squared = penalised_endpoint(0.0, v, rho, lam, beta, penalty="square")
+        for found in (endpoint, squared):
+            if not (min(0.0, psi_c) < found < max(0.0, psi_c)):
+                outside += 1
 
         def profile(psi, v=v, rho=rho, lam=lam, beta=beta):
             return float(scalar_profile_risk(psi, v, rho, beta) + lam * scalar_cka(psi, v, rho))
@@ -372,7 +376,8 @@ def _bracket_checks(rng: np.random.Generator, evidence: Evidence, cases: int = 2
             "exact count",
         ),
         NumericCheck(
-            f"{cases} random cases: the minimiser reached from psi = 0 lies strictly between 0 and psi_c",
+            f"{cases} random cases: the minimiser reached from psi = 0 lies strictly between 0 and "
+            "psi_c (penalty lambda CKA and lambda CKA^2)",
             float(outside),
             0.0,
             0.0,
