@@ -80,17 +80,24 @@ def latent_map_cka(sigma, latent_map) -> float:
     return 0.0 if denominator == 0.0 else float(np.linalg.norm(c_sr) ** 2 / denominator)
 
 
+def _blocks_of(latent_map) -> tuple[np.ndarray, int]:
+    matrix = as_finite_array(latent_map, "latent_map", ndim=2)
+    if matrix.shape[0] != matrix.shape[1] or matrix.shape[0] % 2 or matrix.shape[0] == 0:
+        raise InvalidParameterError(
+            f"latent_map: expected a square 2k x 2k matrix, got shape {matrix.shape}"
+        )
+    return matrix, matrix.shape[0] // 2
+
+
 def raw_leakage(latent_map) -> float:
     """``||B||_op``: the Lipschitz constant of ``Zhat_s`` in ``z_r`` (S5's ``lambda_leak``)."""
-    matrix = as_finite_array(latent_map, "latent_map", ndim=2)
-    k = matrix.shape[0] // 2
+    matrix, k = _blocks_of(latent_map)
     return float(np.linalg.norm(matrix[:k, k:], 2))
 
 
 def relative_leakage(latent_map) -> float:
     """``lambda_rel = ||A^{-1} B||_op`` (``inf`` when the semantic gain ``A`` is singular)."""
-    matrix = as_finite_array(latent_map, "latent_map", ndim=2)
-    k = matrix.shape[0] // 2
+    matrix, k = _blocks_of(latent_map)
     gain, leak = matrix[:k, :k], matrix[:k, k:]
     singular = np.linalg.svd(gain, compute_uv=False)
     if singular[-1] <= 1e-12 * max(1.0, singular[0]):
@@ -126,8 +133,10 @@ def decorrelating_encoder(sigma_s, sigma_r, gain, leak) -> np.ndarray:
     leak = as_finite_array(leak, "leak", ndim=2)
     if gain.shape != (k, k) or leak.shape != (k, k):
         raise InvalidParameterError(f"gain, leak: expected shape ({k}, {k})")
-    if abs(np.linalg.det(gain)) < 1e-12 or np.linalg.eigvalsh(sigma_s)[0] <= 0:
-        raise InvalidParameterError("gain: expected an invertible semantic gain and Sigma_s > 0")
+    if np.linalg.eigvalsh(sigma_s)[0] <= 0:
+        raise InvalidParameterError("sigma_s: expected a positive-definite semantic covariance")
+    if abs(np.linalg.det(gain)) < 1e-12:
+        raise InvalidParameterError("gain: expected an invertible semantic gain A")
     residual_from_s = -sigma_r @ leak.T @ np.linalg.inv(gain).T @ np.linalg.inv(sigma_s)
     return np.block([[gain, leak], [residual_from_s, np.eye(k)]])
 
@@ -166,6 +175,10 @@ def _scalar_parameters(v: float, rho: float) -> tuple[float, float]:
     if v == 0.0:
         raise InvalidParameterError("v: expected a positive residual variance")
     rho = check_in_range(rho, "rho", -1.0, 1.0)
+    if abs(rho) == 1.0:
+        raise InvalidParameterError(
+            "rho: expected |rho| < 1 (at |rho| = 1 one stream can be constant and CKA undefined)"
+        )
     return v, rho
 
 

@@ -314,6 +314,7 @@ def test_s11_derivatives_match_sympy(v, rho, psi):
     [
         (lambda: corr.scalar_cka(0.3, 0.0, 0.5), "v: expected a positive residual variance"),
         (lambda: corr.scalar_cka(0.3, 1.0, 1.5), "rho: expected a value in"),
+        (lambda: corr.scalar_cka(0.3, 1.0, -1.0), "rho: expected |rho| < 1"),
         (lambda: corr.scalar_cka(float("nan"), 1.0, 0.5), "psi: expected finite values"),
         (lambda: corr.scalar_ood_gap(0.3, 0.5, 0.5, -1.0), "shift: expected a value in"),
         (lambda: corr.penalised_endpoint(0.3, 0.5, 0.5, -1.0), "lam: expected a value in"),
@@ -335,6 +336,12 @@ def test_s11_derivatives_match_sympy(v, rho, psi):
         (lambda: corr.cka_slope_at_zero(np.eye(2), np.eye(3), 0.5), "sigma_r: expected shape"),
         (lambda: corr.orthogonal_leakage_bound(np.eye(1), np.eye(1), 2.0), "cka: expected"),
         (lambda: corr.penalised_endpoint(0.0, 0.5, 0.5, 1.0, penalty="abs"), "penalty: expected"),
+        (lambda: corr.raw_leakage(np.eye(3)), "latent_map: expected a square 2k x 2k"),
+        (lambda: corr.relative_leakage(np.ones((2, 4))), "latent_map: expected a square 2k x 2k"),
+        (
+            lambda: corr.decorrelating_encoder(np.zeros((1, 1)), np.eye(1), [[1.0]], [[1.0]]),
+            "sigma_s: expected a positive-definite",
+        ),
     ],
 )
 def test_bad_input_names_the_parameter(call, message):
