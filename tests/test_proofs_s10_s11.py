@@ -176,6 +176,33 @@ def test_s10_swap_maps_have_zero_cka_and_unit_leakage(scm, swapped):
     assert rank == scm.k - swapped
 
 
+@PROPERTY
+@given(scm=scms(max_k=3, max_tasks=1), seed=seeds, swapped=st.integers(0, 3))
+def test_s10_per_stream_maps_keep_the_zero_cka_set(scm, seed, swapped):
+    """M = diag(S_s, S_r) diag(Q_s, Q_r) P_swap (S invertible, Q orthogonal): C_sr stays 0, the
+    number of swapped directions (k - rank A) is unchanged, lambda_rel = 0 without a swap."""
+    assume(swapped <= scm.k)
+    rng = np.random.default_rng(seed)
+    k, zero = scm.k, np.zeros((scm.k, scm.k))
+    rescale = [np.eye(k) + 0.5 * rng.standard_normal((k, k)) for _ in range(2)]
+    assume(all(abs(np.linalg.det(block)) > 1e-3 for block in rescale))
+    per_stream = np.block(
+        [
+            [rescale[0] @ haar_orthogonal(k, rng), zero],
+            [zero, rescale[1] @ haar_orthogonal(k, rng)],
+        ]
+    )
+    latent_map = per_stream @ s10.swap_map(scm.sigma_s, scm.source.cov, swapped)
+    sigma = _sigma(scm)
+    _, c_sr, _ = corr.stream_blocks(sigma, latent_map)
+    assert np.max(np.abs(c_sr)) <= 1e-9 * max(1.0, float(np.max(np.abs(sigma))))
+    assert np.linalg.matrix_rank(latent_map[:k, :k], tol=1e-9) == k - swapped
+    if swapped == 0:
+        assert corr.relative_leakage(latent_map) <= 1e-9
+    else:
+        assert corr.raw_leakage(latent_map) > 0.0
+
+
 # -------------------------------------------------------------- S11: the counterexample
 
 
