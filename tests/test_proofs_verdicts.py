@@ -18,6 +18,8 @@ from proofs.s2_worst_case import (
     search_unqualified_counterexample,
 )
 from proofs.s6_cka_identifiability import search_blind_covariance
+from proofs.s10_flexible_encoders import UNQUALIFIED_C4
+from proofs.s11_source_correlation import UNQUALIFIED_C4_RHO
 from proofs.statement import Verdict
 from scm import ood_gap, random_scm
 
@@ -52,6 +54,38 @@ def test_unqualified_c1_is_caught_as_failing_with_a_counterexample():
     assert certificate.matches
     failed = certificate.counterexample["failed_checks"]
     assert failed and failed[0]["value"] < failed[0]["reference"]
+
+
+@pytest.mark.parametrize("wrong", [UNQUALIFIED_C4, UNQUALIFIED_C4_RHO], ids=["free-encoder", "rho"])
+def test_unqualified_c4_variants_are_caught_as_failing(wrong):
+    """'CKA = 0 implies no leakage' for a free linear encoder, and 'the CKA-penalised optimum is
+    psi = 0' with a source-only correlation: each computed verdict is fails, with the leakage or
+    the optimum it found away from the claimed 0."""
+    certificate = wrong.certify(0)
+    assert certificate.verdict is Verdict.FAILS
+    assert certificate.matches
+    failed = certificate.counterexample["failed_checks"]
+    assert failed and all(check["error"] > check["tolerance"] for check in failed)
+
+
+def test_registry_lists_s10_and_s11_after_s9():
+    ids = list(registry.STATEMENTS)
+    assert ids[ids.index("S9") + 1 : ids.index("S9") + 3] == ["S10", "S11"]
+    assert [s.id for s in registry.select(["s11", "S10"])] == ["S10", "S11"]
+
+
+@pytest.mark.slow
+def test_prove_lists_s10_and_s11_with_their_verdicts(tmp_path, capsys):
+    assert main(["prove", "--only", "S10,S11", "--output", str(tmp_path)]) == 0
+    out = capsys.readouterr().out
+    assert "S10" in out and "S11" in out
+    payload = json.loads((tmp_path / "verdicts.json").read_text())
+    verdicts = {c["statement"]: c["verdict"] for c in payload["certificates"]}
+    assert verdicts == {"S10": "holds only as stated here", "S11": "holds only as stated here"}
+    s10 = payload["certificates"][0]["counterexample"]["free_linear"]["whitening_rotation"]
+    assert all(row["population_cka"] <= 1e-9 and row["lambda_rel"] > 1.0 for row in s10)
+    for certificate in registry.certify_all(["S10", "S11"]):
+        json.dumps(certificate.to_dict(), allow_nan=False)
 
 
 def test_certified_heads_of_a_balancer_reach_the_closed_form():
