@@ -14,11 +14,13 @@ What cannot be fitted is refused in one line naming the parameter.
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 
 import torch
 from torch import Tensor, nn
 
 from coremtl.heads import task_heads
+from coremtl.tasks import Task
 from scm.validation import InvalidParameterError
 
 GROUNDINGS = ("soft", "none")
@@ -52,6 +54,7 @@ def feature_shape(backbone: nn.Module, example: Tensor) -> tuple[int, bool, tupl
 
 
 def stream_widths(channels: int, streams: tuple[int, int] | None) -> tuple[int, int]:
+    """``(semantic, residual)`` widths: ``streams`` checked, or half the channels each."""
     if streams is None:
         half = max(1, channels // 2)
         return half, half
@@ -63,8 +66,15 @@ def stream_widths(channels: int, streams: tuple[int, int] | None) -> tuple[int, 
 
 
 def soft_decoder(
-    grounding: str, semantic: int, residual: int, maps: bool, size, input_shape
+    grounding: str,
+    semantic: int,
+    residual: int,
+    maps: bool,
+    size: Sequence[int],
+    input_shape: Sequence[int],
 ) -> nn.Module | None:
+    """The decoder of ``grounding`` (``"soft"``; ``None`` for ``"none"``) from streams of the
+    given widths (maps of spatial ``size``, or vectors) to inputs of per-sample ``input_shape``."""
     from coremtl.grounding import ConvDecoder, MLPDecoder
 
     if grounding == "hard":
@@ -89,7 +99,10 @@ def soft_decoder(
     return ConvDecoder.for_sizes(semantic, residual, input_shape, size)
 
 
-def mtan_on(backbone: nn.Module, tasks, example: Tensor, input_shape):
+def mtan_on(
+    backbone: nn.Module, tasks: Sequence[Task], example: Tensor, input_shape: Sequence[int]
+) -> nn.Module:
+    """MTAN over the stages of ``backbone``; each stage's ``(u, p)`` widths probed on ``example``."""
     from coremtl.architectures.mtan import MTAN, split_stage
 
     stages = list(backbone) if isinstance(backbone, nn.Sequential) else []
@@ -109,7 +122,15 @@ def mtan_on(backbone: nn.Module, tasks, example: Tensor, input_shape):
     return MTAN(stages, channels, heads, maps=maps)
 
 
-def mtcrl_on(backbone: nn.Module, tasks, channels: int, maps: bool, input_shape):
+def mtcrl_on(
+    backbone: nn.Module,
+    tasks: Sequence[Task],
+    channels: int,
+    maps: bool,
+    input_shape: Sequence[int],
+) -> nn.Module:
+    """MT-CRL with :data:`MTCRL_MODULES` modules of ``channels // MTCRL_MODULES`` channels each
+    (3x3 convolution, batch norm, ReLU on maps; linear and ReLU on vectors)."""
     from coremtl.architectures.mtcrl import MTCRL
 
     width = max(1, channels // MTCRL_MODULES)

@@ -140,6 +140,10 @@ def build(
 
     if method not in METHODS:
         raise InvalidParameterError(f"method: expected one of {', '.join(METHODS)}, got {method!r}")
+    if method in BALANCER_NAMES and balancer not in ("ew", method):
+        raise InvalidParameterError(
+            f"balancer: method {method!r} is itself the balancer; got balancer={balancer!r} too"
+        )
     tasks = check_tasks(tasks)
     if isinstance(epochs, bool) or not isinstance(epochs, int) or epochs < 1:
         raise InvalidParameterError(f"epochs: expected a positive integer, got {epochs!r}")
@@ -205,8 +209,7 @@ def _example_inputs(data, input_key: str) -> Tensor:
                 f"data: expected the inputs under {input_key!r}, got keys {sorted(data)}"
             )
         return data[input_key][:2]
-    first = data[0]
-    return torch.stack([first[input_key], data[1][input_key]])
+    return data[0][input_key].unsqueeze(0)
 
 
 def train(
@@ -222,12 +225,15 @@ def train(
     seed: int = 0,
     device: str = "cpu",
     output_dir=None,
+    trainer_options: Mapping[str, Any] | None = None,
     **options: Any,
 ) -> Result:
     """Build ``method`` (:func:`build`, ``options`` passed on) and train it on ``data`` (a
     mapping of equally long tensors with the inputs under ``"x"`` and each task's labels under its
     ``target``, or a dataset of such dicts) for ``epochs`` epochs of AdamW at ``learning_rate``;
-    ``val_data`` and ``test_data`` are scored after every epoch. Nothing is written unless
+    ``val_data`` and ``test_data`` are scored after every epoch. The other trainer settings are
+    :class:`coremtl.trainer.TrainerConfig`'s defaults (cosine decay to zero, clipping at norm 1,
+    weight decay 1e-4) unless ``trainer_options`` names them. Nothing is written unless
     ``output_dir`` is given (then the trainer's logs and checkpoints go there)."""
     from coremtl.trainer import Trainer, TrainerConfig
 
@@ -248,15 +254,24 @@ def train(
         seed=seed,
         **options,
     )
-    config = TrainerConfig(
-        epochs=epochs,
-        batch_size=batch_size,
-        learning_rate=learning_rate,
-        seed=seed,
-        device=device,
-        task_start_epoch=preset.task_start_epoch,
-        progress=False,
-    )
+    settings = {
+        "epochs": epochs,
+        "batch_size": batch_size,
+        "learning_rate": learning_rate,
+        "seed": seed,
+        "device": device,
+        "task_start_epoch": preset.task_start_epoch,
+        "progress": False,
+    }
+    extra = dict(trainer_options or {})
+    allowed = {f.name for f in dataclasses.fields(TrainerConfig)} - set(settings)
+    unknown = sorted(set(extra) - allowed)
+    if unknown:
+        raise InvalidParameterError(
+            f"trainer_options: {', '.join(unknown)} not among the TrainerConfig fields that "
+            f"train leaves open ({', '.join(sorted(allowed))})"
+        )
+    config = TrainerConfig(**settings, **extra)
 
     def scorer(split):
         if split is None:

@@ -182,10 +182,34 @@ def test_what_cannot_be_adapted_is_refused_in_one_line():
         build("ew", nn.Flatten(2), TASKS, example, epochs=6)
     with pytest.raises(InvalidParameterError, match="batch_size: the debiased CKA"):
         train("core-mtl", small_cnn(), TASKS, image_data(), epochs=6, batch_size=2)
+    with pytest.raises(InvalidParameterError, match="trainer_options: epochs not among"):
+        train("ew", small_cnn(), TASKS, image_data(), trainer_options={"epochs": 3})
+    with pytest.raises(InvalidParameterError, match="balancer: method 'pcgrad' is itself"):
+        build("pcgrad", small_cnn(), TASKS, example, epochs=6, balancer="mgda")
     with pytest.raises(InvalidParameterError, match=r"tasks\['a'\].kind: expected one of"):
         Task("a", "segmentation", 2)
     with pytest.raises(InvalidParameterError, match="tasks: expected distinct names"):
         build("ew", small_cnn(), [TASKS[0], TASKS[0]], example, epochs=6)
+
+
+class DictDataset(torch.utils.data.Dataset):
+    def __init__(self, tensors: dict):
+        self.tensors = tensors
+
+    def __len__(self) -> int:
+        return len(self.tensors["x"])
+
+    def __getitem__(self, index: int) -> dict:
+        return {key: value[index] for key, value in self.tensors.items()}
+
+
+def test_a_dataset_of_dicts_trains_like_the_mapping_of_tensors():
+    data = image_data()
+    tasks = TASKS[:2]
+    options = {"epochs": 2, "batch_size": 8, "trainer_options": {"grad_clip": 0.5}}
+    from_mapping = train("ew", small_cnn(), tasks, data, val_data=data, **options)
+    from_dataset = train("ew", small_cnn(), tasks, DictDataset(data), val_data=data, **options)
+    assert from_dataset.val == from_mapping.val
 
 
 def test_grounding_none_trains_tasks_from_the_start_without_input_cfa():
@@ -251,3 +275,19 @@ def test_the_package_exports_the_entry_points_lazily():
     assert "core-mtl" in coremtl.METHODS and "pcgrad" in coremtl.METHODS
     with pytest.raises(AttributeError):
         coremtl.not_a_name  # noqa: B018
+
+
+def test_the_vision_method_config_reads_the_library_defaults():
+    from experiments.vision.config import MethodConfig
+
+    method, objective = MethodConfig(), CoreMTLObjective()
+    for name in (
+        "cka_weight",
+        "cka_warmup_steps",
+        "debiased_cka",
+        "cfa_weight",
+        "cfa_probability",
+        "reconstruction_weight",
+    ):
+        assert getattr(method, name) == getattr(objective, name), name
+    assert (method.cka_weight, method.cfa_weight, method.cfa_probability) == (0.1, 0.5, 0.5)
