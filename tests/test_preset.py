@@ -291,3 +291,13 @@ def test_the_vision_method_config_reads_the_library_defaults():
     ):
         assert getattr(method, name) == getattr(objective, name), name
     assert (method.cka_weight, method.cfa_weight, method.cfa_probability) == (0.1, 0.5, 0.5)
+
+
+@pytest.mark.parametrize("balancer", ["pcgrad", "uw"])
+def test_core_mtl_combines_with_any_balancer_by_name(balancer):
+    data = image_data()
+    result = train(
+        "core-mtl", small_cnn(), TASKS[:2], data, epochs=3, batch_size=8, balancer=balancer
+    )
+    assert result.preset.balancer.name == balancer
+    assert result.history[-1]["terms_active"] == ["grounding", "independence"]
