@@ -127,6 +127,7 @@ def _build(setting: Setting, num_tasks: int, device, workdir: str):
     if setting.reconstruction:
         objective = CoreMTLObjective(
             cka_weight=0.1 if setting.cka else 0.0,
+            cka_warmup_steps=0,
             cfa_weight=0.5 if setting.cfa_mode is not None else 0.0,
             cfa_probability=setting.cfa_probability,
             reconstruction_weight=1.0,

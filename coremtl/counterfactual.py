@@ -4,14 +4,18 @@
 variants produce predictions for the counterfactual samples, to be scored against the original
 labels of sample ``i``:
 
-- input level: ``x_cf(i) = decoder(Z_s(i), Z_r(pi(i)))``, detached, then re-encoded
-  ``yhat(i) = heads(Z_s(x_cf(i)))`` with batch-norm layers in eval mode (their running statistics
-  untouched, every other layer in its own mode);
-- feature level, without a decoder: the shared features are edited minimally so that their
+- input level (``"input"``, the paper's CFA and the default): ``x_cf(i) = decoder(Z_s(i),
+  Z_r(pi(i)))``, detached, then re-encoded ``yhat(i) = heads(Z_s(x_cf(i)))`` with batch-norm
+  layers in eval mode (their running statistics untouched, every other layer in its own mode).
+  The loss reaches the encoder through the re-encoding: it is trained so that the residual the
+  decoder painted in does not move ``Z_s``;
+- feature level (``"feature"``, a named option), without a decoder: the shared features are edited minimally so that their
   residual stream becomes ``Z_r(pi(i))`` (:meth:`coremtl.representation.StreamSplit.substitute_residual`),
   detached, and split again: ``yhat(i) = heads(W_s F'(i) + b_s)``. Swapping ``Z_r`` after the split
   and feeding the heads would change nothing, since heads read ``Z_s`` alone; the edit in feature
-  space is what lets the swap reach ``Z_s`` where the split leaks.
+  space is what lets the swap reach ``Z_s`` where the split leaks. The edited features are built
+  under ``no_grad``, so this variant trains the split and the heads and gives the encoder no
+  gradient at all.
 """
 
 from __future__ import annotations

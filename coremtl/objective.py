@@ -2,14 +2,22 @@
 
 Total loss (VISION.md): ``sum_t w_t L_t + l_cka(step) L_cka + l_cfa L_cfa + l_rec L_rec`` with
 
-- ``L_cka = CKA(Z_s, Z_r)``, linear CKA of the (pooled) streams, debiased by default (THEORY.md S8),
-  and the warm-up ramp ``l_cka(step) = l_cka min(1, step / cka_warmup_steps)``;
+- ``L_cka = max(0, CKA(Z_s, Z_r))``, the positive part of the linear CKA of the (pooled) streams,
+  debiased by default (docs/THEORY.md S8), and the warm-up ramp
+  ``l_cka(step) = l_cka min(1, step / cka_warmup_steps)`` (:func:`cka_penalty` says why the
+  positive part);
 - ``L_cfa = (1/K) sum_t L_t(yhat_cf, y)``: the mean task loss of the counterfactual batch
   (:mod:`coremtl.counterfactual`) against the original labels, applied from ``cfa_start_step``
-  on, with probability ``cfa_probability`` per step (a Bernoulli draw from the trainer's generator);
+  on, with probability ``cfa_probability`` per step (a Bernoulli draw from the trainer's generator).
+  ``cfa_mode="input"`` (the default) is the paper's CFA: decode, detach, re-encode with batch
+  norm frozen, so the encoder is trained to ignore the swapped residual. ``cfa_mode="feature"``
+  edits the shared features under ``no_grad`` instead: the split and the heads get a gradient, the
+  encoder none;
 - ``L_rec = mean |decoder(Z_s, Z_r) - x|`` (:mod:`coremtl.grounding`).
 
 ``terms`` returns the weighted terms that are active at ``step`` (zero weights are left out).
+``CoreMTLObjective()`` with no arguments is the method: its defaults are those of
+:mod:`coremtl.defaults`.
 """
 
 from __future__ import annotations
@@ -21,6 +29,7 @@ from dataclasses import asdict, dataclass
 import torch
 from torch import Tensor, nn
 
+from coremtl import defaults
 from coremtl.cka import linear_cka
 from coremtl.counterfactual import CFA_MODES, counterfactual_predictions, derangement
 from coremtl.forward import Forward
@@ -46,22 +55,43 @@ def _non_negative_int(value: object, name: str) -> int:
     return value
 
 
+def cka_penalty(estimate: Tensor) -> Tensor:
+    """The independence penalty of a CKA estimate: its positive part ``max(0, CKA)``.
+
+    Population CKA is ``>= 0`` and is zero exactly at independence of the (linear) streams. The
+    debiased estimator (docs/THEORY.md S8) is unbiased for it, so its minibatch values scatter
+    around the population value and go below zero when that value is near zero (study 1's
+    CORE-MTL ended at -0.008). A negative estimate says "no dependence detected beyond batch
+    noise"; minimising it further would only push the streams towards whatever makes this batch's
+    noise negative. The penalty therefore has the full CKA gradient while the estimate is positive
+    and none once it is at or below zero (``relu``, whose derivative at 0 is 0). For the biased
+    estimator, which is never negative, the penalty is the estimate itself.
+
+    The returned tensor's *value* is the raw estimate (so the logs show what was measured) while
+    its *gradient* is that of ``max(0, CKA)``: ``relu(e) + (e - relu(e)).detach()``.
+    """
+    positive = torch.relu(estimate)
+    return positive + (estimate - positive).detach()
+
+
 @dataclass
 class CoreMTLObjective:
-    """Weights and schedule of the CKA, CFA and reconstruction terms.
+    """Weights and schedule of the CKA, CFA and reconstruction terms (defaults:
+    :mod:`coremtl.defaults`, the method as docs/VISION.md describes it).
 
     ``input_key`` names the batch entry holding the model input (reconstruction target and the
-    decoded counterfactual's shape).
+    decoded counterfactual's shape). ``cfa_mode``: ``"input"`` (decode and re-encode, the paper's
+    CFA) or ``"feature"`` (features edited without a decoder; gives the encoder no gradient).
     """
 
-    cka_weight: float = 0.0
-    cka_warmup_steps: int = 0
-    cfa_weight: float = 0.0
-    cfa_probability: float = 1.0
+    cka_weight: float = defaults.CKA_WEIGHT
+    cka_warmup_steps: int = defaults.CKA_WARMUP_STEPS
+    cfa_weight: float = defaults.CFA_WEIGHT
+    cfa_probability: float = defaults.CFA_PROBABILITY
     cfa_start_step: int = 0
-    reconstruction_weight: float = 0.0
-    cfa_mode: str = "feature"
-    debiased_cka: bool = True
+    reconstruction_weight: float = defaults.RECONSTRUCTION_WEIGHT
+    cfa_mode: str = defaults.CFA_MODE
+    debiased_cka: bool = defaults.DEBIASED_CKA
     input_key: str = "x"
 
     def __post_init__(self) -> None:
@@ -102,14 +132,16 @@ class CoreMTLObjective:
         task_losses_fn: TaskLossesFn | None = None,
         generator: torch.Generator | None = None,
     ) -> dict[str, Tensor]:
-        """The weighted terms ``cka``, ``cfa``, ``reconstruction`` active at ``step``."""
+        """The weighted terms ``cka``, ``cfa``, ``reconstruction`` active at ``step`` (``cka``'s
+        value is the weighted raw estimate, its gradient that of the positive part,
+        :func:`cka_penalty`)."""
         terms: dict[str, Tensor] = {}
         cka_weight = self.cka_weight_at(step)
         if cka_weight > 0:
             if forward.z_s is None or forward.z_r is None:
                 raise InvalidParameterError("forward: the CKA term needs a model with z_s and z_r")
             cka = linear_cka(forward.z_s.float(), forward.z_r.float(), debiased=self.debiased_cka)
-            terms["cka"] = cka_weight * cka
+            terms["cka"] = cka_weight * cka_penalty(cka)
         if self.reconstruction_weight > 0:
             reconstruction = forward.extras.get("reconstruction")
             if reconstruction is None:

@@ -107,8 +107,11 @@ methods = {
         "ew",
         CoreMTLObjective(
             cka_weight=config.cka_weight,
+            cka_warmup_steps=0,
             cfa_weight=config.cfa_weight,
+            cfa_probability=1.0,
             reconstruction_weight=config.reconstruction_weight,
+            cfa_mode="feature",
         ),
     ),
 }

@@ -193,3 +193,27 @@ def test_bad_inputs_name_the_parameter():
         counterfactual_predictions(
             model, forward.shared, forward.z_s, forward.z_r, torch.tensor([1, 0, 3, 2]), "pixel"
         )
+
+
+@pytest.mark.parametrize(("mode", "encoder_trained"), [("input", True), ("feature", False)])
+def test_only_the_input_level_cfa_gives_the_encoder_a_gradient(mode, encoder_trained):
+    """Input-level CFA re-encodes the decoded counterfactual, so its loss reaches the encoder;
+    feature-level CFA builds the edited features under ``no_grad`` (the split and heads learn,
+    the encoder does not)."""
+    model = bn_model()
+    x = torch.randn(8, 6, generator=torch.Generator().manual_seed(1))
+    forward = model(x)
+    permutation = derangement(8, torch.Generator().manual_seed(2))
+    predictions = counterfactual_predictions(
+        model, forward.shared, forward.z_s, forward.z_r, permutation, mode
+    )
+    loss = sum(prediction.pow(2).mean() for prediction in predictions.values())
+    encoder = list(model.encoder.parameters())
+    gradients = torch.autograd.grad(
+        loss, encoder + list(model.split.parameters()), allow_unused=True
+    )
+    encoder_gradients = gradients[: len(encoder)]
+    split_gradients = gradients[len(encoder) :]
+    reached = any(g is not None and float(g.abs().sum()) > 0 for g in encoder_gradients)
+    assert reached == encoder_trained
+    assert all(g is not None and float(g.abs().sum()) > 0 for g in split_gradients)

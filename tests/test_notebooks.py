@@ -374,12 +374,79 @@ def check_core_mtl_against_pcgrad(key: dict) -> None:
         assert 0.0 <= method["sin2_psi"] <= 1.0 and method["lambda_leak"] >= 0.0
 
 
+def notebook_six_backbone(seed: int):
+    """The small CNN of notebook 6, initialised from ``seed`` (the notebook records a checksum of
+    its weights, which guards this copy of its definition)."""
+    import torch
+    from torch import nn
+
+    torch.manual_seed(seed)
+    return nn.Sequential(
+        nn.Sequential(nn.Conv2d(3, 16, 3, stride=2, padding=1), nn.BatchNorm2d(16), nn.ReLU()),
+        nn.Sequential(nn.Conv2d(16, 32, 3, stride=2, padding=1), nn.BatchNorm2d(32), nn.ReLU()),
+    )
+
+
+def check_your_own_data(key: dict) -> None:
+    """Notebook 6: the generated splits and their shortcut, the backbone, EW retrained through the
+    public API to the same metrics, and every method above chance on the source tasks."""
+    import torch
+
+    import coremtl
+    from coremtl.toy_images import coloured_squares
+
+    seed, sizes = key["seed"], key["sizes"]
+    splits = {
+        "train": coloured_squares(sizes["train"], seed=seed, shortcut=key["shortcut"]),
+        "val": coloured_squares(sizes["val"], seed=seed + 1, shortcut=key["shortcut"]),
+        "target": coloured_squares(sizes["target"], seed=seed + 2, shortcut=0.0),
+    }
+    for name in ("train", "target"):
+        split = splits[name]
+        agreement = float(((split["colour"] >= 2).long() == split["hollow"]).float().mean())
+        assert key["agreement"][name] == agreement, name
+    backbone = notebook_six_backbone(seed)
+    checksum = sum(float(p.detach().double().sum()) for p in backbone.parameters())
+    np.testing.assert_allclose(key["backbone_checksum"], checksum, rtol=SAME_COMPUTATION_RTOL)
+
+    names = ("count", "large", "hollow")
+    tasks = [coremtl.Task(name, "classification", outputs=2) for name in names]
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        ew = coremtl.train(
+            "ew",
+            backbone,
+            tasks,
+            splits["train"],
+            val_data=splits["val"],
+            test_data=splits["target"],
+            seed=seed,
+            **key["settings"],
+        )
+    finally:
+        torch.set_num_threads(threads)
+    for split, metrics in (("val", ew.val), ("test", ew.test)):
+        recorded = key["metrics"]["ew"][split]
+        assert set(recorded) == set(metrics)
+        for name, value in metrics.items():
+            np.testing.assert_allclose(recorded[name], value, rtol=SAME_COMPUTATION_RTOL)
+
+    chance_margin = 0.5 + Z_BOUND * math.sqrt(0.25 / sizes["val"])
+    for method, metrics in key["metrics"].items():
+        assert metrics["val"]["large/accuracy"] > chance_margin, method
+        values = [*metrics["val"].values(), *metrics["test"].values()]
+        assert all(0.0 <= value <= 1.0 for value in values), method
+    assert all(0.0 <= value <= 1.0 for value in key["colour_probe"].values())
+
+
 KEY_NUMBER_CHECKS = {
     "01_scm_and_mixing_angle": check_scm_and_mixing_angle,
     "02_why_reweighting_cannot_help": check_why_reweighting_cannot_help,
     "03_leakage_and_wasserstein": check_leakage_and_wasserstein,
     "04_what_cka_sees": check_what_cka_sees,
     "05_core_mtl_against_pcgrad": check_core_mtl_against_pcgrad,
+    "06_your_own_data": check_your_own_data,
 }
 
 

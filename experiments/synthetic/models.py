@@ -185,8 +185,11 @@ def train(config: ZooConfig, method: str, scm, seed: int, device: str):
         use_cka, use_cfa, use_rec = CORE_VARIANTS[method]
         objective = CoreMTLObjective(
             cka_weight=config.cka_weight if use_cka else 0.0,
+            cka_warmup_steps=0,
             cfa_weight=config.cfa_weight if use_cfa else 0.0,
+            cfa_probability=1.0,
             reconstruction_weight=config.reconstruction_weight if use_rec else 0.0,
+            cfa_mode="feature",
         )
     options = {"seed": seed} if "seed" in balancer_options(balancer_name) else {}
     trainer = Trainer(

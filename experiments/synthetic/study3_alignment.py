@@ -107,7 +107,9 @@ def trajectory(config: Config, cka_weight: float, seed: int, device: str) -> lis
             stop_after_steps=config.steps,
         ),
         None,
-        objective=CoreMTLObjective(cka_weight=cka_weight, reconstruction_weight=1.0),
+        objective=CoreMTLObjective(
+            cka_weight=cka_weight, cka_warmup_steps=0, cfa_weight=0.0, reconstruction_weight=1.0
+        ),
         probes={"alignment": alignment},
     )
     trainer.fit({"x": drawn["x"], "y": drawn["y"]})

@@ -93,6 +93,8 @@ def train_angle(config: Config, objective_name: str, v: float, psi_start: float,
     parts = objective_name.split("+")
     objective = CoreMTLObjective(
         cka_weight=config.cka_weight if "cka" in parts else 0.0,
+        cka_warmup_steps=0,
+        cfa_probability=1.0,
         reconstruction_weight=config.reconstruction_weight if "rec" in parts else 0.0,
         cfa_weight=config.cfa_weight if "cfa" in parts else 0.0,
         cfa_mode="input",

@@ -194,7 +194,13 @@ def measured_and_derived(
         z_s_cf, _ = model.encode(model.decode(forward.z_s, forward.z_r[permutation]))
         loss = squared_losses(model.predict(z_s_cf), batch)["y"]
     else:
-        objective = CoreMTLObjective(cfa_weight=1.0, cfa_mode=variant)
+        objective = CoreMTLObjective(
+            cka_weight=0.0,
+            cfa_weight=1.0,
+            cfa_probability=1.0,
+            reconstruction_weight=0.0,
+            cfa_mode=variant,
+        )
         loss = objective.terms(model, batch, forward, 0, squared_losses, generator)["cfa"]
     (gradient,) = torch.autograd.grad(loss, model.encoder.psi, allow_unused=True)
     measured = 0.0 if gradient is None else float(gradient)

@@ -79,7 +79,14 @@ def step_time(config: Config, method: str, num_tasks: int, device: str, seed: in
         fused_heads=True,
     )
     objective = (
-        CoreMTLObjective(cka_weight=1.0, cfa_weight=1.0, reconstruction_weight=1.0)
+        CoreMTLObjective(
+            cka_weight=1.0,
+            cka_warmup_steps=0,
+            cfa_weight=1.0,
+            cfa_probability=1.0,
+            reconstruction_weight=1.0,
+            cfa_mode="feature",
+        )
         if (method == "core-mtl")
         else None
     )

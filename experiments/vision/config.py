@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, ClassVar, Literal, get_args, get_origin, get_type_hints
 
+from coremtl import defaults as method_defaults
 from coremtl.trainer_config import OptimizationConfig
 from scm.validation import InvalidParameterError
 
@@ -349,16 +350,17 @@ class MethodConfig:
 
     Total loss: ``sum_t w_t L_t + cka_weight L_cka + cfa_weight L_cfa + reconstruction_weight
     (L_render + tv_weight L_tv + achromatic_weight L_achromatic + correlation_weight L_corr)``.
-    ``repmtl`` and ``mtcrl`` hold the weights of those baselines' regularisers (read only when
-    ``model.kind`` names them).
+    The CORE-MTL weights default to the library's (:mod:`coremtl.defaults`); the hard-grounding
+    priors are this pipeline's own. ``repmtl`` and ``mtcrl`` hold the weights of those baselines'
+    regularisers (read only when ``model.kind`` names them).
     """
 
-    cka_weight: float = 0.1
-    cka_warmup_steps: int = 500
-    debiased_cka: bool = True
-    cfa_weight: float = 0.5
-    cfa_probability: float = 0.5
-    reconstruction_weight: float = 1.0
+    cka_weight: float = method_defaults.CKA_WEIGHT
+    cka_warmup_steps: int = method_defaults.CKA_WARMUP_STEPS
+    debiased_cka: bool = method_defaults.DEBIASED_CKA
+    cfa_weight: float = method_defaults.CFA_WEIGHT
+    cfa_probability: float = method_defaults.CFA_PROBABILITY
+    reconstruction_weight: float = method_defaults.RECONSTRUCTION_WEIGHT
     tv_weight: float = 0.01
     achromatic_weight: float = 0.1
     correlation_weight: float = 0.1

@@ -100,7 +100,10 @@ def term_sources(config: VisionConfig, model: nn.Module) -> list[ScheduledTerms]
             sources.append(ScheduledTerms(HardGroundingTerms(method), 0, "hard grounding"))
         elif method.reconstruction_weight > 0 and decoder is not None:
             soft = CoreMTLObjective(
-                reconstruction_weight=method.reconstruction_weight, input_key="image"
+                cka_weight=0.0,
+                cfa_weight=0.0,
+                reconstruction_weight=method.reconstruction_weight,
+                input_key="image",
             )
             sources.append(ScheduledTerms(soft, 0, "soft grounding"))
         independence = CoreMTLObjective(
@@ -108,6 +111,7 @@ def term_sources(config: VisionConfig, model: nn.Module) -> list[ScheduledTerms]
             cka_warmup_steps=method.cka_warmup_steps,
             cfa_weight=method.cfa_weight if decoder is not None else 0.0,
             cfa_probability=method.cfa_probability,
+            reconstruction_weight=0.0,
             cfa_mode="input",
             debiased_cka=method.debiased_cka,
             input_key="image",

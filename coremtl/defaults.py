@@ -1,0 +1,81 @@
+"""The method's defaults, in one place: the CORE-MTL term weights and the staged schedule.
+
+:class:`coremtl.objective.CoreMTLObjective`, the preset (:mod:`coremtl.preset`) and the vision
+pipeline's ``MethodConfig`` (``experiments/vision/config.py``) all read their defaults from here,
+so ``CoreMTLObjective()`` with no arguments is the method (docs/VISION.md, "Method"):
+
+- independence: debiased linear CKA of the pooled streams (docs/THEORY.md S8), weight
+  :data:`CKA_WEIGHT` reached by a linear ramp over :data:`CKA_WARMUP_STEPS` steps;
+- counterfactual augmentation: the paper's CFA (decode ``(Z_s(i), Z_r(pi(i)))``, detach, re-encode
+  with batch norm frozen, ``cfa_mode="input"``), weight :data:`CFA_WEIGHT`, drawn with probability
+  :data:`CFA_PROBABILITY` per step;
+- soft grounding: the L1 reconstruction, weight :data:`RECONSTRUCTION_WEIGHT`;
+- the schedule of docs/VISION.md: reconstruction alone for the first
+  :data:`RECONSTRUCTION_FRACTION` of the epochs, then the tasks, and from
+  :data:`INDEPENDENCE_FRACTION` of the epochs on CKA and CFA as well (:func:`stage_starts`).
+
+Provenance: the weights are those the vision pipeline has trained with since it was written
+(no weight was chosen by looking at a target split). They are the library's defaults, not an
+optimum: a study that selects weights does so on source validation data and says how.
+"""
+
+from __future__ import annotations
+
+import math
+
+from scm.validation import InvalidParameterError
+
+CKA_WEIGHT = 0.1
+CKA_WARMUP_STEPS = 500
+DEBIASED_CKA = True
+CFA_WEIGHT = 0.5
+CFA_PROBABILITY = 0.5
+CFA_MODE = "input"
+RECONSTRUCTION_WEIGHT = 1.0
+RECONSTRUCTION_FRACTION = 0.1
+INDEPENDENCE_FRACTION = 0.2
+
+
+def _fraction(value: float, name: str) -> float:
+    if isinstance(value, bool) or not isinstance(value, int | float) or not 0 <= value < 1:
+        raise InvalidParameterError(
+            f"{name}: expected a fraction of the epochs in [0, 1), got {value!r}"
+        )
+    return float(value)
+
+
+def stage_starts(
+    epochs: int,
+    reconstruction_fraction: float = RECONSTRUCTION_FRACTION,
+    independence_fraction: float = INDEPENDENCE_FRACTION,
+) -> tuple[int, int]:
+    """``(task_start, independence_start)``: the epochs at which the tasks and the CKA/CFA terms
+    start, ``ceil(f E)`` for a fraction ``f`` of ``E`` epochs (so 6 epochs give 1 and 2, 200
+    give 20 and 40). Reconstruction trains from epoch 0. The independence stage never starts before
+    the tasks; a schedule in which a stage would start at or after the last epoch is refused."""
+    if isinstance(epochs, bool) or not isinstance(epochs, int) or epochs < 1:
+        raise InvalidParameterError(f"epochs: expected a positive integer, got {epochs!r}")
+    task_start = math.ceil(_fraction(reconstruction_fraction, "reconstruction_fraction") * epochs)
+    independence = math.ceil(_fraction(independence_fraction, "independence_fraction") * epochs)
+    independence = max(task_start, independence)
+    check_stages(epochs, task_start, independence)
+    return task_start, independence
+
+
+def check_stages(epochs: int, task_start: int, independence_start: int) -> None:
+    """One line naming the stage that would never start within ``epochs`` epochs."""
+    for start, name in ((task_start, "task"), (independence_start, "independence (CKA, CFA)")):
+        if isinstance(start, bool) or not isinstance(start, int) or start < 0:
+            raise InvalidParameterError(
+                f"stages: the {name} start must be an epoch >= 0, got {start!r}"
+            )
+        if start >= epochs:
+            raise InvalidParameterError(
+                f"epochs: the {name} stage starts at epoch {start}, but a run of {epochs} "
+                f"epoch(s) ends at epoch {epochs - 1}; give more epochs or an earlier start"
+            )
+    if independence_start < task_start:
+        raise InvalidParameterError(
+            f"stages: the independence stage (epoch {independence_start}) starts before the "
+            f"tasks (epoch {task_start})"
+        )

@@ -1,0 +1,294 @@
+"""CORE-MTL (and every baseline) on your own backbone and tasks: :func:`build` and :func:`train`.
+
+``build(method, backbone, tasks, example, epochs=E)`` turns any ``nn.Module`` that maps inputs to
+feature vectors ``(B, C)`` or maps ``(B, C, h, w)`` into a multi-task model with its per-task
+losses, its balancer and its scheduled term sources (:class:`coremtl.trainer.ScheduledTerms`);
+``train(method, backbone, tasks, data, ...)`` also runs it with :class:`coremtl.trainer.Trainer`
+and returns the metrics (:mod:`coremtl.tasks`). ``method`` is one of :data:`METHODS`:
+
+- ``"core-mtl"``: encoder = backbone, a stream split ``[Z_s; Z_r] = W F + b`` (1x1 convolution on
+  maps), heads on ``Z_s`` only (:mod:`coremtl.heads`), a soft-grounding decoder (AdaIN for maps,
+  its stages fitted to the input and feature sizes; an MLP for vectors) and the staged schedule
+  of docs/VISION.md: reconstruction alone from epoch 0, the tasks from ``task_start``, CKA and
+  CFA from ``independence_start`` (:func:`coremtl.defaults.stage_starts`: 1 and 2 for 6 epochs).
+  The weights are the method's (:mod:`coremtl.defaults`), or those of the ``objective`` given;
+  with the default objective the CKA warm-up is at most a quarter of the independence stage's
+  steps, so a short run reaches the full weight. The task losses are combined by ``balancer``;
+- any balancer name of :data:`coremtl.balancers.BALANCER_NAMES` (``"ew"``, ``"pcgrad"``, ...):
+  hard parameter sharing, the heads on the backbone features, that balancer;
+- ``"mtan"``: task attention over the stages of the backbone, which must be an
+  ``nn.Sequential`` of stages, each an ``nn.Sequential`` of at least two modules;
+- ``"rep-mtl"``: hard sharing plus the Rep-MTL saliency regulariser;
+- ``"mt-crl"``: four disentangled modules on the backbone features, a learned task-to-module
+  graph and the MT-CRL regulariser (its invariance term only with ``environment_key``);
+- ``"single-task"``: one copy of the backbone and one head per task, nothing shared.
+
+Every method gets its own deep copy of ``backbone`` (the module passed in is never trained), and
+the new layers are initialised from ``seed``, so methods built with one seed start from the same
+backbone weights. Where the library cannot adapt it says so in one line: a dense task on vector
+features, hard grounding, a decoder for maps of non-image inputs, MTAN on a backbone without stages,
+a stage that would start after the last epoch.
+"""
+
+from __future__ import annotations
+
+import copy
+import dataclasses
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+from torch import Tensor, nn
+
+from coremtl import backbones, defaults
+from coremtl.balancers.registry import BALANCER_NAMES
+from coremtl.heads import task_heads
+from coremtl.objective import CoreMTLObjective
+from coremtl.tasks import Task, check_tasks, evaluate, task_loss
+from coremtl.trainer import ScheduledTerms
+from scm.validation import InvalidParameterError
+
+ARCHITECTURE_METHODS = ("core-mtl", "mtan", "rep-mtl", "mt-crl", "single-task")
+METHODS: tuple[str, ...] = (*ARCHITECTURE_METHODS, *BALANCER_NAMES)
+
+
+@dataclass
+class Preset:
+    """What :func:`build` returns: everything :class:`coremtl.trainer.Trainer` needs."""
+
+    method: str
+    model: nn.Module
+    tasks: tuple[Task, ...]
+    task_losses: dict[str, Any]
+    balancer: Any
+    term_sources: list[ScheduledTerms] = field(default_factory=list)
+    task_start_epoch: int = 0
+
+
+@dataclass
+class Result:
+    """What :func:`train` returns: the trained model, its last ``val``/``test`` metrics (empty
+    without those splits) and the trainer's per-epoch history."""
+
+    preset: Preset
+    val: dict[str, float]
+    test: dict[str, float]
+    history: list[dict[str, Any]]
+
+    @property
+    def model(self) -> nn.Module:
+        return self.preset.model
+
+
+def _core_mtl_sources(
+    objective: CoreMTLObjective | None,
+    has_decoder: bool,
+    epochs: int,
+    stages: tuple[int, int] | None,
+    steps_per_epoch: int | None,
+) -> tuple[list[ScheduledTerms], int]:
+    chosen = objective or CoreMTLObjective()
+    if not has_decoder and chosen.cfa_mode == "input":
+        chosen = dataclasses.replace(chosen, cfa_weight=0.0, reconstruction_weight=0.0)
+    grounded = has_decoder and chosen.reconstruction_weight > 0
+    if stages is None:
+        fraction = defaults.RECONSTRUCTION_FRACTION if grounded else 0.0
+        stages = defaults.stage_starts(epochs, fraction, defaults.INDEPENDENCE_FRACTION)
+    task_start, independence_start = stages
+    defaults.check_stages(epochs, task_start, independence_start)
+    if objective is None and steps_per_epoch:
+        quarter = max(1, (epochs - independence_start) * steps_per_epoch // 4)
+        chosen = dataclasses.replace(chosen, cka_warmup_steps=min(chosen.cka_warmup_steps, quarter))
+    sources = []
+    if grounded:
+        rec = dataclasses.replace(chosen, cka_weight=0.0, cfa_weight=0.0)
+        sources.append(ScheduledTerms(rec, 0, "grounding"))
+    independence = dataclasses.replace(chosen, reconstruction_weight=0.0)
+    sources.append(ScheduledTerms(independence, independence_start, "independence"))
+    return sources, task_start
+
+
+def build(
+    method: str,
+    backbone: nn.Module,
+    tasks: Sequence[Task],
+    example: Tensor,
+    epochs: int,
+    balancer: str = "ew",
+    balancer_options: Mapping[str, Any] | None = None,
+    streams: tuple[int, int] | None = None,
+    grounding: str = "soft",
+    objective: CoreMTLObjective | None = None,
+    stages: tuple[int, int] | None = None,
+    steps_per_epoch: int | None = None,
+    environment_key: str | None = None,
+    seed: int = 0,
+) -> Preset:
+    """The model, losses, balancer and term sources of ``method`` on ``backbone`` (see the module
+    docstring). ``example`` is a batch of inputs (its shape sizes the heads and the decoder);
+    ``streams`` the ``(semantic, residual)`` widths (default: half the feature channels each);
+    ``stages`` an explicit ``(task_start, independence_start)`` for CORE-MTL."""
+    from coremtl.architectures import (
+        MTCRLRegularizer,
+        RepMTLRegularizer,
+        SharedBottom,
+        SingleTaskModels,
+    )
+    from coremtl.balancers import make_balancer
+    from coremtl.representation import DualStreamModel, StreamSplit
+
+    if method not in METHODS:
+        raise InvalidParameterError(f"method: expected one of {', '.join(METHODS)}, got {method!r}")
+    if method in BALANCER_NAMES and balancer not in ("ew", method):
+        raise InvalidParameterError(
+            f"balancer: method {method!r} is itself the balancer; got balancer={balancer!r} too"
+        )
+    tasks = check_tasks(tasks)
+    if isinstance(epochs, bool) or not isinstance(epochs, int) or epochs < 1:
+        raise InvalidParameterError(f"epochs: expected a positive integer, got {epochs!r}")
+    if not isinstance(backbone, nn.Module):
+        raise InvalidParameterError(
+            f"backbone: expected an nn.Module, got {type(backbone).__name__}"
+        )
+    backbone = copy.deepcopy(backbone)
+    channels, maps, size = backbones.feature_shape(backbone, example)
+    input_shape = tuple(example.shape[1:])
+    names = [task.name for task in tasks]
+    torch.manual_seed(seed)
+    sources: list[ScheduledTerms] = []
+    task_start = 0
+    balancer_name = method if method in BALANCER_NAMES else balancer
+    if method == "core-mtl":
+        semantic, residual = backbones.stream_widths(channels, streams)
+        split = StreamSplit(channels, semantic, residual, maps=maps)
+        heads = task_heads(tasks, semantic, maps, input_shape)
+        decoder = backbones.soft_decoder(grounding, semantic, residual, maps, size, input_shape)
+        model: nn.Module = DualStreamModel(backbone, split, heads, decoder)
+        sources, task_start = _core_mtl_sources(
+            objective, decoder is not None, epochs, stages, steps_per_epoch
+        )
+    elif method == "mtan":
+        model = backbones.mtan_on(backbone, tasks, example, input_shape)
+    elif method == "mt-crl":
+        model = backbones.mtcrl_on(backbone, tasks, channels, maps, input_shape)
+        regularizer = MTCRLRegularizer(
+            invariance_weight=1.0 if environment_key else 0.0,
+            environment_key=environment_key or "environment",
+        )
+        sources = [ScheduledTerms(regularizer, 0, "mt-crl")]
+    elif method == "single-task":
+        trunks = {name: copy.deepcopy(backbone) for name in names}
+        model = SingleTaskModels(trunks, task_heads(tasks, channels, maps, input_shape))
+        balancer_name = "ew"
+    else:
+        model = SharedBottom(backbone, task_heads(tasks, channels, maps, input_shape))
+        if method == "rep-mtl":
+            sources = [ScheduledTerms(RepMTLRegularizer(), 0, "rep-mtl")]
+    return Preset(
+        method=method,
+        model=model,
+        tasks=tasks,
+        task_losses={task.name: task_loss(task) for task in tasks},
+        balancer=make_balancer(balancer_name, names, **dict(balancer_options or {})),
+        term_sources=sources,
+        task_start_epoch=task_start,
+    )
+
+
+def _length(data) -> int:
+    if isinstance(data, Mapping):
+        return len(next(iter(data.values())))
+    return len(data)
+
+
+def _example_inputs(data, input_key: str) -> Tensor:
+    if isinstance(data, Mapping):
+        if input_key not in data:
+            raise InvalidParameterError(
+                f"data: expected the inputs under {input_key!r}, got keys {sorted(data)}"
+            )
+        return data[input_key][:2]
+    return data[0][input_key].unsqueeze(0)
+
+
+def train(
+    method: str,
+    backbone: nn.Module,
+    tasks: Sequence[Task],
+    data,
+    val_data=None,
+    test_data=None,
+    epochs: int = 6,
+    batch_size: int = 32,
+    learning_rate: float = 1e-3,
+    seed: int = 0,
+    device: str = "cpu",
+    output_dir=None,
+    trainer_options: Mapping[str, Any] | None = None,
+    **options: Any,
+) -> Result:
+    """Build ``method`` (:func:`build`, ``options`` passed on) and train it on ``data`` (a
+    mapping of equally long tensors with the inputs under ``"x"`` and each task's labels under its
+    ``target``, or a dataset of such dicts) for ``epochs`` epochs of AdamW at ``learning_rate``;
+    ``val_data`` and ``test_data`` are scored after every epoch. The other trainer settings are
+    :class:`coremtl.trainer.TrainerConfig`'s defaults (cosine decay to zero, clipping at norm 1,
+    weight decay 1e-4) unless ``trainer_options`` names them. Nothing is written unless
+    ``output_dir`` is given (then the trainer's logs and checkpoints go there)."""
+    from coremtl.trainer import Trainer, TrainerConfig
+
+    if method == "core-mtl" and (
+        isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 4
+    ):
+        raise InvalidParameterError(
+            f"batch_size: the debiased CKA of CORE-MTL needs at least 4 samples, got {batch_size!r}"
+        )
+    steps = _length(data) // batch_size
+    preset = build(
+        method,
+        backbone,
+        tasks,
+        _example_inputs(data, "x"),
+        epochs,
+        steps_per_epoch=steps,
+        seed=seed,
+        **options,
+    )
+    settings = {
+        "epochs": epochs,
+        "batch_size": batch_size,
+        "learning_rate": learning_rate,
+        "seed": seed,
+        "device": device,
+        "task_start_epoch": preset.task_start_epoch,
+        "progress": False,
+    }
+    extra = dict(trainer_options or {})
+    allowed = {f.name for f in dataclasses.fields(TrainerConfig)} - set(settings)
+    unknown = sorted(set(extra) - allowed)
+    if unknown:
+        raise InvalidParameterError(
+            f"trainer_options: {', '.join(unknown)} not among the TrainerConfig fields that "
+            f"train leaves open ({', '.join(sorted(allowed))})"
+        )
+    config = TrainerConfig(**settings, **extra)
+
+    def scorer(split):
+        if split is None:
+            return None
+        return lambda model: evaluate(model, split, preset.tasks, device=device)
+
+    trainer = Trainer(
+        preset.model,
+        preset.task_losses,
+        preset.balancer,
+        config,
+        output_dir,
+        objective=preset.term_sources,
+        validate=scorer(val_data),
+        test=scorer(test_data),
+        run_info={"method": method, "tasks": [dataclasses.asdict(t) for t in preset.tasks]},
+    )
+    trainer.fit(data)
+    last = trainer.history[-1] if trainer.history else {}
+    return Result(preset, last.get("val", {}), last.get("test", {}), trainer.history)
