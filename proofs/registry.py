@@ -1,4 +1,5 @@
-"""Every statement of THEORY.md, in order, by id (S1..S8 and the open question S9)."""
+"""Every statement of THEORY.md, in order, by id (S1..S8, the open question S9, and S12 on
+MT-CRL's claim)."""
 
 from __future__ import annotations
 
@@ -13,11 +14,12 @@ from proofs.s6_cka_identifiability import STATEMENT as S6
 from proofs.s7_gradient_alignment import STATEMENT as S7
 from proofs.s8_cka_estimator import STATEMENT as S8
 from proofs.s9_counterfactual_swap import STATEMENT as S9
+from proofs.s12_mtcrl_sharing import STATEMENT as S12
 from proofs.statement import Certificate, Statement
 from scm.validation import InvalidParameterError
 
 STATEMENTS: dict[str, Statement] = {
-    statement.id: statement for statement in (S1, S2, S3, S4, S5, S6, S7, S8, S9)
+    statement.id: statement for statement in (S1, S2, S3, S4, S5, S6, S7, S8, S9, S12)
 }
 
 
