@@ -3,6 +3,7 @@ Carlo and against numerical optimisation."""
 
 from __future__ import annotations
 
+import json
 import math
 
 import numpy as np
@@ -224,3 +225,11 @@ def test_generators_reject_bad_correlations_and_mixing():
         mt.block_correlated_scm(np.ones((2, 1)), {mt.SOURCE: 0.1, mt.TARGET: 0.0}, mixing="x")
     with pytest.raises(InvalidParameterError, match="correlation: expected a value in"):
         mt.random_multitask_scm(correlation=1.5)
+
+
+def test_describe_is_json_and_names_every_environment():
+    model = random_model(2, 2, 1, confounding=0.3)
+    described = json.loads(json.dumps(model.describe()))
+    assert set(described["environments"]) == {mt.SOURCE, mt.TARGET}
+    assert described["block_sizes"] == [1, 1]
+    assert np.asarray(described["confounder_loadings"]).shape == (2, 1)

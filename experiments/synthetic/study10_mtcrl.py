@@ -11,14 +11,14 @@ SCM (:func:`scm.multitask.block_correlated_scm`): ``K = 3`` tasks with scalar fa
 ``beta = (1, 0.8, 0.6)``, the source the equal mixture of two environments with exchangeable
 correlation 0.3 and 0.9 (environment labels for MT-CRL), the target uncorrelated, a Haar mixing
 ``x = G z`` drawn per seed. Methods, all a linear encoder ``d -> m`` (an MLP with ``hidden > 0``)
-and linear heads trained by :class:`coremtl.trainer.Trainer` (full batch, Adam, constant rate): single-task (one
-encoder of width ``m`` per task), Equal Weighting at width ``m`` and at width ``K`` (the qualifier
-of S12), PCGrad, MT-CRL (two modules of width ``m / 2``, decorrelation, invariance across the two
-source environments and sparsity) and CORE-MTL (dual stream, heads on ``Z_s`` of width ``m``, CKA,
-input-level CFA and reconstruction). Every hyperparameter is fixed before the run, the same for
-all methods, and none is chosen with target data (the MT-CRL and CORE-MTL weights are 1, the
-sparsity weight 0.01). Paired seeds: every method of a seed sees the same SCM, training and
-evaluation samples, and starts from the same torch seed.
+and linear heads trained by :class:`coremtl.trainer.Trainer` (full batch, Adam, constant rate):
+single-task (one encoder of width ``m`` per task), Equal Weighting at width ``m`` and at width
+``K`` (the qualifier of S12), PCGrad, MT-CRL (two modules of width ``m / 2``; decorrelation,
+invariance across the two source environments and sparsity; and without the invariance term, to
+tell the two apart) and CORE-MTL (dual stream, heads on ``Z_s`` of width ``m``; CKA, input-level
+CFA and reconstruction). Every hyperparameter is fixed before the run, the same for all methods,
+and none is chosen with target data (:data:`SELECTION`). Paired seeds: every method of a seed sees
+the same SCM, training and evaluation samples, and starts from the same torch seed.
 
 Measured per model: the summed gap ``sum_t (mean_T l_t - mean_S l_t)`` of the squared error on
 fresh source and target samples, and its weight on other tasks' factors (the mean prediction
@@ -38,7 +38,21 @@ from experiments.synthetic.common import jsonable, seeds_for
 
 NAME = "MT-CRL's claim: shared width vs other tasks' factors"
 STATEMENTS = ("S12",)
-METHODS = ("single-task", "ew", "ew (width K)", "pcgrad", "mt-crl", "core-mtl")
+METHODS = (
+    "single-task",
+    "ew",
+    "ew (width K)",
+    "pcgrad",
+    "mt-crl",
+    "mt-crl w/o invariance",
+    "core-mtl",
+)
+SELECTION = (
+    "every hyperparameter fixed before the run and shared by all methods (Adam, constant rate, "
+    "full batch, the step count and rate of the config); MT-CRL weights (decorrelation, "
+    "invariance, sparsity) and CORE-MTL weights (CKA, CFA, reconstruction) as in the config; "
+    "nothing tuned, no target data used before the final evaluation"
+)
 
 
 @dataclass(frozen=True)
@@ -137,7 +151,7 @@ def build_model(config: Config, method: str, dim: int):
         return SingleTaskModels.from_factories(
             names, lambda: encoder(width), lambda _: nn.Linear(width, 1)
         )
-    if method == "mt-crl":
+    if method.startswith("mt-crl"):
         trunk = nn.Sequential(nn.Linear(dim, config.hidden), nn.ReLU()) if hidden else nn.Identity()
         modules = [nn.Linear(config.hidden or dim, width // 2) for _ in range(2)]
         heads = {name: nn.Linear(2 * (width // 2), 1) for name in names}
@@ -168,8 +182,9 @@ def train(config: Config, method: str, data: dict, seed: int, device: str):
     torch.manual_seed(seed)
     model = build_model(config, method, data["x"].shape[1]).to(device)
     objective = None
-    if method == "mt-crl":
+    if method.startswith("mt-crl"):
         decorrelation, invariance, sparsity = config.mtcrl_weights
+        invariance = 0.0 if method == "mt-crl w/o invariance" else invariance
         objective = MTCRLRegularizer(decorrelation, invariance, sparsity, "environment")
     elif method == "core-mtl":
         cka, cfa, reconstruction = config.core_weights
@@ -297,8 +312,8 @@ def run(config: Config, seed: int = 0, device: str = "cpu", progress: bool = Fal
     differences.update(
         {
             f"{m} - ew": paired(gaps, m, "ew")
-            for m in ("pcgrad", "mt-crl", "core-mtl", "ew (width K)")
-            if m in gaps and "ew" in gaps
+            for m in config.methods
+            if m not in ("ew", "single-task") and "ew" in gaps
         }
     )
     verdict, finding = _verdict(config, summary, differences, predicted)
@@ -306,6 +321,7 @@ def run(config: Config, seed: int = 0, device: str = "cpu", progress: bool = Fal
         {
             "config": config,
             "prediction": predicted,
+            "selection": SELECTION,
             "records": records,
             "summary": summary,
             "differences": differences,
@@ -330,7 +346,8 @@ def _verdict(config: Config, summary: dict, differences: dict, predicted: dict):
     width_k = differences.get("ew (width K) - ew")
     qualifier = _separated(width_k and {**width_k, "mean": -width_k["mean"]})
     parts = ", ".join(
-        f"{m} {s['gap']:.4f} +- {s['gap_standard_error']:.4f}" for m, s in summary.items()
+        f"{m} {s['gap']:.4f} +- {s['gap_standard_error']:.4f} (source risk {s['source_risk']:.3f})"
+        for m, s in summary.items()
     )
     versus = ", ".join(
         f"{name} {d['mean']:+.4f} +- {d['standard_error']:.4f}"
@@ -367,7 +384,7 @@ def plot(result: dict, directory: Path) -> list[Path]:
         label="S12: EW optimum at width m",
     )
     axes[0, 0].axhline(0.0, color="grey", ls=":", lw=0.8, label="S12: single task / width K")
-    axes[0, 0].set_ylabel("summed OOD gap (target - source squared error)")
+    axes[0, 0].set_ylabel("summed OOD gap R_T - R_S")
     axes[0, 0].set_title("gap per method (mean +- SE over seeds)")
     axes[0, 0].legend()
     axes[0, 1].bar(positions, [summary[m]["off_block_weight"] for m in methods], color=palette)
@@ -378,7 +395,7 @@ def plot(result: dict, directory: Path) -> list[Path]:
         lw=0.8,
         label="S12: EW optimum at width m",
     )
-    axes[0, 1].set_ylabel("weight on other tasks' factors (mean Jacobian)")
+    axes[0, 1].set_ylabel("off-block weight (mean Jacobian in z)")
     axes[0, 1].set_title("reading other tasks' causal factors")
     axes[0, 1].legend()
     for axis in axes[0]:
