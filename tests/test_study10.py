@@ -74,7 +74,7 @@ def _differences(narrow: float, wide: float, error: float) -> dict:
     [(0.25, -0.25, "agrees"), (0.25, 0.0, "contradicts"), (0.01, -0.25, "contradicts")],
 )
 def test_the_verdict_needs_both_predictions_beyond_two_standard_errors(narrow, wide, verdict):
-    summary = {"ew": {"gap": 0.25, "gap_standard_error": 0.01}}
+    summary = {"ew": {"gap": 0.25, "gap_standard_error": 0.01, "source_risk": 0.2}}
     prediction = {"multi_task_gap": 0.25}
     found, _ = study._verdict(
         study.CONFIGS["fast"], summary, _differences(narrow, wide, 0.02), prediction
