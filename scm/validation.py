@@ -106,6 +106,30 @@ def check_in_range(value: float, name: str, low: float, high: float) -> float:
     return number
 
 
+def check_non_negative(value: object, name: str) -> float:
+    """Return ``value`` as a finite float ``>= 0``, or raise."""
+    try:
+        number = float(value)
+    except (TypeError, ValueError):
+        raise InvalidParameterError(
+            f"{name}: expected a finite non-negative number, got {value!r}"
+        ) from None
+    if not math.isfinite(number) or number < 0.0:
+        raise InvalidParameterError(
+            f"{name}: expected a finite non-negative number, got {number!r}"
+        )
+    return number
+
+
+def check_seed(value: object, name: str = "seed") -> int:
+    """Return ``value`` as an int ``>= 0`` (what ``numpy.random.default_rng`` accepts), or raise."""
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
+        raise InvalidParameterError(f"{name}: expected a non-negative integer seed, got {value!r}")
+    if value < 0:
+        raise InvalidParameterError(f"{name}: expected a non-negative integer seed, got {value}")
+    return int(value)
+
+
 def psd_sqrt(matrix: np.ndarray) -> np.ndarray:
     """Symmetric square root ``S^{1/2} = V diag(sqrt(max(d, 0))) V^T`` of a PSD matrix."""
     eigenvalues, eigenvectors = np.linalg.eigh(0.5 * (matrix + matrix.T))

@@ -37,3 +37,9 @@ def test_scm_bad_angle_is_one_line_with_exit_status_two(capsys):
     assert main(["scm", "--psi", "3"]) == 2
     err = capsys.readouterr().err.strip()
     assert err.count("\n") == 0 and "--psi: expected an angle in [0, pi/2]" in err
+
+
+def test_scm_negative_seed_names_the_parameter(capsys):
+    assert main(["scm", "--seed", "-1"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.count("\n") == 0 and "--seed: expected a non-negative integer seed, got -1" in err
