@@ -15,8 +15,10 @@ $(STAMP): pyproject.toml
 	$(BIN)/python -m pip install -q -e '.[test,dev,corruptions]'
 	touch $(STAMP)
 
+# --overwrite: make verify refreshes results/ and the reference figures/ (a partial run, ARGS=--only
+# or --no-proofs, writes under results/partial/ instead); plain `coremtl verify` refuses to replace them.
 verify: $(STAMP)
-	$(BIN)/coremtl verify $(ARGS)
+	$(BIN)/coremtl verify --overwrite $(ARGS)
 
 test: $(STAMP)
 	$(BIN)/ruff check .

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import math
+from collections.abc import Iterable
+from pathlib import Path
 
 import numpy as np
 
@@ -128,6 +130,17 @@ def check_seed(value: object, name: str = "seed") -> int:
     if value < 0:
         raise InvalidParameterError(f"{name}: expected a non-negative integer seed, got {value}")
     return int(value)
+
+
+def refuse_to_overwrite(paths: Iterable[Path], name: str, flag: str = "--overwrite") -> None:
+    """Raise, naming ``name`` (the output option), the first existing path and ``flag``, when any
+    of ``paths`` exists: no command replaces earlier results unless asked."""
+    existing = [Path(path) for path in paths if Path(path).exists()]
+    if existing:
+        others = f" (and {len(existing) - 1} more)" if len(existing) > 1 else ""
+        raise InvalidParameterError(
+            f"{name}: {existing[0]}{others} already exists; pass {flag} to replace it"
+        )
 
 
 def psd_sqrt(matrix: np.ndarray) -> np.ndarray:
