@@ -8,6 +8,7 @@ values with a documented range are checked in ``__post_init__``.
 from __future__ import annotations
 
 import dataclasses
+import math
 import re
 import types
 import typing
@@ -476,8 +477,10 @@ class RunConfig:
 
     ``Delta_m`` is taken against the single-task reference: the metrics of
     ``single_task_reference_file`` (a JSON mapping ``metric name -> value``, as written by
-    ``coremtl train --single-task-references``) updated with the inline
-    ``single_task_reference`` (inline values win); see :mod:`experiments.vision.single_task`.
+    ``coremtl train --single-task-references``) when given (the file wins), else the inline
+    ``single_task_reference``, whose origin ``single_task_reference_label`` names (e.g. "inline:
+    paper ResNet-50"); ``single_task_reference_mix: true`` lets inline values fill the metrics a
+    file lacks. See :mod:`experiments.vision.single_task`. Reference values must be non-zero.
     """
 
     output_dir: str = "runs/vision"
@@ -489,6 +492,8 @@ class RunConfig:
     num_sample_images: int = 4
     single_task_reference: dict[str, float] = field(default_factory=dict)
     single_task_reference_file: str | None = None
+    single_task_reference_label: str = "inline: run.single_task_reference"
+    single_task_reference_mix: bool = False
 
     def __post_init__(self) -> None:
         check_device(self.device, "run.device")
@@ -500,6 +505,13 @@ class RunConfig:
                 "run.output_dir",
                 f"a folder ({folder} is a file)",
                 self.output_dir,
+            )
+        for name, value in self.single_task_reference.items():
+            _require(
+                math.isfinite(value) and value != 0,
+                f"run.single_task_reference.{name}",
+                "a finite non-zero number (Delta_m divides by it)",
+                value,
             )
         _require(
             self.num_sample_images >= 0,

@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -41,7 +41,7 @@ from .losses import task_losses
 from .metrics import HIGHER_IS_BETTER, DenseMetrics, delta_m
 from .model.build import build_model
 from .model.physics import HardGroundingDecoder, hard_grounding_terms
-from .single_task import single_task_reference
+from .single_task import Reference, resolve_reference
 
 LAST_EPOCHS_AVERAGED = 10
 SELECTION_SCORE = "selection_score"
@@ -161,6 +161,7 @@ class Run:
     splits: Splits
     output: Path
     weights_file: str | None
+    reference: Reference = field(default_factory=Reference)
 
     @property
     def model(self) -> nn.Module:
@@ -190,13 +191,15 @@ class Run:
 def selection_score(metrics: Mapping[str, float], config: VisionConfig, history) -> float:
     """Lower is better: ``Delta_m`` against the single-task reference, or a named metric (negated
     when higher is better). Without a single-task reference, ``Delta_m`` is taken against the
-    first epoch's validation metrics (LibMTL's convention)."""
+    first epoch's validation metrics (LibMTL's convention), skipping those that are 0 there (a
+    single-task reference never holds a 0: it is refused where it is read)."""
     name = config.training.selection_metric
     if name == "delta_m":
         reference = dict(config.run.single_task_reference)
-        if not reference:
-            first = history[0]["val"] if history else metrics
-            reference = {k: v for k, v in first.items() if k != SELECTION_SCORE}
+        if reference:
+            return delta_m(metrics, reference)
+        first = history[0]["val"] if history else metrics
+        reference = {k: v for k, v in first.items() if k != SELECTION_SCORE}
         return delta_m(metrics, reference, skip_zero_reference=True)
     if name not in metrics:
         raise InvalidParameterError(
@@ -207,8 +210,8 @@ def selection_score(metrics: Mapping[str, float], config: VisionConfig, history)
 
 def build_run(config: VisionConfig, output: Path | None = None) -> Run:
     """Model, data, balancer, term sources and the trainer that runs them. The single-task
-    reference of ``Delta_m`` is the inline ``run.single_task_reference`` merged over the file
-    ``run.single_task_reference_file`` (inline values win)."""
+    reference of ``Delta_m`` is resolved once (:func:`~.single_task.resolve_reference`: the file
+    wins) and kept in ``run.single_task_reference`` with its sources on the returned run."""
     from coremtl.balancers import make_balancer
 
     torch.manual_seed(config.run.seed)
@@ -225,7 +228,8 @@ def build_run(config: VisionConfig, output: Path | None = None) -> Run:
         raise InvalidParameterError(
             "training.batch_size: the debiased CKA needs at least 4 samples per batch"
         )
-    config.run.single_task_reference = single_task_reference(config)
+    reference = resolve_reference(config)
+    config.run.single_task_reference = dict(reference.values)
     splits = build_splits(config.data, config.run.seed)
     model, weights_file = build_model(config.model, config.data.tasks, config.data.num_classes)
     balancer = make_balancer(
@@ -248,7 +252,7 @@ def build_run(config: VisionConfig, output: Path | None = None) -> Run:
         task_loss_vector=attribute_loss_vector(tasks) if attribute_tasks(tasks) == tasks else None,
     )
     trainer.prepare(splits.train)
-    return Run(config, trainer, splits, output, weights_file)
+    return Run(config, trainer, splits, output, weights_file, reference)
 
 
 def attribute_loss_vector(tasks: list[str]):
@@ -361,6 +365,8 @@ def final_report(run: Run) -> dict:
         "steps": run.step,
         "weights_file": run.weights_file,
     }
+    if run.reference.values:
+        report["single_task_reference"] = run.reference.record()
     if run.config.run.single_task_reference and report["test_at_selected"]:
         report["delta_m_percent"] = delta_m(
             report["test_at_selected"], run.config.run.single_task_reference
