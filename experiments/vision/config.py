@@ -521,6 +521,22 @@ class RunConfig:
         )
 
 
+MIOU_CONVENTIONS = ("present", "libmtl")
+
+
+@dataclass
+class MetricsConfig:
+    """How reported metrics are computed (:mod:`experiments.vision.metrics`).
+
+    ``miou_convention``: ``present`` (the mean IoU over the classes present in the split's truth or
+    prediction, as torchmetrics computes it) or ``libmtl`` (LibMTL's mean over all
+    ``data.num_classes`` classes of the split's confusion matrix: NaN when a class is absent from
+    both), to compare with numbers published with LibMTL like for like.
+    """
+
+    miou_convention: Literal["present", "libmtl"] = "present"
+
+
 @dataclass
 class VisionConfig:
     """One run: data, model, CORE-MTL terms, training and run settings."""
@@ -530,6 +546,7 @@ class VisionConfig:
     method: MethodConfig = field(default_factory=MethodConfig)
     training: TrainingConfig = field(default_factory=TrainingConfig)
     run: RunConfig = field(default_factory=RunConfig)
+    metrics: MetricsConfig = field(default_factory=MetricsConfig)
 
     def __post_init__(self) -> None:
         attributes = bool(attribute_tasks(self.data.tasks))

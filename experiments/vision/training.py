@@ -316,12 +316,17 @@ def _move(batch: Mapping[str, Tensor], device: torch.device, channels_last: bool
 
 
 @torch.no_grad()
-def evaluate(model: nn.Module, dataset, config: VisionConfig, device: torch.device) -> dict:
+def evaluate(
+    model: nn.Module, dataset, config: VisionConfig, device: torch.device, on_batch=None
+) -> dict:
     """Metrics over the whole ``dataset`` (inference: encoder, semantic stream and heads; the
-    grounding decoder only to score the decomposition when the truth is there)."""
+    grounding decoder only to score the decomposition when the truth is there). ``on_batch``, when
+    given, is called with each batch's predictions in dataset order."""
     was_training = model.training
     model.eval()
-    metrics = DenseMetrics(config.data.tasks, config.data.num_classes, device)
+    metrics = DenseMetrics(
+        config.data.tasks, config.data.num_classes, device, config.metrics.miou_convention
+    )
     decoder = getattr(model, "decoder", None)
     use_cuda_autocast = device.type == "cuda" and config.run.bf16
     channels_last = device.type == "cuda" and config.run.channels_last
@@ -335,6 +340,8 @@ def evaluate(model: nn.Module, dataset, config: VisionConfig, device: torch.devi
                 predictions["albedo"] = components["albedo"].float()
                 predictions["shading"] = components["shading"].float()
         metrics.update(predictions, batch)
+        if on_batch is not None:
+            on_batch(predictions)
     model.train(was_training)
     return metrics.compute()
 
@@ -365,6 +372,8 @@ def final_report(run: Run) -> dict:
         "steps": run.step,
         "weights_file": run.weights_file,
     }
+    if "segmentation" in run.config.data.tasks:
+        report["miou_convention"] = run.config.metrics.miou_convention
     if run.reference.values:
         report["single_task_reference"] = run.reference.record()
     if run.config.run.single_task_reference and report["test_at_selected"]:
