@@ -336,3 +336,8 @@ def test_render_on_an_absent_gpu_creates_nothing(tmp_path, capsys, monkeypatch):
     assert main(["data", "render", "--root", str(root), "--n", "1", "--device", "bogus"]) == 2
     assert "--device: expected a torch device" in capsys.readouterr().err
     assert not root.exists()
+
+
+def test_carving_with_a_negative_seed_names_the_parameter():
+    with pytest.raises(InvalidParameterError, match=r"split_seed: expected a non-negative integer"):
+        carve_validation(10, 0.2, -1)

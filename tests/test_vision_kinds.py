@@ -439,3 +439,18 @@ def test_shipped_configs_label_their_inline_paper_numbers():
         assert reference.values and set(reference.sources.values()) == {
             "inline: paper ResNet-50 (VISION.md)"
         }
+
+
+def test_selection_scores_delta_m_as_the_final_report_does(tmp_path):
+    from experiments.vision.training import selection_score
+
+    config = _reference_config(tmp_path)
+    config.run.single_task_reference = {"segmentation/miou": 0.5, "depth/abs_err": 0.4}
+    metrics = {"segmentation/miou": 0.6, "depth/abs_err": 0.5, "normal/within_11.25": 0.0}
+    assert selection_score(metrics, config, []) == delta_m(
+        metrics, config.run.single_task_reference
+    )
+    config.run.single_task_reference = {}
+    first = {"segmentation/miou": 0.4, "depth/abs_err": 0.5, "normal/within_11.25": 0.0}
+    score = selection_score(metrics, config, [{"val": first}])
+    assert score == pytest.approx(delta_m(metrics, {k: first[k] for k in list(first)[:2]}))

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from scm.validation import InvalidParameterError
+from scm.validation import InvalidParameterError, check_seed
 
 
 def carve_validation(num_samples: int, fraction: float, seed: int) -> tuple[list[int], list[int]]:
@@ -20,6 +20,7 @@ def carve_validation(num_samples: int, fraction: float, seed: int) -> tuple[list
             f"training split: expected at least 2 samples to carve a validation split, "
             f"got {num_samples}"
         )
+    seed = check_seed(seed, "split_seed")
     num_val = min(num_samples - 1, max(1, round(fraction * num_samples)))
     order = np.random.default_rng(seed).permutation(num_samples)
     return sorted(order[num_val:].tolist()), sorted(order[:num_val].tolist())

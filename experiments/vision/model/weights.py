@@ -52,9 +52,11 @@ def load_pretrained(encoder: ResNetEncoder, weights: str) -> Path | None:
         state = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as error:
         reason = next((line.strip() for line in str(error).splitlines() if line.strip()), "")
+        if path.stat().st_size == 0:
+            reason = "the file is empty"
+        detail = f"{type(error).__name__}: {reason}" if reason else type(error).__name__
         raise InvalidParameterError(
-            f"model.weights: cannot read {path} as a PyTorch state dict "
-            f"({type(error).__name__}: {reason})"
+            f"model.weights: cannot read {path} as a PyTorch state dict ({detail})"
         ) from None
     if isinstance(state, dict) and "state_dict" in state:
         state = state["state_dict"]
