@@ -25,6 +25,9 @@ BENCHMARKS: dict[str, tuple[str, str]] = {
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
+    from scm.validation import OVERWRITE_RULE
+
+    parser.epilog = OVERWRITE_RULE
     parser.add_argument("name", choices=sorted(BENCHMARKS), help="which benchmark to run")
     parser.add_argument("--device", default="cpu", help="torch device for benchmarks that use one")
     parser.add_argument("--repeats", type=int, default=5, help="timing repetitions (best is kept)")

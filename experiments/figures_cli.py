@@ -13,12 +13,13 @@ import sys
 import traceback
 from pathlib import Path
 
-from scm.validation import InvalidParameterError, refuse_to_overwrite
+from scm.validation import OVERWRITE_RULE, InvalidParameterError, refuse_to_overwrite
 
 RESULT_PATTERNS = ("REPORT.md", "*.png", "*.pdf")
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.epilog = OVERWRITE_RULE
     parser.add_argument(
         "--results",
         type=Path,

@@ -29,7 +29,7 @@ import time
 import traceback
 from pathlib import Path
 
-from scm.validation import InvalidParameterError, refuse_to_overwrite
+from scm.validation import OVERWRITE_RULE, InvalidParameterError, refuse_to_overwrite
 
 DEFAULT_RESULTS = Path("results/verify.json")
 DEFAULT_FIGURES = Path("figures")
@@ -40,6 +40,10 @@ PARTIAL_FIGURES = Path("results/partial/figures")
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.epilog = (
+        f"{OVERWRITE_RULE} A partial run (--only a subset, or --no-proofs) writes under "
+        f"{PARTIAL_RESULTS.parent}/ by default, never into the reference {DEFAULT_FIGURES}/."
+    )
     setting = parser.add_mutually_exclusive_group()
     setting.add_argument(
         "--full", action="store_true", help="paper-grade setting (more seeds, longer; for a GPU)"

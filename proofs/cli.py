@@ -16,6 +16,9 @@ COLUMNS = ("statement", "claim", "verdict", "expected", "max error", "time (s)")
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
+    from scm.validation import OVERWRITE_RULE
+
+    parser.epilog = OVERWRITE_RULE
     parser.add_argument(
         "--output",
         type=Path,

@@ -132,6 +132,12 @@ def check_seed(value: object, name: str = "seed") -> int:
     return int(value)
 
 
+OVERWRITE_RULE = (
+    "Earlier results are never replaced silently: when an output exists, the command stops "
+    "before running and names it; --overwrite replaces it."
+)
+
+
 def refuse_to_overwrite(paths: Iterable[Path], name: str, flag: str = "--overwrite") -> None:
     """Raise, naming ``name`` (the output option), the first existing path and ``flag``, when any
     of ``paths`` exists: no command replaces earlier results unless asked."""

@@ -108,8 +108,9 @@ def test_bench_refuses_to_replace_an_earlier_result(tmp_path, capsys):
     assert json.loads(earlier.read_text())["benchmark"] == "sampling"
 
 
-@pytest.mark.parametrize("command", ["verify", "figures", "prove", "bench"])
+@pytest.mark.parametrize("command", ["verify", "figures", "prove", "bench", "evaluate"])
 def test_the_overwrite_rule_is_in_the_help(command, capsys):
     with pytest.raises(SystemExit):
         main([command, "--help"])
-    assert "--overwrite" in capsys.readouterr().out
+    out = " ".join(capsys.readouterr().out.split())
+    assert "--overwrite" in out and "never replaced silently" in out

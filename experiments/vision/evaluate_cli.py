@@ -35,6 +35,9 @@ PREDICTION_FOLDERS = {
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
+    from scm.validation import OVERWRITE_RULE
+
+    parser.epilog = OVERWRITE_RULE
     parser.add_argument("--checkpoint", type=Path, required=True, help="best.pt or last.pt")
     parser.add_argument("--split", choices=("test", "val"), default="test")
     parser.add_argument(
