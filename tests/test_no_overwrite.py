@@ -61,7 +61,6 @@ def test_a_partial_verify_run_writes_under_results_partial_only():
     assert output_paths("fast", True, *given) == given
 
 
-@pytest.mark.slow
 def test_partial_verify_in_a_clone_leaves_the_reference_report(tmp_path, monkeypatch):
     files = _reference_clone(tmp_path)
     monkeypatch.chdir(tmp_path)
