@@ -6,7 +6,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 TORCH_PINS ?= torch==2.14.1 torchvision==0.29.1
 
-.PHONY: verify test test-slow lint bench clean-venv
+.PHONY: verify test test-slow test-deep lint bench clean-venv
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -15,8 +15,10 @@ $(STAMP): pyproject.toml
 	$(BIN)/python -m pip install -q -e '.[test,dev,corruptions]'
 	touch $(STAMP)
 
+# --overwrite: make verify refreshes results/ and the reference figures/ (a partial run, ARGS=--only
+# or --no-proofs, writes under results/partial/ instead); plain `coremtl verify` refuses to replace them.
 verify: $(STAMP)
-	$(BIN)/coremtl verify $(ARGS)
+	$(BIN)/coremtl verify --overwrite $(ARGS)
 
 test: $(STAMP)
 	$(BIN)/ruff check .
@@ -25,6 +27,10 @@ test: $(STAMP)
 
 test-slow: $(STAMP)
 	$(BIN)/python -m pytest -q -m slow $(ARGS); rc=$$?; if [ $$rc -eq 5 ]; then exit 0; fi; exit $$rc
+
+# The hypothesis property tests with the deep profile: 2,000 cases per statement (tests/hypothesis_profiles.py).
+test-deep: $(STAMP)
+	HYPOTHESIS_PROFILE=deep $(BIN)/python -m pytest -q -n 2 tests/test_proofs_properties.py tests/test_scm_closed_form.py $(ARGS)
 
 lint: $(STAMP)
 	$(BIN)/ruff check .

@@ -159,7 +159,8 @@ def linear_cka(
 
     ``method`` is ``'auto'`` (the cheaper formulation), ``'features'`` or ``'gram'``. Returns a
     0-d tensor, differentiable in both inputs; 0 when either input is constant over the batch.
-    The debiased estimator needs a batch of at least 4 and can be slightly negative.
+    The debiased estimator needs a batch of at least 4 and can be slightly negative. Features
+    holding NaN or infinity are refused (one host synchronisation per call).
     """
     x = as_feature_matrix(x, maps, "x")
     y = as_feature_matrix(y, maps, "y")
@@ -178,6 +179,9 @@ def linear_cka(
         raise InvalidParameterError(
             f"x: the {estimator} CKA estimator needs a batch of at least {minimum}, got {n}"
         )
+    for name, features in (("x", x), ("y", y)):
+        if not bool(torch.isfinite(features).all()):
+            raise InvalidParameterError(f"{name}: expected finite features, found NaN or infinity")
     use_gram = _gram_is_cheaper(n, x.shape[1], y.shape[1]) if method == "auto" else method == "gram"
     dtype = torch.promote_types(x.dtype, y.dtype)
     with torch.autocast(device_type=x.device.type, enabled=False):

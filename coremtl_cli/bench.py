@@ -1,7 +1,8 @@
 """``coremtl bench NAME``: benchmarks that print ratios measured side by side in one run.
 
 Each benchmark is a function ``main(args) -> dict`` that prints its table and returns the numbers,
-which are written to ``benchmarks/results/NAME.json`` together with the machine description.
+which are written to ``benchmarks/results/NAME.json`` together with the machine description; an
+existing result file is replaced only with ``--overwrite`` (the command refuses before running).
 """
 
 from __future__ import annotations
@@ -24,12 +25,18 @@ BENCHMARKS: dict[str, tuple[str, str]] = {
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
+    from scm.validation import OVERWRITE_RULE
+
+    parser.epilog = OVERWRITE_RULE
     parser.add_argument("name", choices=sorted(BENCHMARKS), help="which benchmark to run")
     parser.add_argument("--device", default="cpu", help="torch device for benchmarks that use one")
     parser.add_argument("--repeats", type=int, default=5, help="timing repetitions (best is kept)")
     parser.add_argument("--quick", action="store_true", help="a smaller setting, for smoke tests")
     parser.add_argument(
         "--output", type=Path, default=Path("benchmarks/results"), help="folder for the JSON result"
+    )
+    parser.add_argument(
+        "--overwrite", action="store_true", help="replace an existing result file of this benchmark"
     )
 
 
@@ -50,6 +57,11 @@ def machine_description(device: str) -> dict:
 def run(args: argparse.Namespace) -> int:
     if args.repeats < 1:
         raise ValueError(f"--repeats: expected a positive integer, got {args.repeats}")
+    from scm.validation import refuse_to_overwrite
+
+    path = args.output / f"{args.name}{'-quick' if args.quick else ''}.json"
+    if not args.overwrite:
+        refuse_to_overwrite([path], "--output")
     module_name, function_name = BENCHMARKS[args.name][0].split(":")
     function = getattr(importlib.import_module(module_name), function_name)
     result = function(args)
@@ -62,7 +74,6 @@ def run(args: argparse.Namespace) -> int:
         "result": result,
     }
     args.output.mkdir(parents=True, exist_ok=True)
-    path = args.output / f"{args.name}{'-quick' if args.quick else ''}.json"
     path.write_text(json.dumps(record, indent=2))
     print(f"wrote {path}")
     return 0

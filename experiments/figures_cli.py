@@ -1,4 +1,9 @@
-"""``coremtl figures``: redraw every figure (and the report) from a results file, without training."""
+"""``coremtl figures``: redraw every figure (and the report) from a results file, without training.
+
+It writes the figures and a ``REPORT.md`` linking them into ``--figures`` only (the results file and
+the report beside it are left as they are); when that folder holds a report or figures already it
+refuses unless ``--overwrite`` is given.
+"""
 
 from __future__ import annotations
 
@@ -8,17 +13,37 @@ import sys
 import traceback
 from pathlib import Path
 
-from scm.validation import InvalidParameterError
+from scm.validation import OVERWRITE_RULE, InvalidParameterError, refuse_to_overwrite
+
+RESULT_PATTERNS = ("REPORT.md", "*.png", "*.pdf")
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.epilog = OVERWRITE_RULE
     parser.add_argument(
         "--results",
         type=Path,
         default=Path("results/verify.json"),
         help="results JSON written by coremtl verify",
     )
-    parser.add_argument("--figures", type=Path, default=Path("figures"), help="output folder")
+    parser.add_argument(
+        "--figures",
+        type=Path,
+        default=Path("figures"),
+        help="output folder (default the reference figures/)",
+    )
+    parser.add_argument(
+        "--overwrite",
+        action="store_true",
+        help="replace the existing figures and reports (without it the command refuses)",
+    )
+
+
+def figure_files(figures_dir: Path) -> list[Path]:
+    """The report and figures already in ``figures_dir``."""
+    if not figures_dir.is_dir():
+        return []
+    return [path for pattern in RESULT_PATTERNS for path in sorted(figures_dir.glob(pattern))]
 
 
 def render(payload: dict, directory: Path) -> dict[str, list[Path]]:
@@ -61,8 +86,12 @@ def run(args: argparse.Namespace) -> int:
     from experiments import report
 
     payload = load_results(args.results)
+    if not args.overwrite:
+        refuse_to_overwrite(figure_files(args.figures), "--figures")
     figures = render(payload, args.figures)
-    reports = report.write_reports(payload, figures, args.results, args.figures)
+    path = args.figures / "REPORT.md"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(report.render_report(payload, figures, args.figures))
     count = sum(len(paths) for paths in figures.values())
-    print(f"wrote {count} figure files to {args.figures}/ and {', '.join(map(str, reports))}")
+    print(f"wrote {count} figure files and {path} to {args.figures}/")
     return 0

@@ -10,6 +10,12 @@ Runs the statement certificates of ``coremtl prove`` in process, then the synthe
 
 Settings: the default ``fast`` one (CPU, minutes), ``--full`` (paper-grade: more seeds, larger
 models, longer training; meant for a GPU) and ``--smoke`` (tiny, for the test suite; same code path).
+
+Nothing is overwritten silently: when the results file, its ``REPORT.md`` or figures in the figures
+folder already exist, the command stops before running anything unless ``--overwrite`` is given
+(``make verify`` passes it, so that it refreshes the reference ``figures/``). A partial run
+(``--only`` a subset, or ``--no-proofs``) writes by default under ``results/partial/`` and never
+into the reference ``figures/`` unless that folder is asked for with ``--figures``.
 """
 
 from __future__ import annotations
@@ -23,15 +29,21 @@ import time
 import traceback
 from pathlib import Path
 
-from scm.validation import InvalidParameterError
+from scm.validation import OVERWRITE_RULE, InvalidParameterError, refuse_to_overwrite
 
 DEFAULT_RESULTS = Path("results/verify.json")
 DEFAULT_FIGURES = Path("figures")
 SMOKE_RESULTS = Path("results/smoke/verify.json")
 SMOKE_FIGURES = Path("results/smoke/figures")
+PARTIAL_RESULTS = Path("results/partial/verify.json")
+PARTIAL_FIGURES = Path("results/partial/figures")
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.epilog = (
+        f"{OVERWRITE_RULE} A partial run (--only a subset, or --no-proofs) writes under "
+        f"{PARTIAL_RESULTS.parent}/ by default, never into the reference {DEFAULT_FIGURES}/."
+    )
     setting = parser.add_mutually_exclusive_group()
     setting.add_argument(
         "--full", action="store_true", help="paper-grade setting (more seeds, longer; for a GPU)"
@@ -51,13 +63,21 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--results",
         type=Path,
         default=None,
-        help=f"results JSON (default {DEFAULT_RESULTS}; {SMOKE_RESULTS} with --smoke)",
+        help=f"results JSON (default {DEFAULT_RESULTS}; {SMOKE_RESULTS} with --smoke; "
+        f"{PARTIAL_RESULTS} for a partial run: --only a subset or --no-proofs)",
     )
     parser.add_argument(
         "--figures",
         type=Path,
         default=None,
-        help=f"figures folder (default {DEFAULT_FIGURES}/; {SMOKE_FIGURES}/ with --smoke)",
+        help=f"figures folder (default the reference {DEFAULT_FIGURES}/; {SMOKE_FIGURES}/ with "
+        f"--smoke; {PARTIAL_FIGURES}/ for a partial run)",
+    )
+    parser.add_argument(
+        "--overwrite",
+        action="store_true",
+        help="replace an existing results file, report and figures (without it the command "
+        "refuses before running; make verify passes it to refresh the reference figures/)",
     )
     parser.add_argument(
         "--threads", type=int, default=1, help="torch CPU threads (small models run best on 1)"
@@ -78,6 +98,20 @@ def parse_only(text: str | None, available: list[int]) -> list[int]:
         if int(piece) not in numbers:
             numbers.append(int(piece))
     return sorted(numbers)
+
+
+def output_paths(
+    mode: str, partial: bool, results: Path | None, figures: Path | None
+) -> tuple[Path, Path]:
+    """The results file and figures folder: the ones given, else the defaults of ``mode``, with a
+    partial run kept out of the reference ``figures/``."""
+    if mode == "smoke":
+        defaults = (SMOKE_RESULTS, SMOKE_FIGURES)
+    elif partial:
+        defaults = (PARTIAL_RESULTS, PARTIAL_FIGURES)
+    else:
+        defaults = (DEFAULT_RESULTS, DEFAULT_FIGURES)
+    return results or defaults[0], figures or defaults[1]
 
 
 def check_device(device: str) -> str:
@@ -167,8 +201,14 @@ def run(args: argparse.Namespace) -> int:
     if args.threads < 1:
         raise InvalidParameterError(f"--threads: expected a positive integer, got {args.threads}")
     torch.set_num_threads(args.threads)
-    results_path = args.results or (SMOKE_RESULTS if mode == "smoke" else DEFAULT_RESULTS)
-    figures_dir = args.figures or (SMOKE_FIGURES if mode == "smoke" else DEFAULT_FIGURES)
+    partial = numbers != sorted(STUDIES) or args.no_proofs
+    results_path, figures_dir = output_paths(mode, partial, args.results, args.figures)
+    if not args.overwrite:
+        earlier = [results_path, results_path.parent / "REPORT.md"]
+        refuse_to_overwrite(
+            [path for path in earlier if path.exists()] + figures_cli.figure_files(figures_dir),
+            "--results/--figures",
+        )
     started = time.time()
     payload: dict = {
         "configuration": {
@@ -178,6 +218,7 @@ def run(args: argparse.Namespace) -> int:
             "threads": args.threads,
             "studies": numbers,
             "proofs": not args.no_proofs,
+            "partial": partial,
             "argv": sys.argv[1:],
             "started": time.strftime("%Y-%m-%dT%H:%M:%S%z", time.localtime(started)),
             "git_commit": git_commit(),

@@ -1,8 +1,9 @@
 """``coremtl prove``: certify the statements of THEORY.md and print the verdict table.
 
 Writes ``verdicts.md`` (table, then per statement its assumptions, symbolic steps, numerical checks,
-counterexample and findings) and ``verdicts.json`` into ``--output``. Exit status 0 when every
-computed verdict equals its expected verdict, 1 otherwise.
+counterexample and findings) and ``verdicts.json`` into ``--output``; when either exists already it
+refuses before computing unless ``--overwrite`` is given. Exit status 0 when every computed verdict
+equals its expected verdict, 1 otherwise.
 """
 
 from __future__ import annotations
@@ -15,6 +16,9 @@ COLUMNS = ("statement", "claim", "verdict", "expected", "max error", "time (s)")
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
+    from scm.validation import OVERWRITE_RULE
+
+    parser.epilog = OVERWRITE_RULE
     parser.add_argument(
         "--output",
         type=Path,
@@ -26,6 +30,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument(
         "--seed", type=int, default=0, help="seed of every Monte Carlo draw and search"
+    )
+    parser.add_argument(
+        "--overwrite",
+        action="store_true",
+        help="replace existing verdicts.md/verdicts.json (without it the command refuses)",
     )
 
 
@@ -104,12 +113,15 @@ def run(args: argparse.Namespace) -> int:
     import warnings
 
     from proofs.registry import certify_all, select
+    from scm.validation import refuse_to_overwrite
 
     ids = None if args.only is None else args.only.split(",")
     select(ids)
     output = Path(args.output)
     if output.exists() and not output.is_dir():
         raise NotADirectoryError(f"output: expected a folder, {output} is a file")
+    if not args.overwrite:
+        refuse_to_overwrite([output / "verdicts.md", output / "verdicts.json"], "--output")
     start = time.perf_counter()
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")

@@ -32,9 +32,10 @@ def summary(args: argparse.Namespace) -> dict:
 
     from scm import closed_form as cf
     from scm.generate import random_scm
-    from scm.validation import check_angle
+    from scm.validation import check_angle, check_seed
 
     psi = check_angle(args.psi, "--psi")
+    check_seed(args.seed, "--seed")
     scm = random_scm(
         k=args.k,
         num_tasks=args.tasks,

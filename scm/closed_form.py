@@ -17,6 +17,7 @@ from scm.validation import (
     as_finite_array,
     check_angle,
     check_covariance,
+    check_non_negative,
     psd_sqrt,
 )
 
@@ -106,8 +107,7 @@ def worst_case_target_covariance(source_cov, head, delta: float) -> np.ndarray:
     norm_sq = float(head @ head)
     if norm_sq == 0.0:
         raise InvalidParameterError("head: expected a non-zero head, the worst case is undefined")
-    if delta < 0:
-        raise InvalidParameterError(f"delta: expected a non-negative shift size, got {delta}")
+    delta = check_non_negative(delta, "delta")
     return source_cov + delta * np.outer(head, head) / norm_sq
 
 
@@ -115,7 +115,8 @@ def worst_case_gap(psi: float, head, delta: float) -> float:
     """``sup { R_T - R_S : Sigma_T PSD, ||Sigma_T - Sigma_S||_F <= delta } = s^2 ||w||^2 delta`` (S2)."""
     psi = check_angle(psi)
     head = as_finite_array(head, "head", ndim=1)
-    return math.sin(psi) ** 2 * float(head @ head) * float(delta)
+    delta = check_non_negative(delta, "delta")
+    return math.sin(psi) ** 2 * float(head @ head) * delta
 
 
 def population_cka(scm: LinearGaussianSCM, psi: float, env: Environment = "source") -> float:

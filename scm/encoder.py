@@ -12,12 +12,13 @@ import math
 import numpy as np
 
 from scm.model import LinearGaussianSCM
-from scm.validation import InvalidParameterError, check_angle
+from scm.validation import InvalidParameterError, check_angle, check_positive_int
 
 
 def block_rotation(psi: float, k: int) -> np.ndarray:
     """``R(psi)`` of size 2k x 2k."""
     psi = check_angle(psi)
+    k = check_positive_int(k, "k")
     c, s = math.cos(psi), math.sin(psi)
     eye = np.eye(k)
     return np.block([[c * eye, s * eye], [-s * eye, c * eye]])
@@ -38,5 +39,7 @@ def encode(scm: LinearGaussianSCM, psi: float, x: np.ndarray) -> tuple[np.ndarra
     x = np.asarray(x, dtype=np.float64)
     if x.ndim != 2 or x.shape[1] != 2 * scm.k:
         raise InvalidParameterError(f"x: expected shape (n, {2 * scm.k}), got {x.shape}")
+    if not np.all(np.isfinite(x)):
+        raise InvalidParameterError("x: expected finite observations, found NaN or infinity")
     streams = x @ encoder_matrix(scm, psi).T
     return streams[:, : scm.k], streams[:, scm.k :]

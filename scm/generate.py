@@ -15,6 +15,7 @@ from scm.validation import (
     check_covariance,
     check_in_range,
     check_positive_int,
+    check_seed,
 )
 
 ShiftDirection = Literal["random", "worst", "orthogonal", "shrink"]
@@ -111,6 +112,7 @@ def random_scm(
     num_tasks = check_positive_int(num_tasks, "num_tasks")
     check_in_range(noise_std, "noise_std", 0.0, np.inf)
     mean_shift = check_in_range(mean_shift, "mean_shift", 0.0, np.inf)
+    seed = check_seed(seed, "seed")
     rng = np.random.default_rng(seed)
     sigma_s = random_psd(k, rng)
     source_cov = random_psd(k, rng)

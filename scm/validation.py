@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import math
+from collections.abc import Iterable
+from pathlib import Path
 
 import numpy as np
 
@@ -104,6 +106,47 @@ def check_in_range(value: float, name: str, low: float, high: float) -> float:
     if not math.isfinite(number) or number < low or number > high:
         raise InvalidParameterError(f"{name}: expected a value in [{low}, {high}], got {number!r}")
     return number
+
+
+def check_non_negative(value: object, name: str) -> float:
+    """Return ``value`` as a finite float ``>= 0``, or raise."""
+    try:
+        number = float(value)
+    except (TypeError, ValueError):
+        raise InvalidParameterError(
+            f"{name}: expected a finite non-negative number, got {value!r}"
+        ) from None
+    if not math.isfinite(number) or number < 0.0:
+        raise InvalidParameterError(
+            f"{name}: expected a finite non-negative number, got {number!r}"
+        )
+    return number
+
+
+def check_seed(value: object, name: str = "seed") -> int:
+    """Return ``value`` as an int ``>= 0`` (what ``numpy.random.default_rng`` accepts), or raise."""
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
+        raise InvalidParameterError(f"{name}: expected a non-negative integer seed, got {value!r}")
+    if value < 0:
+        raise InvalidParameterError(f"{name}: expected a non-negative integer seed, got {value}")
+    return int(value)
+
+
+OVERWRITE_RULE = (
+    "Earlier results are never replaced silently: when an output exists, the command stops "
+    "before running and names it; --overwrite replaces it."
+)
+
+
+def refuse_to_overwrite(paths: Iterable[Path], name: str, flag: str = "--overwrite") -> None:
+    """Raise, naming ``name`` (the output option), the first existing path and ``flag``, when any
+    of ``paths`` exists: no command replaces earlier results unless asked."""
+    existing = [Path(path) for path in paths if Path(path).exists()]
+    if existing:
+        others = f" (and {len(existing) - 1} more)" if len(existing) > 1 else ""
+        raise InvalidParameterError(
+            f"{name}: {existing[0]}{others} already exists; pass {flag} to replace it"
+        )
 
 
 def psd_sqrt(matrix: np.ndarray) -> np.ndarray:

@@ -101,3 +101,9 @@ def test_python_dash_m_runs_the_command_line():
     )
     assert completed.returncode == 0
     assert all(name in completed.stdout for name in SUBCOMMANDS)
+
+
+def test_scm_negative_seed_names_the_parameter(capsys):
+    assert main(["scm", "--seed", "-1"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.count("\n") == 0 and "--seed: expected a non-negative integer seed, got -1" in err

@@ -14,8 +14,9 @@ import math
 import numpy as np
 import pytest
 import torch
-from hypothesis import assume, given, settings
+from hypothesis import assume, given
 from hypothesis import strategies as st
+from hypothesis_profiles import cases
 from scm_strategies import angles, scms
 
 from proofs.montecarlo import FLOAT64_ROUNDOFF, Z_SCORE, mean_and_standard_error
@@ -38,8 +39,8 @@ from scm import (
     worst_case_target_covariance,
 )
 
-PROPERTY = settings(max_examples=30, deadline=None)
-SLOW_PROPERTY = settings(max_examples=12, deadline=None)
+PROPERTY = cases(30)
+SLOW_PROPERTY = cases(12)
 seeds = st.integers(0, 2**31 - 1)
 
 

@@ -11,7 +11,7 @@ import sympy as sp
 from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 
-from coremtl.cli import main
+from coremtl_cli.main import main
 from proofs import registry
 from proofs import s12_mtcrl_sharing as s12
 from proofs.statement import Verdict

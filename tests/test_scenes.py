@@ -434,9 +434,9 @@ def test_writer_refuses_to_mix_configurations_or_overwrite_silently(tmp_path):
 
 def test_cli_renders_a_split_and_reports_bad_input(tmp_path, capsys):
     root = tmp_path / "scenes"
-    arguments = ["data", "render", "--root", str(root), "--n", "2", "--resolution", "12x16"]
+    arguments = ["data", "render", "--root", str(root), "--n", "2", "--resolution", "16x24"]
     assert coremtl_main([*arguments, "--env", "target", "--shift", "0.3", "--seed", "2"]) == 0
-    assert np.load(root / "train" / "image" / "1.npy").shape == (12, 16, 3)
+    assert np.load(root / "train" / "image" / "1.npy").shape == (16, 24, 3)
     assert coremtl_main([*arguments[:-1], "0"]) == 2
     assert "--resolution: expected N or HxW" in capsys.readouterr().err
     assert coremtl_main([*arguments[:4], "--n", "0"]) == 2

@@ -11,8 +11,9 @@ import math
 
 import numpy as np
 import pytest
-from hypothesis import assume, given, settings
+from hypothesis import assume, given
 from hypothesis import strategies as st
+from hypothesis_profiles import cases
 from scm_strategies import angles, scms
 
 from scm import (
@@ -43,7 +44,7 @@ def mc_within(values: np.ndarray, expected: float) -> bool:
     return abs(values.mean() - expected) <= Z * standard_error + 1e-9
 
 
-@settings(max_examples=30, deadline=None)
+@cases(30)
 @given(scm=scms(allow_rho=True), psi=angles, seed=st.integers(0, 10_000))
 def test_risk_closed_form_matches_monte_carlo(scm, psi, seed):
     weights, bias = optimal_heads(scm, psi)
@@ -57,7 +58,7 @@ def test_risk_closed_form_matches_monte_carlo(scm, psi, seed):
             assert mc_within(squared_errors[:, task], expected[task]), (env, task)
 
 
-@settings(max_examples=40, deadline=None)
+@cases(40)
 @given(scm=scms(), psi=angles)
 def test_gap_equals_the_formula_of_s1(scm, psi):
     weights, bias = optimal_heads(scm, psi)
@@ -66,7 +67,7 @@ def test_gap_equals_the_formula_of_s1(scm, psi):
     )
 
 
-@settings(max_examples=40, deadline=None)
+@cases(40)
 @given(scm=scms(allow_rho=True), psi=angles, seed=st.integers(0, 10_000))
 def test_optimal_heads_minimise_the_source_risk(scm, psi, seed):
     weights, bias = optimal_heads(scm, psi)
@@ -82,7 +83,7 @@ def test_optimal_heads_minimise_the_source_risk(scm, psi, seed):
         assert np.all(perturbed >= best - 1e-9)
 
 
-@settings(max_examples=40, deadline=None)
+@cases(40)
 @given(scm=scms(), psi=st.floats(0.0, 1.5))
 def test_optimal_heads_equal_the_s3_formula_without_correlation(scm, psi):
     c, s = math.cos(psi), math.sin(psi)
@@ -93,7 +94,7 @@ def test_optimal_heads_equal_the_s3_formula_without_correlation(scm, psi):
     np.testing.assert_allclose(bias, -s * expected @ scm.source.mean, atol=1e-8)
 
 
-@settings(max_examples=40, deadline=None)
+@cases(40)
 @given(scm=scms(), psi=angles, delta=st.floats(0.0, 5.0))
 def test_worst_case_shift_attains_s2_bound(scm, psi, delta):
     weights, _ = optimal_heads(scm, psi)
@@ -106,7 +107,7 @@ def test_worst_case_shift_attains_s2_bound(scm, psi, delta):
     assert gap == pytest.approx(worst_case_gap(psi, head, delta), rel=1e-9, abs=1e-12)
 
 
-@settings(max_examples=40, deadline=None)
+@cases(40)
 @given(scm=scms(), psi=angles, seed=st.integers(0, 10_000))
 def test_no_random_shift_of_equal_size_exceeds_the_worst_case(scm, psi, seed):
     weights, _ = optimal_heads(scm, psi)
@@ -138,7 +139,7 @@ def test_population_cka_matches_the_scalar_formula_of_s6(v, psi):
     assert population_cka(scalar_scm(v), psi) == pytest.approx(expected, abs=1e-12)
 
 
-@settings(max_examples=20, deadline=None)
+@cases(20)
 @given(scm=scms(max_k=4, allow_rho=True), psi=angles, seed=st.integers(0, 10_000))
 def test_sample_covariance_of_the_streams_matches_the_population(scm, psi, seed):
     drawn = sample(scm, N_MC, "source", seed=seed)
@@ -163,7 +164,7 @@ def test_gaussian_w2_matches_the_one_dimensional_formula(m_a, m_b, v_a, v_b):
     assert gaussian_w2(law_a, law_b) == pytest.approx(expected, rel=1e-10)
 
 
-@settings(max_examples=30, deadline=None)
+@cases(30)
 @given(scm=scms())
 def test_gaussian_w2_is_symmetric_and_zero_on_equal_laws(scm):
     assert gaussian_w2(scm.source, scm.target) == pytest.approx(
@@ -172,7 +173,7 @@ def test_gaussian_w2_is_symmetric_and_zero_on_equal_laws(scm):
     assert gaussian_w2(scm.source, scm.source) == pytest.approx(0.0, abs=1e-6)
 
 
-@settings(max_examples=30, deadline=None)
+@cases(30)
 @given(scm=scms(), psi=angles)
 def test_leakage_of_the_linear_encoder_is_sin_psi(scm, psi):
     assert linear_encoder_leakage(scm, encoder_matrix(scm, psi)) == pytest.approx(

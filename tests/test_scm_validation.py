@@ -120,3 +120,49 @@ def test_unknown_shift_direction_is_rejected():
 def test_orthogonal_shift_needs_two_dimensions():
     with pytest.raises(InvalidParameterError, match=r"k: an orthogonal shift needs k >= 2"):
         random_scm(k=1, shift_direction="orthogonal")
+
+
+@pytest.mark.parametrize("delta", [-0.5, float("nan"), float("inf")])
+def test_worst_case_shift_size_must_be_finite_and_non_negative(delta):
+    from scm import worst_case_gap, worst_case_target_covariance
+
+    message = r"delta: expected a finite non-negative number"
+    with pytest.raises(InvalidParameterError, match=message):
+        worst_case_gap(0.3, np.ones(2), delta)
+    with pytest.raises(InvalidParameterError, match=message):
+        worst_case_target_covariance(np.eye(2), np.ones(2), delta)
+
+
+def test_encoding_non_finite_observations_is_rejected():
+    x = np.ones((5, 4))
+    x[2, 1] = np.nan
+    with pytest.raises(InvalidParameterError, match=r"x: expected finite observations"):
+        encode(build(), 0.3, x)
+
+
+@pytest.mark.parametrize("k", [0, -2, 1.5])
+def test_block_rotation_size_must_be_a_positive_integer(k):
+    from scm.encoder import block_rotation
+
+    with pytest.raises(InvalidParameterError, match=r"k: expected a positive integer"):
+        block_rotation(0.3, k)
+
+
+@pytest.mark.parametrize("seed", ["abc", -1, 1.5, None])
+def test_random_scm_seed_must_be_a_non_negative_integer(seed):
+    with pytest.raises(InvalidParameterError, match=r"seed: expected a non-negative integer"):
+        random_scm(seed=seed)
+
+
+@pytest.mark.parametrize("bad", [float("nan"), float("inf")])
+def test_linear_cka_of_non_finite_features_is_rejected(bad):
+    import torch
+
+    from coremtl.cka import linear_cka
+
+    x, y = torch.randn(8, 3), torch.randn(8, 2)
+    y[3, 0] = bad
+    with pytest.raises(InvalidParameterError, match=r"y: expected finite features"):
+        linear_cka(x, y)
+    with pytest.raises(InvalidParameterError, match=r"x: expected finite features"):
+        linear_cka(y, x, debiased=False)

@@ -80,6 +80,9 @@ def _break(root: Path, how: str) -> None:
             np.save(folder / name / "1.npy", np.zeros(shape, dtype=np.float32))
 
 
+HEADER_DEFECTS = ("corrupt", "shape", "resolution")
+
+
 @pytest.mark.parametrize(
     ("how", "message"),
     [
@@ -95,6 +98,10 @@ def _break(root: Path, how: str) -> None:
 )
 def test_bad_file_is_reported_with_its_path(fresh_root, how, message):
     _break(fresh_root, how)
+    if how in HEADER_DEFECTS:
+        with pytest.raises(InvalidParameterError, match=message):
+            MultiTaskNpyDataset(fresh_root, "train", NYU_TASKS, 13, resolution=[32, 48])
+        return
     dataset = MultiTaskNpyDataset(fresh_root, "train", NYU_TASKS, 13, resolution=[32, 48])
     dataset[0]
     with pytest.raises(InvalidParameterError, match=message):
@@ -234,3 +241,103 @@ def test_override_sets_nested_values_and_rejects_unknown_keys(tmp_path):
         load_config(path, ["training.balncer=pcgrad"])
     with pytest.raises(FileNotFoundError, match="config: no such file"):
         load_config(tmp_path / "missing.yaml")
+
+
+def test_a_truncated_file_is_found_when_the_dataset_is_built(fresh_root):
+    path = fresh_root / "train" / "normal" / "2.npy"
+    path.write_bytes(path.read_bytes()[:-100])
+    with pytest.raises(InvalidParameterError, match=r"corrupt file .*normal/2\.npy \(truncated"):
+        MultiTaskNpyDataset(fresh_root, "train", NYU_TASKS, 13)
+
+
+def test_a_bad_file_of_the_test_split_is_found_before_training(fresh_root):
+    from experiments.vision.datasets.builders import build_splits
+
+    (fresh_root / "val" / "label" / "0.npy").write_bytes(b"\x93NUMPY garbage")
+    data = DataConfig(dataset="nyuv2", root=str(fresh_root), resolution=[32, 48], num_classes=13)
+    with pytest.raises(InvalidParameterError, match=r"corrupt file .*val/label/0\.npy"):
+        build_splits(data, seed=0)
+
+
+@pytest.mark.parametrize(
+    ("override", "message"),
+    [
+        ("run.device=bogus", r"run\.device: expected a torch device .* got 'bogus'"),
+        ("run.device=meta", r"run\.device: expected a device of type"),
+        ("data.split_seed=-1", r"data\.split_seed: expected an integer >= 0, got -1"),
+        ("run.seed=-3", r"run\.seed: expected an integer >= 0, got -3"),
+        ("data.resolution=[4, 4]", r"data\.resolution: expected .*multiples of 8"),
+    ],
+)
+def test_bad_run_and_data_settings_name_the_key(tmp_path, override, message):
+    path = tmp_path / "c.yaml"
+    path.write_text("data: {dataset: scenes}\n")
+    with pytest.raises(InvalidParameterError, match=message):
+        load_config(path, [override])
+
+
+def test_an_output_dir_that_is_a_file_is_refused(tmp_path):
+    path = tmp_path / "c.yaml"
+    path.write_text("data: {dataset: scenes}\n")
+    (tmp_path / "taken").write_text("a file")
+    for output in ("taken", "taken/run"):
+        with pytest.raises(InvalidParameterError, match=r"run\.output_dir: expected a folder"):
+            load_config(path, [f"run.output_dir={tmp_path / output}"])
+
+
+@pytest.mark.parametrize("written", ["1e-3", "1E-3", "+2.5e-4", ".5", "3"])
+def test_a_learning_rate_in_exponent_notation_is_a_number(tmp_path, written):
+    path = tmp_path / "c.yaml"
+    path.write_text(f"data: {{dataset: scenes}}\ntraining: {{lr: {written}}}\n")
+    assert load_config(path).training.learning_rate == float(written)
+    assert load_config(path, [f"training.lr={written}"]).training.learning_rate == float(written)
+    with pytest.raises(
+        InvalidParameterError, match=r"training\.learning_rate: expected a number, got '1e-3x'"
+    ):
+        load_config(path, ["training.lr=1e-3x"])
+
+
+def test_invalid_yaml_is_one_line_naming_the_file_and_place(tmp_path, capsys):
+    from coremtl_cli.main import main
+
+    path = tmp_path / "c.yaml"
+    path.write_text("training:\n  lr: [1e-3\n  epochs: 2\n")
+    assert main(["train", "--config", str(path)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.count("\n") == 0 and f"config {path}: not valid YAML" in err and "line 3" in err
+    path.write_text("data: {dataset: scenes}\n")
+    assert main(["train", "--config", str(path), "--set", "training.lr=[1"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.count("\n") == 0 and "--set training.lr: the value is not valid YAML" in err
+
+
+@pytest.mark.parametrize("resolution", ["1", "4", "12x16", "64x4"])
+def test_render_refuses_images_the_model_cannot_take_before_writing(tmp_path, capsys, resolution):
+    from coremtl_cli.main import main
+
+    root = tmp_path / "scenes"
+    assert (
+        main(["data", "render", "--root", str(root), "--n", "1", "--resolution", resolution]) == 2
+    )
+    err = capsys.readouterr().err.strip()
+    assert err.count("\n") == 0 and "--resolution: expected" in err and "multiples of 8" in err
+    assert not root.exists()
+
+
+def test_render_on_an_absent_gpu_creates_nothing(tmp_path, capsys, monkeypatch):
+    from coremtl_cli.main import main
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    root = tmp_path / "scenes"
+    assert main(["data", "render", "--root", str(root), "--n", "1", "--device", "cuda"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.count("\n") == 0 and "--device: 'cuda' asked but CUDA is unavailable" in err
+    assert not root.exists()
+    assert main(["data", "render", "--root", str(root), "--n", "1", "--device", "bogus"]) == 2
+    assert "--device: expected a torch device" in capsys.readouterr().err
+    assert not root.exists()
+
+
+def test_carving_with_a_negative_seed_names_the_parameter():
+    with pytest.raises(InvalidParameterError, match=r"split_seed: expected a non-negative integer"):
+        carve_validation(10, 0.2, -1)

@@ -296,7 +296,9 @@ def test_single_task_config_keeps_the_backbone_and_its_own_selection_metric(data
         single_task_config(config, "normal")
 
 
-def test_single_task_references_are_written_and_read_by_a_multi_task_run(data_root, tmp_path):
+def test_single_task_references_are_written_and_read_by_a_multi_task_run(
+    data_root, tmp_path, capsys
+):
     output = tmp_path / "out"
     config_path = write_config(tmp_path / "c.yaml", data_root, output)
     assert main(["train", "--config", str(config_path), "--single-task-references"]) == 0
@@ -325,9 +327,13 @@ def test_single_task_references_are_written_and_read_by_a_multi_task_run(data_ro
     assert report["delta_m_percent"] == pytest.approx(
         delta_m(report["test_at_selected"], reference)
     )
+    recorded = report["single_task_reference"]
+    assert {name: entry["value"] for name, entry in recorded.items()} == reference
+    assert {entry["source"] for entry in recorded.values()} == {f"file: {reference_path}"}
+    assert f"from file: {reference_path}" in capsys.readouterr().out
 
 
-def test_inline_reference_values_override_the_file_and_a_missing_file_is_named(tmp_path):
+def test_the_reference_file_wins_over_inline_values_and_a_missing_file_is_named(tmp_path):
     path = tmp_path / "reference.json"
     path.write_text(json.dumps({"segmentation/miou": 0.5, "depth/abs_err": 0.4}))
     config = from_dict(
@@ -340,7 +346,7 @@ def test_inline_reference_values_override_the_file_and_a_missing_file_is_named(t
             },
         },
     )
-    assert single_task_reference(config) == {"segmentation/miou": 0.5, "depth/abs_err": 0.3}
+    assert single_task_reference(config) == {"segmentation/miou": 0.5, "depth/abs_err": 0.4}
     config.run.single_task_reference_file = str(tmp_path / "absent.json")
     with pytest.raises(FileNotFoundError, match=r"run\.single_task_reference_file: .*absent\.json"):
         single_task_reference(config)
@@ -357,3 +363,90 @@ def test_single_task_config_of_celeba_keeps_one_attribute():
     attribute = config.data.tasks[1]
     single = single_task_config(config, attribute)
     assert single.data.tasks == [attribute] and single.data.celeba.attributes == [attribute]
+
+
+def _reference_config(tmp_path, **run) -> VisionConfig:
+    path = tmp_path / "reference.json"
+    path.write_text(json.dumps({"segmentation/miou": 0.5, "depth/abs_err": 0.4}))
+    inline = {"depth/abs_err": 0.3, "normal/mean": 24.27}
+    settings = {
+        "single_task_reference_file": str(path),
+        "single_task_reference": inline,
+        "single_task_reference_label": "inline: paper ResNet-50",
+        **run,
+    }
+    return from_dict(VisionConfig, {"data": {"dataset": "scenes"}, "run": settings})
+
+
+def test_inline_values_are_ignored_with_a_file_and_said_to_be(tmp_path):
+    from experiments.vision.single_task import resolve_reference
+
+    reference = resolve_reference(_reference_config(tmp_path))
+    assert reference.values == {"segmentation/miou": 0.5, "depth/abs_err": 0.4}
+    assert set(reference.sources.values()) == {f"file: {tmp_path / 'reference.json'}"}
+    assert reference.ignored_inline == ("depth/abs_err", "normal/mean")
+    assert "inline depth/abs_err, normal/mean ignored (the file wins" in reference.describe()
+
+
+def test_mixing_inline_values_fills_only_the_metrics_the_file_lacks(tmp_path):
+    from experiments.vision.single_task import resolve_reference
+
+    reference = resolve_reference(_reference_config(tmp_path, single_task_reference_mix=True))
+    assert reference.values == {
+        "segmentation/miou": 0.5,
+        "depth/abs_err": 0.4,
+        "normal/mean": 24.27,
+    }
+    assert reference.sources["normal/mean"] == "inline: paper ResNet-50"
+    assert reference.sources["depth/abs_err"].startswith("file: ")
+    assert reference.record()["normal/mean"] == {
+        "value": 24.27,
+        "source": "inline: paper ResNet-50",
+    }
+    only_inline = resolve_reference(_reference_config(tmp_path, single_task_reference_file=None))
+    assert set(only_inline.sources.values()) == {"inline: paper ResNet-50"}
+
+
+def test_a_zero_reference_is_refused_when_written_read_or_inline(tmp_path):
+    from experiments.vision.single_task import write_reference_file
+
+    path = tmp_path / "reference.json"
+    message = r"'normal/within_11\.25' is 0, and Delta_m divides"
+    with pytest.raises(InvalidParameterError, match=message):
+        write_reference_file(path, {"normal/mean": 30.0, "normal/within_11.25": 0.0})
+    assert not path.exists()
+    path.write_text(json.dumps({"normal/mean": 30.0, "normal/within_11.25": 0}))
+    with pytest.raises(
+        InvalidParameterError, match=r"run\.single_task_reference_file: .*" + message
+    ):
+        read_reference_file(path)
+    with pytest.raises(
+        InvalidParameterError, match=r"run\.single_task_reference\.depth/abs_err: expected a finite"
+    ):
+        from_dict(
+            VisionConfig,
+            {"data": {"dataset": "scenes"}, "run": {"single_task_reference": {"depth/abs_err": 0}}},
+        )
+
+
+def test_shipped_configs_label_their_inline_paper_numbers():
+    from experiments.vision.config import load_config
+    from experiments.vision.single_task import resolve_reference
+
+    folder = Path(__file__).resolve().parents[1] / "experiments" / "vision" / "configs"
+    for name in ("nyuv2.yaml", "cityscapes.yaml"):
+        reference = resolve_reference(load_config(folder / name))
+        assert reference.values and set(reference.sources.values()) == {
+            "inline: paper ResNet-50 (VISION.md)"
+        }
+
+
+def test_selection_scores_delta_m_as_the_final_report_does():
+    from experiments.vision.training import selection_score
+
+    reference = {"segmentation/miou": 0.5, "depth/abs_err": 0.4}
+    metrics = {"segmentation/miou": 0.6, "depth/abs_err": 0.5, "normal/within_11.25": 0.0}
+    assert selection_score(metrics, "delta_m", reference, []) == delta_m(metrics, reference)
+    first = {"segmentation/miou": 0.4, "depth/abs_err": 0.5, "normal/within_11.25": 0.0}
+    score = selection_score(metrics, "delta_m", {}, [{"val": first}])
+    assert score == pytest.approx(delta_m(metrics, {k: first[k] for k in list(first)[:2]}))

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 import pytest
 import torch
@@ -142,3 +144,30 @@ def test_delta_m_signs_and_errors():
     with_zero = {**reference, "normal/mean": 0.0}
     value = delta_m({**better, "normal/mean": 20.0}, with_zero, skip_zero_reference=True)
     assert value == pytest.approx(-10.0)
+
+
+def test_libmtl_miou_averages_all_classes_and_is_nan_for_an_absent_one():
+    truth = torch.tensor([[[0, 0, 1, 1]]])
+    prediction = torch.tensor([[[0, 1, 1, 1]]])
+    logits = torch.nn.functional.one_hot(prediction, NUM_CLASSES).permute(0, 3, 1, 2).float()
+    values = {}
+    for convention in ("present", "libmtl"):
+        metrics = DenseMetrics(["segmentation"], NUM_CLASSES, miou_convention=convention)
+        metrics.update({"segmentation": logits}, {"segmentation": truth})
+        values[convention] = metrics.compute()["segmentation/miou"]
+    assert values["present"] == pytest.approx((1 / 2 + 2 / 3) / 2)
+    assert math.isnan(values["libmtl"])
+    full = torch.tensor([[[0, 1, 2, 3]]])
+    logits = torch.nn.functional.one_hot(full, NUM_CLASSES).permute(0, 3, 1, 2).float()
+    metrics = DenseMetrics(["segmentation"], NUM_CLASSES, miou_convention="libmtl")
+    metrics.update({"segmentation": logits}, {"segmentation": full})
+    assert metrics.compute()["segmentation/miou"] == 1.0
+
+
+def test_unknown_miou_convention_names_the_key():
+    with pytest.raises(InvalidParameterError, match=r"metrics\.miou_convention: expected one of"):
+        DenseMetrics(["segmentation"], NUM_CLASSES, miou_convention="voc")
+    from experiments.vision.config import VisionConfig, from_dict
+
+    with pytest.raises(InvalidParameterError, match=r"metrics\.miou_convention: expected one of"):
+        from_dict(VisionConfig, {"data": {"dataset": "scenes"}, "metrics": {"miou_convention": 1}})

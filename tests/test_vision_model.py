@@ -149,3 +149,26 @@ def test_baseline_model_heads_read_full_width_features(kind):
     if kind == "mtan":
         masks = [v for k, v in forward.extras.items() if k.startswith("attention/depth/")]
         assert len(masks) == 4 and all(bool(((m > 0) & (m < 1)).all()) for m in masks)
+
+
+@pytest.mark.parametrize(
+    ("content", "message"),
+    [
+        (b"", "cannot read"),
+        (b"\x80\x02random bytes, not a checkpoint" * 10, "cannot read"),
+        ("truncated", "cannot read"),
+        ("tensor", "holds a Tensor, expected a state dict"),
+    ],
+)
+def test_a_corrupt_weights_file_is_one_line_naming_it(tmp_path, content, message):
+    path = tmp_path / "resnet18-bad.pth"
+    if content == "truncated":
+        torch.save(torchvision.models.resnet18(weights=None).state_dict(), path)
+        path.write_bytes(path.read_bytes()[:5000])
+    elif content == "tensor":
+        torch.save(torch.zeros(3), path)
+    else:
+        path.write_bytes(content)
+    with pytest.raises(InvalidParameterError, match=f"model\\.weights: .*{message}") as error:
+        load_pretrained(ResNetEncoder("resnet18"), str(path))
+    assert "\n" not in str(error.value) and str(path) in str(error.value)

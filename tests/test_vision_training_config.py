@@ -141,9 +141,10 @@ def test_build_run_leaves_its_config_as_it_is_and_records_the_resolved_reference
     before = config.to_dict()
     run = build_run(config)
     assert config.to_dict() == before
-    assert run.reference == {"segmentation/miou": 0.5, "depth/abs_err": 0.3}
+    assert run.reference.values == {"segmentation/miou": 0.5, "depth/abs_err": 0.2}
+    assert run.reference.ignored_inline == ("depth/abs_err",)
     recorded = json.loads(run.trainer.checkpoint_metadata["config"])
-    assert recorded["run"]["single_task_reference"] == run.reference
+    assert recorded["run"]["single_task_reference"] == run.reference.values
 
 
 def _imported_modules(path: Path) -> set[str]:

@@ -8,6 +8,8 @@ values with a documented range are checked in ``__post_init__``.
 from __future__ import annotations
 
 import dataclasses
+import math
+import re
 import types
 import typing
 from dataclasses import dataclass, field
@@ -31,11 +33,43 @@ DATASETS = (
     "colored_cityscapes",
 )
 ARCHITECTURES = ("resnet18", "resnet34", "resnet50", "resnet101")
+OUTPUT_STRIDE = 8
+DEVICE_TYPES = ("cpu", "cuda", "mps")
+_NUMBER = re.compile(r"[-+]?(\d+\.?\d*|\.\d+)([eE][-+]?\d+)?")
 
 
 def _require(condition: bool, key: str, expected: str, value: object) -> None:
     if not condition:
         raise InvalidParameterError(f"{key}: expected {expected}, got {value!r}")
+
+
+def check_resolution(resolution: object, key: str) -> None:
+    """``[height, width]``, both positive multiples of the encoder's output stride (8): the smallest
+    image the model takes is 8 x 8."""
+    _require(
+        isinstance(resolution, (list, tuple))
+        and len(resolution) == 2
+        and all(isinstance(r, int) and r > 0 and r % OUTPUT_STRIDE == 0 for r in resolution),
+        key,
+        f"[height, width], both positive multiples of {OUTPUT_STRIDE} (the output stride; "
+        f"at least {OUTPUT_STRIDE})",
+        resolution,
+    )
+
+
+def check_device(device: str, key: str) -> str:
+    """``device`` if torch parses it as a ``cpu``, ``cuda`` or ``mps`` device (availability is
+    checked where the device is used)."""
+    import torch
+
+    try:
+        parsed = torch.device(device)
+    except (RuntimeError, TypeError):
+        raise InvalidParameterError(
+            f"{key}: expected a torch device such as cpu, cuda or cuda:0, got {device!r}"
+        ) from None
+    _require(parsed.type in DEVICE_TYPES, key, f"a device of type {DEVICE_TYPES}", device)
+    return device
 
 
 @dataclass
@@ -235,12 +269,7 @@ class DataConfig:
                 _require(task in TASK_NAMES, "data.tasks", f"names among {TASK_NAMES}", task)
         _require(len(set(self.tasks)) == len(self.tasks), "data.tasks", "no repeats", self.tasks)
         _require(self.num_classes >= 2, "data.num_classes", "an integer >= 2", self.num_classes)
-        _require(
-            len(self.resolution) == 2 and all(r > 0 and r % 8 == 0 for r in self.resolution),
-            "data.resolution",
-            "[height, width], both positive multiples of 8 (output stride 8)",
-            self.resolution,
-        )
+        check_resolution(self.resolution, "data.resolution")
         _require(
             0.0 < self.val_fraction < 1.0,
             "data.val_fraction",
@@ -248,6 +277,7 @@ class DataConfig:
             self.val_fraction,
         )
         _require(self.num_workers >= 0, "data.num_workers", "an integer >= 0", self.num_workers)
+        _require(self.split_seed >= 0, "data.split_seed", "an integer >= 0", self.split_seed)
         if self.dataset != "scenes":
             _require(self.root is not None, "data.root", "a folder for this dataset", self.root)
 
@@ -457,8 +487,10 @@ class RunConfig:
 
     ``Delta_m`` is taken against the single-task reference: the metrics of
     ``single_task_reference_file`` (a JSON mapping ``metric name -> value``, as written by
-    ``coremtl train --single-task-references``) updated with the inline
-    ``single_task_reference`` (inline values win); see :mod:`experiments.vision.single_task`.
+    ``coremtl train --single-task-references``) when given (the file wins), else the inline
+    ``single_task_reference``, whose origin ``single_task_reference_label`` names (e.g. "inline:
+    paper ResNet-50"); ``single_task_reference_mix: true`` lets inline values fill the metrics a
+    file lacks. See :mod:`experiments.vision.single_task`. Reference values must be non-zero.
     """
 
     output_dir: str = "runs/vision"
@@ -470,6 +502,49 @@ class RunConfig:
     num_sample_images: int = 4
     single_task_reference: dict[str, float] = field(default_factory=dict)
     single_task_reference_file: str | None = None
+    single_task_reference_label: str = "inline: run.single_task_reference"
+    single_task_reference_mix: bool = False
+
+    def __post_init__(self) -> None:
+        check_device(self.device, "run.device")
+        _require(self.seed >= 0, "run.seed", "an integer >= 0", self.seed)
+        output = Path(self.output_dir)
+        for folder in (output, *output.parents):
+            _require(
+                not folder.exists() or folder.is_dir(),
+                "run.output_dir",
+                f"a folder ({folder} is a file)",
+                self.output_dir,
+            )
+        for name, value in self.single_task_reference.items():
+            _require(
+                math.isfinite(value) and value != 0,
+                f"run.single_task_reference.{name}",
+                "a finite non-zero number (Delta_m divides by it)",
+                value,
+            )
+        _require(
+            self.num_sample_images >= 0,
+            "run.num_sample_images",
+            "an integer >= 0",
+            self.num_sample_images,
+        )
+
+
+MIOU_CONVENTIONS = ("present", "libmtl")
+
+
+@dataclass
+class MetricsConfig:
+    """How reported metrics are computed (:mod:`experiments.vision.metrics`).
+
+    ``miou_convention``: ``present`` (the mean IoU over the classes present in the split's truth or
+    prediction, as torchmetrics computes it) or ``libmtl`` (LibMTL's mean over all
+    ``data.num_classes`` classes of the split's confusion matrix: NaN when a class is absent from
+    both), to compare with numbers published with LibMTL like for like.
+    """
+
+    miou_convention: Literal["present", "libmtl"] = "present"
 
 
 @dataclass
@@ -481,6 +556,7 @@ class VisionConfig:
     method: MethodConfig = field(default_factory=MethodConfig)
     training: TrainingConfig = field(default_factory=TrainingConfig)
     run: RunConfig = field(default_factory=RunConfig)
+    metrics: MetricsConfig = field(default_factory=MetricsConfig)
 
     def __post_init__(self) -> None:
         attributes = bool(attribute_tasks(self.data.tasks))
@@ -585,6 +661,8 @@ def _convert(value: Any, annotation: Any, key: str) -> Any:
             raise InvalidParameterError(f"{key}: expected an integer, got {value!r}")
         return value
     if annotation is float:
+        if isinstance(value, str) and _NUMBER.fullmatch(value.strip()):
+            return float(value)
         if isinstance(value, bool) or not isinstance(value, (int, float)):
             raise InvalidParameterError(f"{key}: expected a number, got {value!r}")
         return float(value)
@@ -627,12 +705,22 @@ def load_config(path: str | Path, overrides: list[str] | None = None) -> VisionC
     try:
         data = yaml.safe_load(path.read_text()) or {}
     except yaml.YAMLError as error:
-        raise InvalidParameterError(f"config {path}: not valid YAML ({error})") from None
+        raise InvalidParameterError(
+            f"config {path}: not valid YAML ({_yaml_problem(error)})"
+        ) from None
     if not isinstance(data, dict):
         raise InvalidParameterError(f"config {path}: expected a mapping at the top level")
     for override in overrides or []:
         apply_override(data, override)
     return from_dict(VisionConfig, data)
+
+
+def _yaml_problem(error: Exception) -> str:
+    """A YAML parse error on one line: what is wrong and where (line and column, from 1)."""
+    mark = getattr(error, "problem_mark", None)
+    problem = getattr(error, "problem", None) or str(error)
+    where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark is not None else ""
+    return " ".join(f"{problem}{where}".split())
 
 
 def apply_override(data: dict[str, Any], override: str) -> None:
@@ -658,4 +746,9 @@ def apply_override(data: dict[str, Any], override: str) -> None:
     name = aliases.get(keys[-1], keys[-1])
     for alias in [alias for alias, field_name in aliases.items() if field_name == name]:
         target.pop(alias, None)
-    target[name] = yaml.safe_load(raw)
+    try:
+        target[name] = yaml.safe_load(raw)
+    except yaml.YAMLError as error:
+        raise InvalidParameterError(
+            f"--set {dotted}: the value is not valid YAML ({_yaml_problem(error)})"
+        ) from None

@@ -25,7 +25,26 @@ def parse_resolution(text: str) -> tuple[int, int]:
         raise InvalidParameterError(
             f"--resolution: expected N or HxW with positive integers, got {text!r}"
         )
+    from experiments.vision.config import check_resolution
+
+    check_resolution(list(values), "--resolution")
     return values
+
+
+def usable_device(device: str) -> str:
+    """``device`` if torch parses it and it is present on this machine."""
+    import torch
+
+    from experiments.vision.config import check_device
+    from scm.validation import InvalidParameterError
+
+    check_device(device, "--device")
+    kind = torch.device(device).type
+    if kind == "cuda" and not torch.cuda.is_available():
+        raise InvalidParameterError(f"--device: {device!r} asked but CUDA is unavailable")
+    if kind == "mps" and not torch.backends.mps.is_available():
+        raise InvalidParameterError(f"--device: {device!r} asked but MPS is unavailable")
+    return device
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -36,7 +55,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     render.add_argument("--root", type=Path, required=True, help="dataset root folder")
     render.add_argument("--split", default="train", help="split folder name (train, val, test)")
     render.add_argument("--n", type=int, required=True, help="number of samples")
-    render.add_argument("--resolution", default="64", help="N or HxW (default 64)")
+    render.add_argument(
+        "--resolution",
+        default="64",
+        help="N or HxW, multiples of 8 (the model's output stride; at least 8; default 64)",
+    )
     render.add_argument("--env", default="source", choices=["source", "target"])
     render.add_argument("--shift", type=float, default=1.0, help="target shift size in [0, 1]")
     render.add_argument("--seed", type=int, default=0, help="generator seed")
@@ -119,7 +142,9 @@ def run(args: argparse.Namespace) -> int:
         raise InvalidParameterError(f"--n: expected a positive number of samples, got {args.n}")
     if args.seed < 0:
         raise InvalidParameterError(f"--seed: expected a non-negative integer, got {args.seed}")
-    config = SceneConfig(resolution=parse_resolution(args.resolution), seed=args.seed)
+    resolution = parse_resolution(args.resolution)
+    device = usable_device(args.device)
+    config = SceneConfig(resolution=resolution, seed=args.seed)
     environment = make_environment(args.env, shift=args.shift, shortcut=args.shortcut)
     folder = write_split(
         args.root,
@@ -129,7 +154,7 @@ def run(args: argparse.Namespace) -> int:
         config=config,
         batch_size=args.batch_size,
         overwrite=args.overwrite,
-        device=args.device,
+        device=device,
     )
     print(f"wrote {args.n} samples ({args.env}) to {folder}")
     return 0

@@ -1,9 +1,10 @@
 """Dense multi-task metrics accumulated over a whole split (never averaged per batch).
 
 - Segmentation: one confusion matrix (torchmetrics ``MulticlassJaccardIndex`` with
-  ``ignore_index=-1``). ``miou = mean_c TP_c / (TP_c + FP_c + FN_c)`` over the classes present in
-  the truth or the prediction (torchmetrics drops classes whose union is empty; LibMTL would give
-  NaN there), ``pixel_accuracy = sum_c TP_c / #labelled pixels``.
+  ``ignore_index=-1``). ``miou = mean_c TP_c / (TP_c + FP_c + FN_c)``, by ``miou_convention``:
+  ``present`` (default) over the classes present in the truth or the prediction (torchmetrics drops
+  classes whose union is empty), ``libmtl`` over all ``C`` classes as LibMTL's ``SegMetric`` does
+  (NaN when a class is absent from both); ``pixel_accuracy = sum_c TP_c / #labelled pixels``.
 - Depth over valid pixels (``d > 0``): ``abs_err = sum |d_hat - d| / n``,
   ``rel_err = sum |d_hat - d| / d / n``.
 - Normals over valid pixels (truth not all-zero): the angle
@@ -51,6 +52,10 @@ HIGHER_IS_BETTER = {
     MEAN_ACCURACY: True,
 }
 SUMMARY_METRICS = frozenset({MEAN_ACCURACY})
+MIOU_CONVENTIONS = {
+    "present": "mean IoU over the classes present in the truth or the prediction (torchmetrics)",
+    "libmtl": "mean IoU over all classes of the confusion matrix, NaN for an absent class (LibMTL)",
+}
 ANGLE_BIN_DEGREES = 1e-3
 ANGLE_THRESHOLDS = (11.25, 22.5, 30.0)
 
@@ -75,9 +80,21 @@ def scale_invariant_mse(prediction: Tensor, target: Tensor) -> Tensor:
 class DenseMetrics:
     """Accumulates the metrics of ``tasks`` over batches; ``compute()`` returns a flat dict."""
 
-    def __init__(self, tasks: list[str], num_classes: int, device: str | torch.device = "cpu"):
+    def __init__(
+        self,
+        tasks: list[str],
+        num_classes: int,
+        device: str | torch.device = "cpu",
+        miou_convention: str = "present",
+    ):
         from torchmetrics.classification import MulticlassJaccardIndex
 
+        if miou_convention not in MIOU_CONVENTIONS:
+            raise InvalidParameterError(
+                f"metrics.miou_convention: expected one of {list(MIOU_CONVENTIONS)}, "
+                f"got {miou_convention!r}"
+            )
+        self.miou_convention = miou_convention
         self.tasks = list(tasks)
         self.attributes = attribute_tasks(self.tasks)
         self.device = torch.device(device)
@@ -155,7 +172,12 @@ class DenseMetrics:
         out: dict[str, float] = {}
         if "segmentation" in self.tasks:
             confmat = self.jaccard.confmat.double()
-            out["segmentation/miou"] = float(self.jaccard.compute())
+            if self.miou_convention == "libmtl":
+                intersection = confmat.diagonal()
+                union = confmat.sum(0) + confmat.sum(1) - intersection
+                out["segmentation/miou"] = float((intersection / union).mean())
+            else:
+                out["segmentation/miou"] = float(self.jaccard.compute())
             total = float(confmat.sum())
             out["segmentation/pixel_accuracy"] = (
                 float(confmat.diagonal().sum()) / total if total > 0 else math.nan

@@ -10,8 +10,8 @@ model; :func:`~.model.build.build_model`), Equal Weighting, the same data, sched
 checkpoint selected on validation (``test_at_selected``) are merged into one JSON mapping
 ``{"<task>/<metric>": value, ...}`` written to ``<run.output_dir>/single_task_reference.json``.
 
-A multi-task run reads that file through ``run.single_task_reference_file``; inline values in
-``run.single_task_reference`` are applied on top of it (:mod:`.reference`).
+A multi-task run reads that file through ``run.single_task_reference_file``; the precedence of
+that file over inline values, and the sources recorded for every value, are in :mod:`.reference`.
 """
 
 from __future__ import annotations
@@ -23,7 +23,9 @@ from scm.validation import InvalidParameterError
 from .config import VisionConfig, from_dict
 from .reference import (
     REFERENCE_FILE,
+    Reference,
     read_reference_file,
+    resolve_reference,
     single_task_reference,
     write_reference_file,
 )
@@ -32,7 +34,9 @@ from .training import build_run, train
 __all__ = [
     "REFERENCE_FILE",
     "RUNS_FOLDER",
+    "Reference",
     "read_reference_file",
+    "resolve_reference",
     "single_task_config",
     "single_task_reference",
     "train_single_task_references",

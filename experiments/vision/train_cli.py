@@ -8,7 +8,9 @@ step), ``epochs.jsonl`` (one record per epoch), ``final_metrics.json``,
 ``--single-task-references`` trains instead one single-task model per task of the config, in
 ``<run.output_dir>/single_task/<task>/``, and writes their test metrics (checkpoints selected on
 validation) to ``<run.output_dir>/single_task_reference.json``, which a multi-task run reads as
-``run.single_task_reference_file`` for ``Delta_m`` (:mod:`experiments.vision.single_task`).
+``run.single_task_reference_file`` for ``Delta_m`` (:mod:`experiments.vision.single_task`: the
+file wins over inline ``run.single_task_reference`` values; the source of every reference number
+is printed before training and recorded in ``final_metrics.json``).
 """
 
 from __future__ import annotations
@@ -68,6 +70,8 @@ def run(args: argparse.Namespace) -> int:
             print(json.dumps({"single_task_reference_file": str(path), "metrics": reference}))
         return 0
     vision_run = build_run(config)
+    if distributed.is_main_process():
+        print(vision_run.reference.describe(), flush=True)
     report = train(vision_run, resume=args.resume, overwrite=args.overwrite)
     if distributed.is_main_process():
         write_sample_images(vision_run, vision_run.output / "images")

@@ -41,7 +41,7 @@ from .losses import task_losses
 from .metrics import HIGHER_IS_BETTER, DenseMetrics, delta_m
 from .model.build import build_model
 from .model.physics import HardGroundingDecoder, hard_grounding_terms
-from .reference import single_task_reference
+from .reference import Reference, resolve_reference
 
 LAST_EPOCHS_AVERAGED = 10
 SELECTION_SCORE = "selection_score"
@@ -160,7 +160,7 @@ class Run:
     splits: Splits
     output: Path
     weights_file: str | None
-    reference: dict[str, float] = field(default_factory=dict)
+    reference: Reference = field(default_factory=Reference)
 
     @property
     def model(self) -> nn.Module:
@@ -192,12 +192,14 @@ def selection_score(
 ) -> float:
     """Lower is better: ``Delta_m`` against the single-task ``reference`` (``name`` ``delta_m``),
     or the metric ``name`` (negated when higher is better). Without a single-task reference,
-    ``Delta_m`` is taken against the first epoch's validation metrics (LibMTL's convention)."""
+    ``Delta_m`` is taken against the first epoch's validation metrics (LibMTL's convention),
+    skipping those that are 0 there (a single-task reference never holds a 0: it is refused where
+    it is read), so selection scores ``Delta_m`` as the final report does."""
     if name == "delta_m":
-        reference = dict(reference)
-        if not reference:
-            first = history[0]["val"] if history else metrics
-            reference = {k: v for k, v in first.items() if k != SELECTION_SCORE}
+        if reference:
+            return delta_m(metrics, dict(reference))
+        first = history[0]["val"] if history else metrics
+        reference = {k: v for k, v in first.items() if k != SELECTION_SCORE}
         return delta_m(metrics, reference, skip_zero_reference=True)
     if name not in metrics:
         raise InvalidParameterError(
@@ -208,8 +210,8 @@ def selection_score(
 
 def build_run(config: VisionConfig, output: Path | None = None) -> Run:
     """Model, data, balancer, term sources and the trainer that runs them. The single-task
-    reference of ``Delta_m`` is the inline ``run.single_task_reference`` merged over the file
-    ``run.single_task_reference_file`` (inline values win); ``config`` is left as it is."""
+    reference of ``Delta_m`` is resolved once (:func:`~.reference.resolve_reference`: the file
+    wins) and kept with its sources on the returned run; ``config`` is left as it is."""
     from coremtl.balancers import make_balancer
 
     torch.manual_seed(config.run.seed)
@@ -218,7 +220,7 @@ def build_run(config: VisionConfig, output: Path | None = None) -> Run:
         raise InvalidParameterError(
             f"run.device: {config.run.device} asked but CUDA is unavailable"
         )
-    reference = single_task_reference(config)
+    reference = resolve_reference(config)
     splits = build_splits(config.data, config.run.seed)
     model, weights_file = build_model(config.model, config.data.tasks, config.data.num_classes)
     balancer = make_balancer(
@@ -227,7 +229,7 @@ def build_run(config: VisionConfig, output: Path | None = None) -> Run:
     output = Path(output or config.run.output_dir)
     tasks = list(config.data.tasks)
     recorded = config.to_dict()
-    recorded["run"]["single_task_reference"] = reference
+    recorded["run"]["single_task_reference"] = dict(reference.values)
     trainer = Trainer(
         model,
         {task: _task_loss(task) for task in tasks},
@@ -235,7 +237,7 @@ def build_run(config: VisionConfig, output: Path | None = None) -> Run:
         trainer_config(config),
         output,
         objective=term_sources(config, model),
-        validate=lambda m: _validation_metrics(m, splits.val, config, reference, trainer),
+        validate=lambda m: _validation_metrics(m, splits.val, config, reference.values, trainer),
         test=lambda m: evaluate(m, splits.test, config, trainer.device),
         run_info={"vision_config": recorded, "weights_file": weights_file},
         checkpoint_dir=output / "checkpoints",
@@ -310,12 +312,17 @@ def _move(batch: Mapping[str, Tensor], device: torch.device, channels_last: bool
 
 
 @torch.no_grad()
-def evaluate(model: nn.Module, dataset, config: VisionConfig, device: torch.device) -> dict:
+def evaluate(
+    model: nn.Module, dataset, config: VisionConfig, device: torch.device, on_batch=None
+) -> dict:
     """Metrics over the whole ``dataset`` (inference: encoder, semantic stream and heads; the
-    grounding decoder only to score the decomposition when the truth is there)."""
+    grounding decoder only to score the decomposition when the truth is there). ``on_batch``, when
+    given, is called with each batch's predictions in dataset order."""
     was_training = model.training
     model.eval()
-    metrics = DenseMetrics(config.data.tasks, config.data.num_classes, device)
+    metrics = DenseMetrics(
+        config.data.tasks, config.data.num_classes, device, config.metrics.miou_convention
+    )
     decoder = getattr(model, "decoder", None)
     use_cuda_autocast = device.type == "cuda" and config.run.bf16
     channels_last = device.type == "cuda" and config.run.channels_last
@@ -329,6 +336,8 @@ def evaluate(model: nn.Module, dataset, config: VisionConfig, device: torch.devi
                 predictions["albedo"] = components["albedo"].float()
                 predictions["shading"] = components["shading"].float()
         metrics.update(predictions, batch)
+        if on_batch is not None:
+            on_batch(predictions)
     model.train(was_training)
     return metrics.compute()
 
@@ -362,7 +371,11 @@ def final_report(run: Run) -> dict:
         "steps": run.step,
         "weights_file": run.weights_file,
     }
-    if run.reference and report["test_at_selected"]:
-        report["delta_m_percent"] = delta_m(report["test_at_selected"], run.reference)
+    if "segmentation" in run.config.data.tasks:
+        report["miou_convention"] = run.config.metrics.miou_convention
+    if run.reference.values:
+        report["single_task_reference"] = run.reference.record()
+    if run.reference.values and report["test_at_selected"]:
+        report["delta_m_percent"] = delta_m(report["test_at_selected"], run.reference.values)
     (run.output / "final_metrics.json").write_text(json.dumps(report, indent=2))
     return report

@@ -9,6 +9,10 @@
 - optional ``albedo`` and ``shading`` (``H x W x 3``, rendered scenes only: the true
   decomposition).
 
+Every file's header (shape, dtype, length) is checked when the dataset is built, so an unreadable,
+truncated or wrongly sized file of any split (the test split included) stops the run before
+training; values (ranges, NaN) are checked as each sample is read.
+
 Augmentation (when asked) draws from a generator seeded by
 ``derive_seed(augment_seed, "augment", epoch, index)`` (:mod:`scm.seeds`), so it does not depend on
 workers, batch order or RNG state (see :meth:`MultiTaskNpyDataset.set_epoch`).
@@ -50,12 +54,40 @@ def load_npy(path: Path) -> np.ndarray:
         raise InvalidParameterError(f"data: corrupt file {path} ({error})") from None
 
 
+def npy_shape(path: Path) -> tuple[int, ...]:
+    """The shape in the header of the ``.npy`` file ``path``, without reading its data; a file
+    whose header is unreadable, holds objects (pickles) or promises more bytes than the file has
+    is an error naming it."""
+    try:
+        with open(path, "rb") as handle:
+            version = np.lib.format.read_magic(handle)
+            if version == (1, 0):
+                shape, _, dtype = np.lib.format.read_array_header_1_0(handle)
+            else:
+                shape, _, dtype = np.lib.format.read_array_header_2_0(handle)
+            data_offset = handle.tell()
+    except FileNotFoundError:
+        raise FileNotFoundError(f"data: missing file {path}") from None
+    except (ValueError, OSError, EOFError) as error:
+        raise InvalidParameterError(f"data: corrupt file {path} ({error})") from None
+    if dtype.hasobject:
+        raise InvalidParameterError(f"data: corrupt file {path} (holds Python objects)")
+    expected = data_offset + int(np.prod(shape, dtype=np.int64)) * dtype.itemsize
+    size = path.stat().st_size
+    if size < expected:
+        raise InvalidParameterError(
+            f"data: corrupt file {path} (truncated: {size} bytes, the header needs {expected})"
+        )
+    return tuple(shape)
+
+
 class MultiTaskNpyDataset(Dataset):
     """Samples of one split, optionally restricted to ``positions`` and augmented.
 
     ``resolution`` (``[H, W]``), when given, is the expected image size; any field whose size
     differs from its image, a label outside ``{-1..num_classes-1}``, an image outside ``[0, 1]``, or
-    an unreadable file raises :class:`InvalidParameterError` naming the file and what was expected.
+    an unreadable file raises :class:`InvalidParameterError` naming the file and what was expected
+    (shapes and unreadable files of the selected samples when the dataset is built).
     """
 
     def __init__(
@@ -104,6 +136,8 @@ class MultiTaskNpyDataset(Dataset):
                         f"data: missing file {path} (every image needs its {name})"
                     )
         self.indices = indices if positions is None else [indices[p] for p in positions]
+        for index in self.indices:
+            self._check_headers(index)
 
     def set_epoch(self, epoch: int) -> None:
         """Augmentations of sample ``i`` in epoch ``e`` depend on ``(augment_seed, e, i)`` only."""
@@ -116,14 +150,39 @@ class MultiTaskNpyDataset(Dataset):
         path = self.folder / name / f"{index}.npy"
         return load_npy(path), path
 
-    def _check_image(self, image: np.ndarray, path: Path) -> tuple[int, int]:
-        if image.ndim != 3 or image.shape[2] != 3:
-            raise InvalidParameterError(f"data: {path} has shape {image.shape}, expected (H, W, 3)")
-        if self.resolution is not None and image.shape[:2] != self.resolution:
+    def _check_image_shape(self, shape: tuple[int, ...], path: Path) -> tuple[int, int]:
+        if len(shape) != 3 or shape[2] != 3:
+            raise InvalidParameterError(f"data: {path} has shape {shape}, expected (H, W, 3)")
+        if self.resolution is not None and shape[:2] != self.resolution:
             raise InvalidParameterError(
-                f"data: {path} has size {image.shape[:2]}, expected {self.resolution} "
-                "(data.resolution)"
+                f"data: {path} has size {shape[:2]}, expected {self.resolution} (data.resolution)"
             )
+        return shape[0], shape[1]
+
+    @staticmethod
+    def _check_field_shape(shape: tuple[int, ...], path: Path, expected: tuple[int, ...]) -> None:
+        if shape != expected:
+            raise InvalidParameterError(
+                f"data: {path} has shape {shape}, expected {expected} (the image's size)"
+            )
+
+    def _check_headers(self, index: int) -> None:
+        """Every file of sample ``index`` is readable and has its image's size."""
+        path = self.folder / "image" / f"{index}.npy"
+        height, width = self._check_image_shape(npy_shape(path), path)
+        for task in self.tasks:
+            path = self.folder / TASK_FOLDERS[task] / f"{index}.npy"
+            shape = npy_shape(path)
+            if task == "depth" and len(shape) == 3 and shape[2] == 1:
+                shape = shape[:2]
+            channels = (3,) if task == "normal" else ()
+            self._check_field_shape(shape, path, (height, width, *channels))
+        for name in self.truth:
+            path = self.folder / name / f"{index}.npy"
+            self._check_field_shape(npy_shape(path), path, (height, width, 3))
+
+    def _check_image(self, image: np.ndarray, path: Path) -> tuple[int, int]:
+        self._check_image_shape(image.shape, path)
         if (
             not np.all(np.isfinite(image))
             or image.min() < -RANGE_TOLERANCE
@@ -133,10 +192,7 @@ class MultiTaskNpyDataset(Dataset):
         return image.shape[0], image.shape[1]
 
     def _check_field(self, array: np.ndarray, path: Path, shape: tuple[int, ...]) -> None:
-        if array.shape != shape:
-            raise InvalidParameterError(
-                f"data: {path} has shape {array.shape}, expected {shape} (the image's size)"
-            )
+        self._check_field_shape(array.shape, path, shape)
         if not np.all(np.isfinite(array)):
             raise InvalidParameterError(f"data: {path} contains NaN or infinity")
 

@@ -8,7 +8,7 @@ from dataclasses import dataclass
 import numpy as np
 from torch.utils.data import Dataset
 
-from scm.validation import InvalidParameterError
+from scm.validation import InvalidParameterError, check_seed
 
 
 @dataclass
@@ -33,6 +33,7 @@ def carve_validation(num_samples: int, fraction: float, seed: int) -> tuple[list
             f"training split: expected at least 2 samples to carve a validation split, "
             f"got {num_samples}"
         )
+    seed = check_seed(seed, "split_seed")
     num_val = min(num_samples - 1, max(1, round(fraction * num_samples)))
     order = np.random.default_rng(seed).permutation(num_samples)
     return sorted(order[num_val:].tolist()), sorted(order[:num_val].tolist())

@@ -51,9 +51,19 @@ def load_pretrained(encoder: ResNetEncoder, weights: str) -> Path | None:
     try:
         state = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as error:
-        raise InvalidParameterError(f"model.weights: cannot read {path} ({error})") from None
+        reason = next((line.strip() for line in str(error).splitlines() if line.strip()), "")
+        if path.stat().st_size == 0:
+            reason = "the file is empty"
+        detail = f"{type(error).__name__}: {reason}" if reason else type(error).__name__
+        raise InvalidParameterError(
+            f"model.weights: cannot read {path} as a PyTorch state dict ({detail})"
+        ) from None
     if isinstance(state, dict) and "state_dict" in state:
         state = state["state_dict"]
+    if not isinstance(state, dict):
+        raise InvalidParameterError(
+            f"model.weights: {path} holds a {type(state).__name__}, expected a state dict"
+        )
     mapping = encoder.torchvision_state_keys()
     renamed = {mapping[k]: v for k, v in state.items() if k in mapping}
     missing = sorted(set(encoder.state_dict()) - set(renamed))
