@@ -18,7 +18,10 @@ Reproducibility: the run is seeded (python, numpy, torch); a checkpoint stores m
 scheduler, balancer (with its learnable parameters), every RNG state, the CFA generator, the step,
 the epoch, the position in the epoch, the running epoch sums and the history, so a run resumed
 from any step continues with the same batches and ends bit-for-bit where an uninterrupted run
-ends (on the same device).
+ends (on the same device). A data-parallel checkpoint also holds, under ``ranks``, what differs
+between processes: each rank's RNG states, CFA generator, balancer state (per rank with
+``distributed_balancing='local'``) and buffers (batch-norm statistics); resumed with as many
+processes, each rank restores its own, so the resumed run is exact too.
 """
 
 from __future__ import annotations
@@ -36,6 +39,7 @@ from torch import Tensor, nn
 from coremtl import distributed
 from coremtl.balancers.base import Balancer
 from coremtl.checkpoint import load_checkpoint, rng_state, save_checkpoint, set_rng_state
+from coremtl.rank_state import load_rank_state, rank_state
 from coremtl.run_log import EPOCHS, METRICS, EpochMeans, ModelSelection, RunLog
 from coremtl.sampler import epoch_batches, epoch_order, iterate_batches, num_samples
 from coremtl.step import NonFiniteError, Probe, TaskLoss, TaskLossVector, TrainingStep
@@ -194,8 +198,13 @@ class Trainer(TrainingStep):
     def _save_last(self) -> None:
         if self.output_dir is None:
             return
+        ranks = None
+        if distributed.is_distributed():
+            own = rank_state(self.model, self.balancer, self.cfa_generator)
+            ranks = distributed.gather_to_main(own)
         if self.is_main:
-            save_checkpoint(self.state_dict(), self.checkpoint_dir / LAST_CHECKPOINT)
+            state = self.state_dict() if ranks is None else {**self.state_dict(), "ranks": ranks}
+            save_checkpoint(state, self.checkpoint_dir / LAST_CHECKPOINT)
         distributed.barrier()
 
     def state_dict(self) -> dict[str, Any]:
@@ -266,8 +275,10 @@ class Trainer(TrainingStep):
             self.output_dir.mkdir(parents=True, exist_ok=True)
         total_steps = self.prepare(data)
         last = None if self.checkpoint_dir is None else self.checkpoint_dir / LAST_CHECKPOINT
+        state = None
         if resume and last.exists():
-            self.load_state_dict(load_checkpoint(last, map_location=self.device))
+            state = load_checkpoint(last, map_location=self.device)
+            self.load_state_dict(state)
             self.log.truncate_after(self.step, self.epoch)
         else:
             random.seed(self.config.seed)
@@ -276,6 +287,8 @@ class Trainer(TrainingStep):
             self.cfa_generator.manual_seed(self.config.seed + 1)
             self.log.start()
         distributed.broadcast_module(self.model)
+        if state is not None:
+            load_rank_state(state.get("ranks"), self.model, self.balancer, self.cfa_generator)
         self._write_config()
         return total_steps
 
