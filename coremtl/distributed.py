@@ -52,8 +52,8 @@ def init_from_environment(device: str) -> bool:
     """Join the process group described by torchrun's variables; False when not launched so.
 
     A CUDA process takes the device ``cuda:<LOCAL_RANK>`` as its current device (the object
-    collectives of NCCL run there), and every worker exits when the torchrun agent that started
-    it dies (:func:`exit_when_parent_dies`)."""
+    collectives of NCCL run there), and a worker started by torchrun (``TORCHELASTIC_RUN_ID`` set)
+    exits when its agent dies (:func:`exit_when_parent_dies`)."""
     if "WORLD_SIZE" not in os.environ or int(os.environ["WORLD_SIZE"]) <= 1:
         return False
     if not is_distributed():
@@ -61,7 +61,8 @@ def init_from_environment(device: str) -> bool:
         if device.startswith("cuda"):
             torch.cuda.set_device(local_device(device))
         dist.init_process_group(backend=backend)
-    exit_when_parent_dies()
+        if "TORCHELASTIC_RUN_ID" in os.environ:
+            exit_when_parent_dies()
     return True
 
 
@@ -82,11 +83,21 @@ def _count(tensor: Tensor) -> None:
     _communicated_bytes += tensor.numel() * tensor.element_size()
 
 
+def _on_backend_device(tensor: Tensor) -> Tensor:
+    """``tensor`` itself, or a CUDA copy of a CPU tensor for NCCL (which reduces GPU memory)."""
+    if dist.get_backend() == "nccl" and tensor.device.type != "cuda":
+        return tensor.to(torch.device("cuda", torch.cuda.current_device()))
+    return tensor
+
+
 def broadcast_(tensor: Tensor, src: int = 0) -> Tensor:
     """Overwrite ``tensor`` on every rank with rank ``src``'s, in place."""
     if is_distributed() and world_size() > 1:
         _count(tensor)
-        dist.broadcast(tensor, src=src)
+        moved = _on_backend_device(tensor)
+        dist.broadcast(moved, src=src)
+        if moved is not tensor:
+            tensor.copy_(moved)
     return tensor
 
 
@@ -94,8 +105,12 @@ def all_reduce_mean_(tensor: Tensor) -> Tensor:
     """Replace ``tensor`` on every rank by its mean over the ranks, in place."""
     if is_distributed() and world_size() > 1:
         _count(tensor)
-        dist.all_reduce(tensor)
-        tensor /= world_size()
+        moved = _on_backend_device(tensor)
+        dist.all_reduce(moved)
+        if moved is tensor:
+            tensor /= world_size()
+        else:
+            tensor.copy_(moved / world_size())
     return tensor
 
 

@@ -229,3 +229,25 @@ def test_mode_is_validated_and_unknown_balancers_are_refused_in_exact_mode():
     check_supported(custom, "local")
     for name in BALANCER_NAMES:
         assert exact_refusal(make_balancer(name, TASKS)) is None
+
+
+@pytest.mark.slow
+def test_bench_ddp_counts_the_bytes_exact_mode_adds(capsys):
+    from argparse import Namespace
+
+    from coremtl.distributed_benchmark import main
+
+    result = main(Namespace(device="cpu", quick=True, repeats=1))
+    width = result["width"]
+    shared = 64 * width + width + width * width + width
+    state = torch.get_rng_state().numel()
+    rows = {(r["tasks"], r["balancer"], r["mode"]): r["bytes_per_step"] for r in result["rows"]}
+    for k in (2, 10):
+        plain = rows[(k, "ew", "local")]
+        assert plain == 4 * (shared + k * (width + 1))
+        assert rows[(k, "ew", "exact")] - plain == 4 * k
+        assert rows[(k, "dwa", "exact")] - rows[(k, "dwa", "local")] == 4 * k
+        layer = width * width
+        assert rows[(k, "gradnorm", "exact")] - plain == 4 * (k + (k + 1) * layer)
+        assert rows[(k, "upgrad", "exact")] - plain == 4 * k * shared + state
+    assert "x EW-DP" in capsys.readouterr().out
