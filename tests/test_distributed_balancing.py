@@ -251,3 +251,33 @@ def test_bench_ddp_counts_the_bytes_exact_mode_adds(capsys):
         assert rows[(k, "gradnorm", "exact")] - plain == 4 * (k + (k + 1) * layer)
         assert rows[(k, "upgrad", "exact")] - plain == 4 * k * shared + state
     assert "x EW-DP" in capsys.readouterr().out
+
+
+def test_the_mode_is_written_to_config_json_and_a_process_group_refuses_an_unknown_balancer(
+    tmp_path,
+):
+    import torch.distributed as dist
+
+    from coremtl.trainer import Trainer
+
+    losses = {t: _squared_error(t) for t in TASKS}
+    config = TrainerConfig(batch_size=8, distributed_balancing="local", progress=False)
+    Trainer(TinyMultiTask().double(), losses, make_balancer("ew", TASKS), config, tmp_path).fit(data())
+    written = json.loads((tmp_path / "config.json").read_text())
+    assert written["trainer"]["distributed_balancing"] == "local"
+
+    class Custom(Balancer):
+        def backward(self, task_losses, shared, shared_params, extra_loss=None):
+            return {}
+
+    store = dist.FileStore(str(tmp_path / "store"), 1)
+    dist.init_process_group("gloo", store=store, rank=0, world_size=1)
+    try:
+        exact = TrainerConfig(progress=False)
+        with pytest.raises(InvalidParameterError, match="balancer 'Custom'"):
+            TrainingStep(TinyMultiTask(), losses, Custom(TASKS), exact)
+        TrainingStep(
+            TinyMultiTask(), losses, Custom(TASKS), TrainerConfig(distributed_balancing="local")
+        )
+    finally:
+        dist.destroy_process_group()
