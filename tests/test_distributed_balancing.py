@@ -262,7 +262,10 @@ def test_the_mode_is_written_to_config_json_and_a_process_group_refuses_an_unkno
 
     losses = {t: _squared_error(t) for t in TASKS}
     config = TrainerConfig(batch_size=8, distributed_balancing="local", progress=False)
-    Trainer(TinyMultiTask().double(), losses, make_balancer("ew", TASKS), config, tmp_path).fit(data())
+    trainer = Trainer(
+        TinyMultiTask().double(), losses, make_balancer("ew", TASKS), config, tmp_path
+    )
+    trainer.fit(data())
     written = json.loads((tmp_path / "config.json").read_text())
     assert written["trainer"]["distributed_balancing"] == "local"
 
