@@ -7,7 +7,9 @@ sources (:mod:`coremtl.terms`), both checked finite; the balancer
 the terms (weight 1) into ``.grad``, differentiating the task losses at ``Forward.z_s`` when the
 model has streams (the last representation every head reads, so the split is balanced as a shared
 layer) and at ``Forward.shared`` otherwise (or when the heads also read pre-split features).
-Before ``task_start_epoch`` only the terms train. Gradients are averaged over processes
+Before ``task_start_epoch`` only the terms train. Under data parallelism the balancer sees the
+global batch's quantities or its own batch's (``config.distributed_balancing``,
+:mod:`coremtl.distributed_balancing`), gradients are averaged over processes
 (:mod:`coremtl.distributed`), the global norm is clipped, and AdamW steps
 (:mod:`coremtl.optimization`). Balancers that ask for it (``needs_losses_after_step``, FAMO) get
 the losses recomputed on the same batch after the step, batch norm frozen so running statistics
@@ -24,7 +26,7 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from coremtl import distributed
+from coremtl import distributed, distributed_balancing
 from coremtl.balancers.base import Balancer
 from coremtl.counterfactual import frozen_batchnorm
 from coremtl.forward import Forward
@@ -49,6 +51,11 @@ def shared_parameters(model: nn.Module) -> list[nn.Parameter]:
     heads = getattr(model, "heads", None)
     head_ids = {id(p) for p in heads.parameters()} if isinstance(heads, nn.Module) else set()
     return [p for p in model.parameters() if id(p) not in head_ids]
+
+
+def _at_least_float32(loss: Tensor) -> Tensor:
+    """A bf16 / fp16 loss (autocast) in float32; float32 and float64 losses as they are."""
+    return loss if loss.dtype in (torch.float32, torch.float64) else loss.float()
 
 
 def _finite_or_raise(values: Mapping[str, float], what: str, step: int) -> None:
@@ -82,6 +89,8 @@ class TrainingStep:
             self.model = self.model.to(memory_format=torch.channels_last)
         self.task_losses = dict(task_losses)
         self.task_loss_vector = task_loss_vector
+        if distributed.is_distributed():
+            distributed_balancing.check_supported(balancer, config.distributed_balancing)
         self.balancer = balancer.to(self.device)
         self.term_sources = as_scheduled(objective)
         self.probes = dict(probes or {})
@@ -169,7 +178,13 @@ class TrainingStep:
         self.optimizer.zero_grad(set_to_none=True)
         if self.tasks_active(self.epoch):
             at = self._balanced_at(forward)
-            return self.balancer.backward(task_losses, at, self.shared_params, extra) or {}
+            mode = self.config.distributed_balancing
+            return (
+                distributed_balancing.balanced_backward(
+                    self.balancer, mode, task_losses, at, self.shared_params, extra
+                )
+                or {}
+            )
         if extra is None:
             raise InvalidParameterError(
                 f"task_start_epoch: epoch {self.epoch} trains neither the tasks nor any term"
@@ -197,7 +212,7 @@ class TrainingStep:
                 self.task_losses_fn,
                 self.cfa_generator,
             )
-        task_losses = {name: loss.float() for name, loss in task_losses.items()}
+        task_losses = {name: _at_least_float32(loss) for name, loss in task_losses.items()}
         values = {}
         if task_losses:
             stacked = torch.stack(list(task_losses.values())).detach().tolist()
@@ -222,7 +237,9 @@ class TrainingStep:
             with torch.no_grad(), frozen_batchnorm(self.model), self._autocast():
                 after = self.model(batch[self.config.input_key])
                 losses = self.task_losses_fn(after.predictions, batch)
-                self.balancer.after_step({k: v.float() for k, v in losses.items()})
+                losses = {k: _at_least_float32(v) for k, v in losses.items()}
+                mode = self.config.distributed_balancing
+                self.balancer.after_step(distributed_balancing.after_step_losses(losses, mode))
         row.update({f"loss/{name}": value for name, value in values.items()})
         row.update({f"term/{name}": value for name, value in term_values.items()})
         row.update({f"weight/{name}": float(value) for name, value in weights.items()})

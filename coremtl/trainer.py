@@ -18,7 +18,10 @@ Reproducibility: the run is seeded (python, numpy, torch); a checkpoint stores m
 scheduler, balancer (with its learnable parameters), every RNG state, the CFA generator, the step,
 the epoch, the position in the epoch, the running epoch sums and the history, so a run resumed
 from any step continues with the same batches and ends bit-for-bit where an uninterrupted run
-ends (on the same device).
+ends (on the same device). A data-parallel checkpoint also holds, under ``ranks``, what differs
+between processes: each rank's RNG states, CFA generator, balancer state (per rank with
+``distributed_balancing='local'``) and buffers (batch-norm statistics); resumed with as many
+processes, each rank restores its own, so the resumed run is exact too.
 """
 
 from __future__ import annotations
@@ -42,6 +45,7 @@ from coremtl.checkpoint import (
     save_checkpoint,
     set_rng_state,
 )
+from coremtl.rank_state import load_rank_state, rank_state
 from coremtl.run_folder import check_resumable, claim_fresh_folder, require_checkpoint
 from coremtl.run_log import EPOCHS, METRICS, EpochMeans, ModelSelection, RunLog
 from coremtl.sampler import epoch_batches, epoch_order, iterate_batches, num_samples
@@ -202,8 +206,13 @@ class Trainer(TrainingStep):
     def _save_last(self) -> None:
         if self.output_dir is None:
             return
+        ranks = None
+        if distributed.is_distributed():
+            own = rank_state(self.model, self.balancer, self.cfa_generator)
+            ranks = distributed.gather_to_main(own)
         if self.is_main:
-            save_checkpoint(self.state_dict(), self.checkpoint_dir / LAST_CHECKPOINT)
+            state = self.state_dict() if ranks is None else {**self.state_dict(), "ranks": ranks}
+            save_checkpoint(state, self.checkpoint_dir / LAST_CHECKPOINT)
         distributed.barrier()
 
     def state_dict(self) -> dict[str, Any]:
@@ -276,11 +285,13 @@ class Trainer(TrainingStep):
             claim_fresh_folder(self.output_dir, overwrite)
             self.output_dir.mkdir(parents=True, exist_ok=True)
         total_steps = self.prepare(data)
+        state = None
         if resume:
             last = require_checkpoint(self.checkpoint_dir / LAST_CHECKPOINT)
             if self.writes_files:
                 check_resumable(self.output_dir, self.configuration())
-            self.load_state_dict(load_checkpoint(last, map_location=self.device), last)
+            state = load_checkpoint(last, map_location=self.device)
+            self.load_state_dict(state, last)
             self.log.truncate_after(self.step, self.epoch)
         else:
             random.seed(self.config.seed)
@@ -289,6 +300,8 @@ class Trainer(TrainingStep):
             self.cfa_generator.manual_seed(derive_seed(self.config.seed, "cfa"))
             self.log.start()
         distributed.broadcast_module(self.model)
+        if state is not None:
+            load_rank_state(state.get("ranks"), self.model, self.balancer, self.cfa_generator)
         self.log.write_config(self.configuration())
         return total_steps
 

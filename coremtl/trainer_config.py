@@ -17,6 +17,7 @@ from typing import Any
 from scm.validation import InvalidParameterError
 
 LR_SCHEDULES = ("cosine", "constant")
+DISTRIBUTED_BALANCING = ("exact", "local")
 
 
 def _check_integers(config: Any, names: tuple[str, ...], minimum: int) -> None:
@@ -88,6 +89,10 @@ class TrainerConfig(OptimizationConfig):
     (0: never); ``stop_after_steps`` ends the run after that many steps with a checkpoint, as an
     interruption would; ``selection_metric`` names the validation metric that picks ``best.pt``
     (``selection_mode`` ``'min'`` or ``'max'``); ``num_workers`` loads a dataset's batches.
+    ``distributed_balancing`` is how a data-parallel run balances the tasks: ``'exact'`` runs the
+    balancer once on the global batch's quantities, ``'local'`` averages per-rank balanced
+    gradients (an approximation for every balancer but Equal Weighting;
+    :mod:`coremtl.distributed_balancing`).
     """
 
     seed: int = 0
@@ -102,9 +107,15 @@ class TrainerConfig(OptimizationConfig):
     selection_mode: str = "min"
     progress: bool = True
     num_workers: int = 0
+    distributed_balancing: str = "exact"
 
     def __post_init__(self) -> None:
         super().__post_init__()
+        if self.distributed_balancing not in DISTRIBUTED_BALANCING:
+            raise InvalidParameterError(
+                f"distributed_balancing: expected one of {DISTRIBUTED_BALANCING}, "
+                f"got {self.distributed_balancing!r}"
+            )
         _check_integers(self, ("probe_every", "num_workers", "task_start_epoch"), 0)
         limit = self.stop_after_steps
         if limit is not None and (

@@ -21,6 +21,10 @@ BENCHMARKS: dict[str, tuple[str, str]] = {
     "step": ("coremtl.benchmark:main", "CORE-MTL step time against EW and PCGrad, K = 10 and 40"),
     "render": ("experiments.vision.render_benchmark:main", "scene rendering against .npy loading"),
     "vision": ("experiments.vision.benchmark:main", "CORE-MTL vision step against Equal Weighting"),
+    "ddp": (
+        "coremtl.distributed_benchmark:main",
+        "exact and local distributed balancing against EW data parallelism, K = 2, 10, 40",
+    ),
 }
 
 

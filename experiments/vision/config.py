@@ -491,6 +491,8 @@ class RunConfig:
     ``single_task_reference``, whose origin ``single_task_reference_label`` names (e.g. "inline:
     paper ResNet-50"); ``single_task_reference_mix: true`` lets inline values fill the metrics a
     file lacks. See :mod:`experiments.vision.single_task`. Reference values must be non-zero.
+    ``distributed_balancing`` is how a ``torchrun`` run balances the tasks (``exact``: once on the
+    global batch's quantities; ``local``: per rank, then averaged; :mod:`coremtl.distributed_balancing`).
     """
 
     output_dir: str = "runs/vision"
@@ -504,9 +506,16 @@ class RunConfig:
     single_task_reference_file: str | None = None
     single_task_reference_label: str = "inline: run.single_task_reference"
     single_task_reference_mix: bool = False
+    distributed_balancing: str = "exact"
 
     def __post_init__(self) -> None:
         check_device(self.device, "run.device")
+        _require(
+            self.distributed_balancing in ("exact", "local"),
+            "run.distributed_balancing",
+            "'exact' (the balancer on the global batch) or 'local' (per-rank, averaged)",
+            self.distributed_balancing,
+        )
         _require(self.seed >= 0, "run.seed", "an integer >= 0", self.seed)
         output = Path(self.output_dir)
         for folder in (output, *output.parents):

@@ -147,6 +147,7 @@ def trainer_config(config: VisionConfig) -> TrainerConfig:
         selection_mode="min",
         progress=run.progress,
         num_workers=config.data.num_workers,
+        distributed_balancing=run.distributed_balancing,
     )
 
 
