@@ -31,6 +31,11 @@ TOLERANCE = 1e-10
 """Largest parameter difference accepted between exact mode and one process: float64 rounding of
 the same sums in another order is ~1e-16 per operation; iterative solvers (Frank-Wolfe in MGDA,
 Nash-MTL's convex program) may amplify it, but not to 1e-10 over three steps at lr 0.1."""
+SOLVER_TOLERANCE = {"nashmtl": 100 * 1e-8}
+"""Nash-MTL's weights come from ECOS (torchjd's ``_NashMTLWeighting``, ``max_iters=100``, warm
+started from the previous solution), whose default absolute and relative tolerances are 1e-8: its
+weights, and so its steps, are defined only to that accuracy, whatever the inputs' agreement. The
+parameters are compared at 100 times that (the local mode differs by ~0.3 on this problem)."""
 
 
 class TinyMultiTask(nn.Module):
@@ -172,7 +177,7 @@ NONLINEAR = ("mgda", "pcgrad", "upgrad", "cagrad", "nashmtl", "gradnorm", "dwa",
 
 def _assert_exact_and_local_differs(table: dict[str, dict[str, float]]) -> None:
     for name, row in table.items():
-        assert row["exact_step3"] <= TOLERANCE, (name, row)
+        assert row["exact_step3"] <= SOLVER_TOLERANCE.get(name, TOLERANCE), (name, row)
         if name in NONLINEAR:
             assert row["local_step3"] > 1e3 * TOLERANCE, (name, row)
     if "ew" in table:
