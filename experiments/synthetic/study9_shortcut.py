@@ -36,6 +36,7 @@ from experiments.synthetic.common import jsonable, seeds_for
 from experiments.synthetic.shortcut_scenes import (
     Method,
     ShortcutSetup,
+    counterfactual_transfer,
     hue_class_agreement,
     render,
     scene_config,
@@ -102,9 +103,7 @@ class Config:
 
 CONFIGS = {
     "smoke": Config(
-        setup=ShortcutSetup(
-            resolution=(16, 16), train=64, val=32, test=64, probe=64, epochs=2, batch_size=16
-        ),
+        setup=ShortcutSetup(resolution=(16, 16), train=64, val=32, test=64, probe=64, epochs=3),
         seeds=2,
         strengths=(0.0, 1.0),
         sweep_strength=1.0,
@@ -114,7 +113,7 @@ CONFIGS = {
     ),
     "fast": Config(),
     "full": Config(
-        setup=ShortcutSetup(train=512, epochs=12),
+        setup=ShortcutSetup(train=384, epochs=8),
         seeds=5,
         strengths=(0.0, 0.5, 0.8, 0.95, 1.0),
         grid_methods=("EW", "PCGrad", "MGDA", "CORE-MTL"),
@@ -234,6 +233,7 @@ def run(config: Config, seed: int = 0, device: str = "cpu", progress: bool = Fal
     from tqdm import tqdm
 
     table = method_table(config)
+    cpu_start = time.process_time()
     result: dict = {
         "config": jsonable(config),
         "predictions": predictions(config),
@@ -264,6 +264,9 @@ def run(config: Config, seed: int = 0, device: str = "cpu", progress: bool = Fal
                 begin = time.perf_counter()
                 model = train(setup, table[name], train_data, run_seed, device)
                 seconds = time.perf_counter() - begin
+                probes = stream_probes(model, probe_fit, probe_eval, device)
+                if table[name].reconstruction_weight > 0:
+                    probes.update(counterfactual_transfer(model, probe_eval, device))
                 records.append(
                     {
                         "seed": run_seed,
@@ -274,7 +277,7 @@ def run(config: Config, seed: int = 0, device: str = "cpu", progress: bool = Fal
                         "source_val": task_metrics(model, source_val, num_classes, device),
                         "target_val": task_metrics(model, target_val, num_classes, device),
                         "target_test": task_metrics(model, target_test, num_classes, device),
-                        "probes": stream_probes(model, probe_fit, probe_eval, device),
+                        "probes": probes,
                         "train_seconds": seconds,
                     }
                 )
@@ -287,6 +290,7 @@ def run(config: Config, seed: int = 0, device: str = "cpu", progress: bool = Fal
     }
     result["records"] = records
     result.update(summarise(config, records, seeds))
+    result["cpu_seconds"] = time.process_time() - cpu_start
     return jsonable(result)
 
 
@@ -328,6 +332,10 @@ def summarise(config: Config, records: list[dict], seeds: list[int]) -> dict:
         entry["target_minus_ew"] = paired(
             _values(records, strength, method, keys["target"], seeds), ew
         )
+        runs = [r for r in records if r["method"] == method and r["strength"] == strength]
+        for label in ("cfa_colour_shift", "cfa_transfer", "reconstruction_l1"):
+            if all(label in r["probes"] for r in runs):
+                entry[label] = mean_se([r["probes"][label] for r in runs])
         cells[f"{strength:g}|{method}"] = entry
 
     def target(method: str, strength: float = p) -> list[float]:
@@ -480,6 +488,15 @@ def compose_finding(config, cells, selection, drop, removes, scored) -> str:
         f"({'=' if selection['selected_matches_defaults'] else '!='} library defaults), "
         f"{_text(selection['selected_minus_best_balancer'])} vs best balancer; target oracle "
         f"{selection['oracle']} {_text(selection['oracle_minus_best_balancer (target oracle)'])}"
+    )
+    transfer = [
+        f"{m} {c['cfa_colour_shift']['mean']:.2f}"
+        for m, c in cell.items()
+        if "cfa_colour_shift" in c
+    ]
+    parts.append(
+        "; how far swapping Z_r moves the decoded floor colour, relative to the true colour "
+        f"difference (0: the decoder takes no colour from Z_r): {', '.join(transfer)}"
     )
     held = [o["id"].split()[0] for o in scored if o["held"]]
     parts.append(f"; predictions held: {', '.join(held) if held else 'none'} of {len(scored)}")
