@@ -12,8 +12,9 @@ Model: ``encoder`` (three 3x3 conv-BN-ReLU layers, output stride 4) -> 1x1 split
 only, upsampled x4; decoder ``sigmoid(ConvDecoder(Z_s, Z_r))`` (AdaIN style from pooled ``Z_r``,
 :class:`coremtl.grounding.ConvDecoder`) for reconstruction and input-level CFA.
 
-Probes of the residual factor in the semantic stream, on shortcut-free images (hue independent of
-the layout): the hue of the floor's albedo (class 0, in every image) split at its median into a
+Probes of the residual factor in the semantic stream, on shortcut-free images (the source law
+without its shortcut, where hue varies independently of the layout; in the shortcut source at
+``p = 1`` the floor's hue does not vary, so there is nothing to fit): the hue of the floor's albedo (class 0, in every image) split at its median into a
 binary label; a linear probe (ridge regression on standardised pooled ``Z_s``, the sign of its
 output) is fitted on one split and its accuracy read on another (chance 0.5). The same probe on
 pooled ``Z_r`` is the reference, and the debiased linear CKA of the pooled streams

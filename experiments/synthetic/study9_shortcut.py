@@ -465,42 +465,49 @@ def _text(difference: dict | None) -> str:
 
 
 def compose_finding(config, cells, selection, drop, removes, scored) -> str:
+    """One line: the shortcut's size, what removes it and what does not, the probes, the
+    selection, and which predictions held."""
     p = config.sweep_strength
     cell = {k.split("|", 1)[1]: v for k, v in cells.items() if k.startswith(f"{p:g}|")}
-    parts = [f"p = {p:g}, target mIoU minus EW (paired, {config.seeds} seeds):"]
-    parts.append(
-        ", ".join(
-            f"{m} {_text(c['target_minus_ew'])} (Z_s hue probe {c['hue_probe_semantic']['mean']:.2f})"
-            for m, c in cell.items()
-            if m != "EW"
-        )
-    )
-    parts.append(
-        f"; EW's shortcut drop (p = 0 minus p = {p:g}) {_text(drop)}, "
-        f"EW Z_s probe {cell['EW']['hue_probe_semantic']['mean']:.2f}"
-    )
-    parts.append(
-        f"; removes part of the shortcut (> 2 SE over the best balancer "
-        f"{selection['best_balancer']}): {', '.join(removes) if removes else 'nothing'}"
-    )
-    parts.append(
-        f"; training-domain validation selects {selection['selected']} "
-        f"({'=' if selection['selected_matches_defaults'] else '!='} library defaults), "
-        f"{_text(selection['selected_minus_best_balancer'])} vs best balancer; target oracle "
-        f"{selection['oracle']} {_text(selection['oracle_minus_best_balancer (target oracle)'])}"
-    )
-    transfer = [
-        f"{m} {c['cfa_colour_shift']['mean']:.2f}"
-        for m, c in cell.items()
-        if "cfa_colour_shift" in c
-    ]
-    parts.append(
-        "; how far swapping Z_r moves the decoded floor colour, relative to the true colour "
-        f"difference (0: the decoder takes no colour from Z_r): {', '.join(transfer)}"
-    )
+    others = [m for m in cell if m != "EW"]
+    kept = [m for m in others if m not in removes]
+    probes = [c["hue_probe_semantic"]["mean"] for c in cell.values()]
+    shifts = [c["cfa_colour_shift"]["mean"] for c in cell.values() if "cfa_colour_shift" in c]
     held = [o["id"].split()[0] for o in scored if o["held"]]
-    parts.append(f"; predictions held: {', '.join(held) if held else 'none'} of {len(scored)}")
-    return "".join(parts[:1]) + " " + "".join(parts[1:])
+    differences = ", ".join(f"{m} {_text(cell[m]['target_minus_ew'])}" for m in others)
+    text = (
+        f"shortcut p = {p:g}, {config.seeds} paired seeds: EW loses {_text(drop)} target mIoU "
+        f"to the shortcut (p = 0 minus p = {p:g}); target mIoU minus EW: {differences}. "
+        f"Removes part of the shortcut (> 2 SE above the best balancer "
+        f"{selection['best_balancer']}): {', '.join(removes) if removes else 'nothing'}; "
+        f"does not: {', '.join(kept) if kept else 'none'}. "
+    )
+    lowest = min(cell, key=lambda m: cell[m]["hue_probe_semantic"]["mean"])
+    text += (
+        f"Z_s still encodes hue in every method (held-out probe {min(probes):.2f}-"
+        f"{max(probes):.2f}, chance 0.5)"
+        if min(probes) > PROBE_ENCODES
+        else f"Held-out hue probe from Z_s {min(probes):.2f}-{max(probes):.2f} (chance 0.5, "
+        f"lowest {lowest})"
+    )
+    if shifts:
+        text += (
+            f"; swapping Z_r moves the decoded floor colour by {min(shifts):.2f}-"
+            f"{max(shifts):.2f} of the true colour difference, so the counterfactuals keep "
+            "the colour of Z_s"
+            if max(shifts) < 0.5
+            else f"; swapping Z_r moves the decoded floor colour by up to {max(shifts):.2f} of "
+            "the true colour difference"
+        )
+    text += (
+        f". Training-domain validation selects {selection['selected']} "
+        f"({'the' if selection['selected_matches_defaults'] else 'not the'} library weights), "
+        f"{_text(selection['selected_minus_best_balancer'])} against the best balancer (target "
+        f"oracle: {selection['oracle']}, "
+        f"{_text(selection['oracle_minus_best_balancer (target oracle)'])}). Predictions held: "
+        f"{', '.join(held) if held else 'none'} of {len(scored)}."
+    )
+    return text
 
 
 def plot(result: dict, directory: Path) -> list[Path]:
