@@ -8,6 +8,7 @@ import pytest
 
 from coremtl.cli import main
 from experiments.figures_cli import load_results
+from experiments.synthetic import STUDIES
 from experiments.verify import parse_only
 from scm.validation import InvalidParameterError
 
@@ -24,11 +25,11 @@ def test_smoke_verify_writes_results_report_and_figures(smoke_run):
     status, results, figures = smoke_run
     assert status == 0
     payload = json.loads(results.read_text())
-    assert sorted(payload["studies"], key=int) == [str(n) for n in range(1, 9)]
+    assert sorted(payload["studies"], key=int) == [str(n) for n in sorted(STUDIES)]
     assert all("error" not in study for study in payload["studies"].values())
     assert payload["proofs"]["certificates"]
     assert payload["configuration"]["versions"]["torch"]
-    assert set(payload["configuration"]["study_settings"]) == {str(n) for n in range(1, 9)}
+    assert set(payload["configuration"]["study_settings"]) == {str(n) for n in STUDIES}
     for folder in (results.parent, figures):
         report = (folder / "REPORT.md").read_text()
         assert "| id | what | claim | verdict | evidence |" in report
