@@ -1,0 +1,285 @@
+"""Training ``M`` stacked models at once, and the per-model loop it must reproduce.
+
+Per model ``m`` and step, with task losses ``L_t`` (squared error) on the model's batch:
+
+    loss_m = balanced(L_1..L_K) + l_cka max(0, CKA_u(Z_s, Z_r)) + l_cfa L_cfa + l_rec L_rec
+
+(:mod:`coremtl.batched.terms`; the weights may differ per model). The balancer (Equal Weighting,
+PCGrad or MGDA, :mod:`coremtl.batched.balancing`) acts on the shared parameters only; heads get
+their task gradients, and every parameter the gradient of the CORE-MTL terms. The optimiser is
+plain gradient descent (``torch.optim.SGD``) or AdamW, applied to the stacked tensors: both are
+elementwise, so each model takes exactly its own step.
+
+Randomness (minibatch rows, CFA derangements, PCGrad's visiting orders) is drawn up front by
+:func:`draws` from one generator, so the batched run and :func:`loop_reference` (one library
+:class:`~coremtl.representation.DualStreamModel` at a time, through
+:func:`coremtl.balancers.make_balancer`, :func:`coremtl.cka.linear_cka`,
+:func:`coremtl.counterfactual.input_counterfactual_predictions` and
+:func:`coremtl.grounding.reconstruction_loss`) see the same draws.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import torch
+from torch import Tensor
+
+from coremtl.batched.balancing import check_balancer, task_weights
+from coremtl.batched.terms import (
+    counterfactual_loss,
+    gather_rows,
+    positive_cka,
+    reconstruction_loss,
+    squared_task_losses,
+)
+from scm.validation import InvalidParameterError
+
+OPTIMIZERS = ("gd", "adamw")
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Optimiser, balancer and schedule shared by every model of one batched run."""
+
+    steps: int
+    lr: float
+    optimizer: str = "gd"
+    weight_decay: float = 0.0
+    balancer: str = "ew"
+    batch_size: int | None = None
+    mgda_epsilon: float = 1e-3
+    mgda_max_iters: int = 100
+
+    def __post_init__(self) -> None:
+        if self.optimizer not in OPTIMIZERS:
+            raise InvalidParameterError(
+                f"optimizer: expected one of {OPTIMIZERS}, got {self.optimizer!r}"
+            )
+        check_balancer(self.balancer)
+        if not isinstance(self.steps, int) or self.steps < 0:
+            raise InvalidParameterError(f"steps: expected an integer >= 0, got {self.steps!r}")
+
+
+@dataclass
+class TermWeights:
+    """``l_cka``, ``l_cfa``, ``l_rec`` per model: floats, or tensors of shape ``(M,)``."""
+
+    cka: Tensor | float = 0.0
+    cfa: Tensor | float = 0.0
+    reconstruction: Tensor | float = 0.0
+
+    def row(self, index: int) -> tuple[float, float, float]:
+        def pick(value):
+            return float(value[index]) if isinstance(value, Tensor) else float(value)
+
+        return pick(self.cka), pick(self.cfa), pick(self.reconstruction)
+
+    def active(self, name: str) -> bool:
+        value = getattr(self, name)
+        return bool((value != 0).any()) if isinstance(value, Tensor) else value != 0
+
+
+@dataclass(frozen=True)
+class Draws:
+    """The random numbers of a run: rows ``(steps, M, b)`` (None: full batch), derangements
+    ``(steps, M, b)``, PCGrad orders ``(steps, M, K, K)``."""
+
+    rows: Tensor | None
+    permutations: Tensor
+    orders: Tensor
+
+
+def random_cycles(shape: tuple[int, ...], n: int, generator: torch.Generator) -> Tensor:
+    """Uniformly random ``n``-cycles ``pi`` (derangements: ``pi(i) != i``) of shape ``(*shape, n)``:
+    ``pi(sigma(i)) = sigma(i + 1 mod n)`` for a uniformly random permutation ``sigma``."""
+    sigma = torch.rand((*shape, n), generator=generator).argsort(dim=-1)
+    cycle = torch.empty_like(sigma)
+    cycle.scatter_(-1, sigma, sigma.roll(-1, dims=-1))
+    return cycle
+
+
+def draws(
+    settings: Settings, num_models: int, n: int, num_tasks: int, generator: torch.Generator
+) -> Draws:
+    """Every random choice of a run of ``settings.steps`` steps on ``n`` rows per model."""
+    steps, batch = settings.steps, settings.batch_size or n
+    if batch < 4 or batch > n:
+        raise InvalidParameterError(f"batch_size: expected 4 <= batch_size <= {n}, got {batch}")
+    rows = None
+    if settings.batch_size is not None and settings.batch_size < n:
+        rows = torch.rand((steps, num_models, n), generator=generator).argsort(-1)[..., :batch]
+    permutations = random_cycles((steps, num_models), batch, generator)
+    orders = torch.rand((steps, num_models, num_tasks, num_tasks), generator=generator).argsort(-1)
+    return Draws(rows, permutations, orders)
+
+
+def make_optimizer(settings: Settings, params: Sequence[Tensor]) -> torch.optim.Optimizer:
+    if settings.optimizer == "gd":
+        return torch.optim.SGD(params, lr=settings.lr)
+    return torch.optim.AdamW(params, lr=settings.lr, weight_decay=settings.weight_decay)
+
+
+def _flat(tensors: Sequence[Tensor], num_models: int) -> Tensor:
+    return torch.cat([t.reshape(num_models, -1) for t in tensors], dim=1)
+
+
+def _weight(value: Tensor | float, like: Tensor) -> Tensor | float:
+    return value.to(like) if isinstance(value, Tensor) else value
+
+
+def extra_terms(model, x: Tensor, y: Tensor, z_s, z_r, weights: TermWeights, permutation) -> Tensor:
+    """``l_cka max(0, CKA) + l_cfa L_cfa + l_rec L_rec`` per model, ``(M,)``."""
+    extra = torch.zeros(x.shape[0], dtype=x.dtype, device=x.device)
+    if weights.active("cka"):
+        extra = extra + _weight(weights.cka, extra) * positive_cka(z_s, z_r)
+    if weights.active("cfa"):
+        cfa = counterfactual_loss(model, z_s, z_r, permutation, y)
+        extra = extra + _weight(weights.cfa, extra) * cfa
+    if weights.active("reconstruction"):
+        rec = reconstruction_loss(model, z_s, z_r, x)
+        extra = extra + _weight(weights.reconstruction, extra) * rec
+    return extra
+
+
+def backward(model, settings: Settings, x, y, weights: TermWeights, permutation, orders) -> Tensor:
+    """Fill ``.grad`` of the stacked parameters for one step (None where no term reaches a
+    parameter, as the per-model loop leaves it, so AdamW skips it); returns the task losses
+    ``(M, K)``."""
+    z_s, z_r = model.encode(x)
+    losses = squared_task_losses(model.predict(z_s), y)
+    extra = extra_terms(model, x, y, z_s, z_r, weights, permutation)
+    everything = list(model.params.values())
+    if settings.balancer == "ew":
+        total = losses.sum() + extra.sum()
+        grads = list(torch.autograd.grad(total, everything, allow_unused=True))
+    else:
+        shared = model.group(model.shared_names)
+        heads = model.group(model.head_names)
+        num_models = x.shape[0]
+        rows = [
+            _flat(torch.autograd.grad(losses[:, t].sum(), shared, retain_graph=True), num_models)
+            for t in range(losses.shape[1])
+        ]
+        jacobian = torch.stack(rows, dim=1)
+        gramian = torch.bmm(jacobian, jacobian.transpose(1, 2))
+        balance = task_weights(
+            settings.balancer, gramian, orders, settings.mgda_epsilon, settings.mgda_max_iters
+        )
+        update = torch.einsum("mk,mkp->mp", balance, jacobian)
+        pieces = update.split([p[0].numel() for p in shared], dim=1)
+        by_name = {
+            name: piece.reshape(p.shape)
+            for name, piece, p in zip(model.shared_names, pieces, shared, strict=True)
+        }
+        head_grads = torch.autograd.grad(losses.sum(), heads, retain_graph=True)
+        by_name.update(zip(model.head_names, head_grads, strict=True))
+        extra_grads = [None] * len(everything)
+        if extra.requires_grad:
+            extra_grads = torch.autograd.grad(extra.sum(), everything, allow_unused=True)
+        grads = []
+        for name, g in zip(model.params, extra_grads, strict=True):
+            base = by_name.get(name)
+            grads.append(g if base is None else base if g is None else base + g)
+    for tensor, grad in zip(everything, grads, strict=True):
+        tensor.grad = None if grad is None else grad.detach()
+    return losses.detach()
+
+
+def train(
+    model,
+    x: Tensor,
+    y: Tensor,
+    settings: Settings,
+    weights: TermWeights,
+    random: Draws,
+    snapshots: Sequence[int] = (),
+) -> dict[int, dict[str, Tensor]]:
+    """Train the stacked ``model`` in place on ``x`` (M, n, d), ``y`` (M, n, K).
+
+    Returns copies of the parameters after each step count in ``snapshots`` (0 = initial).
+    """
+    optimizer = make_optimizer(settings, list(model.params.values()))
+    saved: dict[int, dict[str, Tensor]] = {}
+
+    def save(step: int) -> None:
+        if step in snapshots:
+            saved[step] = {name: p.detach().clone() for name, p in model.params.items()}
+
+    save(0)
+    for step in range(settings.steps):
+        batch_x, batch_y = x, y
+        if random.rows is not None:
+            batch_x, batch_y = gather_rows(x, random.rows[step]), gather_rows(y, random.rows[step])
+        optimizer.zero_grad(set_to_none=True)
+        backward(
+            model,
+            settings,
+            batch_x,
+            batch_y,
+            weights,
+            random.permutations[step],
+            random.orders[step],
+        )
+        optimizer.step()
+        save(step + 1)
+    return saved
+
+
+def loop_reference(
+    modules: Sequence[torch.nn.Module],
+    x: Tensor,
+    y: Tensor,
+    settings: Settings,
+    weights: TermWeights,
+    random: Draws,
+) -> None:
+    """Train each library module alone, in place, on its slice of the data and the draws.
+
+    PCGrad's visiting orders come from torch's global generator inside torchjd and cannot be
+    shared; with ``K = 2`` tasks the order does not matter.
+    """
+    from coremtl.balancers import make_balancer
+    from coremtl.cka import linear_cka
+    from coremtl.counterfactual import input_counterfactual_predictions
+    from coremtl.grounding import reconstruction_loss as library_reconstruction
+
+    for m, module in enumerate(modules):
+        names = list(module.task_names)
+        options = {}
+        if settings.balancer == "mgda":
+            options = {"epsilon": settings.mgda_epsilon, "max_iters": settings.mgda_max_iters}
+        balancer = make_balancer(settings.balancer, names, **options)
+        params = [p for p in module.parameters() if p.requires_grad]
+        shared = [p for p in module.shared_parameters() if p.requires_grad]
+        optimizer = make_optimizer(settings, params)
+        l_cka, l_cfa, l_rec = weights.row(m)
+        for step in range(settings.steps):
+            batch_x, batch_y = x[m], y[m]
+            if random.rows is not None:
+                batch_x, batch_y = batch_x[random.rows[step, m]], batch_y[random.rows[step, m]]
+            optimizer.zero_grad(set_to_none=True)
+            forward = module(batch_x)
+            losses = {
+                name: (forward.predictions[name][:, 0] - batch_y[:, t]).square().mean()
+                for t, name in enumerate(names)
+            }
+            extra = []
+            if l_cka:
+                extra.append(l_cka * linear_cka(forward.z_s, forward.z_r).clamp(min=0.0))
+            if l_cfa:
+                permutation = random.permutations[step, m]
+                swapped = input_counterfactual_predictions(
+                    module, forward.z_s, forward.z_r, permutation
+                )
+                cfa = [
+                    (swapped[name][:, 0] - batch_y[:, t]).square().mean()
+                    for t, name in enumerate(names)
+                ]
+                extra.append(l_cfa * torch.stack(cfa).mean())
+            if l_rec:
+                reconstruction = module.decode(forward.z_s, forward.z_r)
+                extra.append(l_rec * library_reconstruction(reconstruction, batch_x))
+            balancer.backward(losses, [forward.z_s], shared, sum(extra) if extra else None)
+            optimizer.step()
