@@ -20,6 +20,7 @@ BENCHMARKS: dict[str, tuple[str, str]] = {
     "step": ("coremtl.benchmark:main", "CORE-MTL step time against EW and PCGrad, K = 10 and 40"),
     "render": ("experiments.vision.render_benchmark:main", "scene rendering against .npy loading"),
     "vision": ("experiments.vision.benchmark:main", "CORE-MTL vision step against Equal Weighting"),
+    "batched": ("coremtl.batched.benchmark:main", "256 small models batched against the loop"),
 }
 
 

@@ -17,7 +17,15 @@ for each model, exactly the gradient that model would get alone, so an elementwi
 """
 
 from coremtl.batched.stacked import StackedAngle, StackedMLP
-from coremtl.batched.training import Draws, Settings, TermWeights, draws, loop_reference, train
+from coremtl.batched.training import (
+    Draws,
+    Settings,
+    TermWeights,
+    draws,
+    loop_reference,
+    train,
+    train_objective,
+)
 
 __all__ = [
     "Draws",
@@ -28,4 +36,5 @@ __all__ = [
     "draws",
     "loop_reference",
     "train",
+    "train_objective",
 ]

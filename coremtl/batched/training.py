@@ -20,7 +20,7 @@ Randomness (minibatch rows, CFA derangements, PCGrad's visiting orders) is drawn
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import torch
@@ -143,13 +143,10 @@ def extra_terms(model, x: Tensor, y: Tensor, z_s, z_r, weights: TermWeights, per
     return extra
 
 
-def backward(model, settings: Settings, x, y, weights: TermWeights, permutation, orders) -> Tensor:
-    """Fill ``.grad`` of the stacked parameters for one step (None where no term reaches a
-    parameter, as the per-model loop leaves it, so AdamW skips it); returns the task losses
-    ``(M, K)``."""
-    z_s, z_r = model.encode(x)
-    losses = squared_task_losses(model.predict(z_s), y)
-    extra = extra_terms(model, x, y, z_s, z_r, weights, permutation)
+def balanced_backward(model, settings: Settings, losses: Tensor, extra: Tensor, orders) -> None:
+    """Fill ``.grad`` from task losses ``(M, K)`` (balanced on the shared parameters) and extra
+    terms ``(M,)``; a parameter that no term reaches keeps ``grad = None``, as in the per-model
+    loop, so AdamW skips it."""
     everything = list(model.params.values())
     if settings.balancer == "ew":
         total = losses.sum() + extra.sum()
@@ -157,7 +154,7 @@ def backward(model, settings: Settings, x, y, weights: TermWeights, permutation,
     else:
         shared = model.group(model.shared_names)
         heads = model.group(model.head_names)
-        num_models = x.shape[0]
+        num_models = losses.shape[0]
         rows = [
             _flat(torch.autograd.grad(losses[:, t].sum(), shared, retain_graph=True), num_models)
             for t in range(losses.shape[1])
@@ -184,19 +181,17 @@ def backward(model, settings: Settings, x, y, weights: TermWeights, permutation,
             grads.append(g if base is None else base if g is None else base + g)
     for tensor, grad in zip(everything, grads, strict=True):
         tensor.grad = None if grad is None else grad.detach()
-    return losses.detach()
 
 
-def train(
+def train_objective(
     model,
-    x: Tensor,
-    y: Tensor,
     settings: Settings,
-    weights: TermWeights,
-    random: Draws,
+    objective: Callable[[int], tuple[Tensor, Tensor]],
+    orders: Tensor | None = None,
     snapshots: Sequence[int] = (),
 ) -> dict[int, dict[str, Tensor]]:
-    """Train the stacked ``model`` in place on ``x`` (M, n, d), ``y`` (M, n, K).
+    """Train ``model`` in place on ``objective(step) -> (task losses (M, K), extra terms (M,))``
+    (e.g. an exact population risk); ``orders`` are PCGrad's visiting orders per step.
 
     Returns copies of the parameters after each step count in ``snapshots`` (0 = initial).
     """
@@ -209,22 +204,36 @@ def train(
 
     save(0)
     for step in range(settings.steps):
-        batch_x, batch_y = x, y
-        if random.rows is not None:
-            batch_x, batch_y = gather_rows(x, random.rows[step]), gather_rows(y, random.rows[step])
         optimizer.zero_grad(set_to_none=True)
-        backward(
-            model,
-            settings,
-            batch_x,
-            batch_y,
-            weights,
-            random.permutations[step],
-            random.orders[step],
-        )
+        losses, extra = objective(step)
+        balanced_backward(model, settings, losses, extra, None if orders is None else orders[step])
         optimizer.step()
         save(step + 1)
     return saved
+
+
+def train(
+    model,
+    x: Tensor,
+    y: Tensor,
+    settings: Settings,
+    weights: TermWeights,
+    random: Draws,
+    snapshots: Sequence[int] = (),
+) -> dict[int, dict[str, Tensor]]:
+    """Train the stacked ``model`` in place on ``x`` (M, n, d), ``y`` (M, n, K) with the squared
+    task losses and the CORE-MTL terms; snapshots as in :func:`train_objective`."""
+
+    def objective(step: int) -> tuple[Tensor, Tensor]:
+        batch_x, batch_y = x, y
+        if random.rows is not None:
+            batch_x, batch_y = gather_rows(x, random.rows[step]), gather_rows(y, random.rows[step])
+        z_s, z_r = model.encode(batch_x)
+        losses = squared_task_losses(model.predict(z_s), batch_y)
+        extra = extra_terms(model, batch_x, batch_y, z_s, z_r, weights, random.permutations[step])
+        return losses, extra
+
+    return train_objective(model, settings, objective, random.orders, snapshots)
 
 
 def loop_reference(
