@@ -10,8 +10,8 @@ their task gradients, and every parameter the gradient of the CORE-MTL terms. Th
 plain gradient descent (``torch.optim.SGD``) or AdamW, applied to the stacked tensors: both are
 elementwise, so each model takes exactly its own step.
 
-Randomness (minibatch rows, CFA derangements, PCGrad's visiting orders) is drawn up front by
-:func:`draws` from one generator, so the batched run and :func:`loop_reference` (one library
+Randomness (minibatch rows, CFA derangements, PCGrad's visiting orders) comes from
+:class:`Draws`, one generator per step, so the batched run and :func:`loop_reference` (one library
 :class:`~coremtl.representation.DualStreamModel` at a time, through
 :func:`coremtl.balancers.make_balancer`, :func:`coremtl.cka.linear_cka`,
 :func:`coremtl.counterfactual.input_counterfactual_predictions` and
@@ -81,16 +81,6 @@ class TermWeights:
         return bool((value != 0).any()) if isinstance(value, Tensor) else value != 0
 
 
-@dataclass(frozen=True)
-class Draws:
-    """The random numbers of a run: rows ``(steps, M, b)`` (None: full batch), derangements
-    ``(steps, M, b)``, PCGrad orders ``(steps, M, K, K)``."""
-
-    rows: Tensor | None
-    permutations: Tensor
-    orders: Tensor
-
-
 def random_cycles(shape: tuple[int, ...], n: int, generator: torch.Generator) -> Tensor:
     """Uniformly random ``n``-cycles ``pi`` (derangements: ``pi(i) != i``) of shape ``(*shape, n)``:
     ``pi(sigma(i)) = sigma(i + 1 mod n)`` for a uniformly random permutation ``sigma``."""
@@ -100,19 +90,35 @@ def random_cycles(shape: tuple[int, ...], n: int, generator: torch.Generator) ->
     return cycle
 
 
-def draws(
-    settings: Settings, num_models: int, n: int, num_tasks: int, generator: torch.Generator
-) -> Draws:
-    """Every random choice of a run of ``settings.steps`` steps on ``n`` rows per model."""
-    steps, batch = settings.steps, settings.batch_size or n
+@dataclass(frozen=True)
+class Draws:
+    """The random numbers of a run, drawn step by step from a generator seeded with
+    ``(seed, step)`` (nothing is stored): for every model, the minibatch rows ``(M, b)`` (None:
+    full batch), a derangement of the batch ``(M, b)`` and PCGrad's visiting orders ``(M, K, K)``."""
+
+    seed: int
+    num_models: int
+    n: int
+    batch: int
+    num_tasks: int
+
+    def at(self, step: int) -> tuple[Tensor | None, Tensor, Tensor]:
+        generator = torch.Generator().manual_seed(self.seed * 1_000_003 + step)
+        shape = (self.num_models,)
+        rows = None
+        if self.batch < self.n:
+            rows = torch.rand((*shape, self.n), generator=generator).argsort(-1)[..., : self.batch]
+        permutation = random_cycles(shape, self.batch, generator)
+        orders = torch.rand((*shape, self.num_tasks, self.num_tasks), generator=generator)
+        return rows, permutation, orders.argsort(-1)
+
+
+def draws(settings: Settings, num_models: int, n: int, num_tasks: int, seed: int) -> Draws:
+    """The draws of a run of ``num_models`` models on ``n`` rows each."""
+    batch = settings.batch_size or n
     if batch < 4 or batch > n:
         raise InvalidParameterError(f"batch_size: expected 4 <= batch_size <= {n}, got {batch}")
-    rows = None
-    if settings.batch_size is not None and settings.batch_size < n:
-        rows = torch.rand((steps, num_models, n), generator=generator).argsort(-1)[..., :batch]
-    permutations = random_cycles((steps, num_models), batch, generator)
-    orders = torch.rand((steps, num_models, num_tasks, num_tasks), generator=generator).argsort(-1)
-    return Draws(rows, permutations, orders)
+    return Draws(int(seed), num_models, n, batch, num_tasks)
 
 
 def make_optimizer(settings: Settings, params: Sequence[Tensor]) -> torch.optim.Optimizer:
@@ -187,11 +193,11 @@ def train_objective(
     model,
     settings: Settings,
     objective: Callable[[int], tuple[Tensor, Tensor]],
-    orders: Tensor | None = None,
+    random: Draws | None = None,
     snapshots: Sequence[int] = (),
 ) -> dict[int, dict[str, Tensor]]:
     """Train ``model`` in place on ``objective(step) -> (task losses (M, K), extra terms (M,))``
-    (e.g. an exact population risk); ``orders`` are PCGrad's visiting orders per step.
+    (e.g. an exact population risk); ``random`` gives PCGrad's visiting orders per step.
 
     Returns copies of the parameters after each step count in ``snapshots`` (0 = initial).
     """
@@ -206,7 +212,8 @@ def train_objective(
     for step in range(settings.steps):
         optimizer.zero_grad(set_to_none=True)
         losses, extra = objective(step)
-        balanced_backward(model, settings, losses, extra, None if orders is None else orders[step])
+        orders = None if random is None else random.at(step)[2]
+        balanced_backward(model, settings, losses, extra, orders)
         optimizer.step()
         save(step + 1)
     return saved
@@ -225,15 +232,16 @@ def train(
     task losses and the CORE-MTL terms; snapshots as in :func:`train_objective`."""
 
     def objective(step: int) -> tuple[Tensor, Tensor]:
+        rows, permutation, _ = random.at(step)
         batch_x, batch_y = x, y
-        if random.rows is not None:
-            batch_x, batch_y = gather_rows(x, random.rows[step]), gather_rows(y, random.rows[step])
+        if rows is not None:
+            batch_x, batch_y = gather_rows(x, rows), gather_rows(y, rows)
         z_s, z_r = model.encode(batch_x)
         losses = squared_task_losses(model.predict(z_s), batch_y)
-        extra = extra_terms(model, batch_x, batch_y, z_s, z_r, weights, random.permutations[step])
+        extra = extra_terms(model, batch_x, batch_y, z_s, z_r, weights, permutation)
         return losses, extra
 
-    return train_objective(model, settings, objective, random.orders, snapshots)
+    return train_objective(model, settings, objective, random, snapshots)
 
 
 def loop_reference(
@@ -254,6 +262,7 @@ def loop_reference(
     from coremtl.counterfactual import input_counterfactual_predictions
     from coremtl.grounding import reconstruction_loss as library_reconstruction
 
+    steps = [random.at(step) for step in range(settings.steps)]
     for m, module in enumerate(modules):
         names = list(module.task_names)
         options = {}
@@ -265,9 +274,10 @@ def loop_reference(
         optimizer = make_optimizer(settings, params)
         l_cka, l_cfa, l_rec = weights.row(m)
         for step in range(settings.steps):
+            rows, permutations, _ = steps[step]
             batch_x, batch_y = x[m], y[m]
-            if random.rows is not None:
-                batch_x, batch_y = batch_x[random.rows[step, m]], batch_y[random.rows[step, m]]
+            if rows is not None:
+                batch_x, batch_y = batch_x[rows[m]], batch_y[rows[m]]
             optimizer.zero_grad(set_to_none=True)
             forward = module(batch_x)
             losses = {
@@ -278,9 +288,8 @@ def loop_reference(
             if l_cka:
                 extra.append(l_cka * linear_cka(forward.z_s, forward.z_r).clamp(min=0.0))
             if l_cfa:
-                permutation = random.permutations[step, m]
                 swapped = input_counterfactual_predictions(
-                    module, forward.z_s, forward.z_r, permutation
+                    module, forward.z_s, forward.z_r, permutations[m]
                 )
                 cfa = [
                     (swapped[name][:, 0] - batch_y[:, t]).square().mean()
