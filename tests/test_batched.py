@@ -39,6 +39,7 @@ CASES = [
     ("ew", "gd", CORE, None),
     ("ew", "adamw", CORE, 12),
     ("pcgrad", "adamw", CORE, 12),
+    (("mgda", "ew", "pcgrad"), "adamw", CORE, None),
 ]
 
 

@@ -12,7 +12,8 @@ Gramians ``(M, K, K)``:
   ``<g_i^PC, g_j> < 0``; ``w`` is the sum over ``i``;
 - MGDA (Sener & Koltun, NeurIPS 2018, Algorithm 2; torchjd ``MGDAWeighting``): Frank-Wolfe on
   ``min_{alpha in simplex} alpha^T G alpha`` from ``alpha = 1/K``, at most ``max_iters`` steps,
-  stopping (per model) once the step size ``gamma < epsilon``.
+  stopping (per model) once the step size ``gamma < epsilon``, or once an iteration leaves
+  ``alpha`` unchanged (every later iteration would repeat it, so the result is the same).
 """
 
 from __future__ import annotations
@@ -70,8 +71,9 @@ def mgda_weights(gramian: Tensor, epsilon: float = 1e-3, max_iters: int = 100) -
         gamma = torch.where(c <= a, 1.0, torch.where(b <= a, 0.0, interior))
         gamma = torch.where(running, gamma, 0.0)
         vertex = torch.nn.functional.one_hot(t, num_tasks).to(alpha.dtype)
-        alpha = (1 - gamma[:, None]) * alpha + gamma[:, None] * vertex
-        running = running & (gamma >= epsilon)
+        updated = (1 - gamma[:, None]) * alpha + gamma[:, None] * vertex
+        running = running & (gamma >= epsilon) & (updated != alpha).any(dim=1)
+        alpha = updated
         if not bool(running.any()):
             break
     return alpha

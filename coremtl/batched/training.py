@@ -26,7 +26,7 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
-from coremtl.batched.balancing import check_balancer, task_weights
+from coremtl.batched.balancing import BATCHED_BALANCERS, check_balancer, task_weights
 from coremtl.batched.terms import (
     counterfactual_loss,
     gather_rows,
@@ -41,13 +41,14 @@ OPTIMIZERS = ("gd", "adamw")
 
 @dataclass(frozen=True)
 class Settings:
-    """Optimiser, balancer and schedule shared by every model of one batched run."""
+    """Optimiser and schedule shared by every model of one batched run; ``balancer`` is one name
+    for every model or a tuple with one name per model."""
 
     steps: int
     lr: float
     optimizer: str = "gd"
     weight_decay: float = 0.0
-    balancer: str = "ew"
+    balancer: str | tuple[str, ...] = "ew"
     batch_size: int | None = None
     mgda_epsilon: float = 1e-3
     mgda_max_iters: int = 100
@@ -57,7 +58,16 @@ class Settings:
             raise InvalidParameterError(
                 f"optimizer: expected one of {OPTIMIZERS}, got {self.optimizer!r}"
             )
-        check_balancer(self.balancer)
+        for name in (self.balancer,) if isinstance(self.balancer, str) else self.balancer:
+            check_balancer(name)
+
+    def balancer_of(self, index: int) -> str:
+        return self.balancer if isinstance(self.balancer, str) else self.balancer[index]
+
+    @property
+    def only_equal_weighting(self) -> bool:
+        names = (self.balancer,) if isinstance(self.balancer, str) else self.balancer
+        return all(name == "ew" for name in names)
         if not isinstance(self.steps, int) or self.steps < 0:
             raise InvalidParameterError(f"steps: expected an integer >= 0, got {self.steps!r}")
 
@@ -154,7 +164,7 @@ def balanced_backward(model, settings: Settings, losses: Tensor, extra: Tensor, 
     terms ``(M,)``; a parameter that no term reaches keeps ``grad = None``, as in the per-model
     loop, so AdamW skips it."""
     everything = list(model.params.values())
-    if settings.balancer == "ew":
+    if settings.only_equal_weighting:
         total = losses.sum() + extra.sum()
         grads = list(torch.autograd.grad(total, everything, allow_unused=True))
     else:
@@ -167,9 +177,20 @@ def balanced_backward(model, settings: Settings, losses: Tensor, extra: Tensor, 
         ]
         jacobian = torch.stack(rows, dim=1)
         gramian = torch.bmm(jacobian, jacobian.transpose(1, 2))
-        balance = task_weights(
-            settings.balancer, gramian, orders, settings.mgda_epsilon, settings.mgda_max_iters
-        )
+        balance = torch.ones(gramian.shape[:2], dtype=gramian.dtype, device=gramian.device)
+        names = settings.balancer
+        for name in BATCHED_BALANCERS[1:]:
+            if names == name:
+                chosen = torch.ones(num_models, dtype=torch.bool)
+            elif isinstance(names, tuple):
+                chosen = torch.tensor([item == name for item in names])
+            else:
+                continue
+            if bool(chosen.any()):
+                picked = None if orders is None else orders[chosen]
+                balance[chosen] = task_weights(
+                    name, gramian[chosen], picked, settings.mgda_epsilon, settings.mgda_max_iters
+                )
         update = torch.einsum("mk,mkp->mp", balance, jacobian)
         pieces = update.split([p[0].numel() for p in shared], dim=1)
         by_name = {
@@ -266,9 +287,9 @@ def loop_reference(
     for m, module in enumerate(modules):
         names = list(module.task_names)
         options = {}
-        if settings.balancer == "mgda":
+        if settings.balancer_of(m) == "mgda":
             options = {"epsilon": settings.mgda_epsilon, "max_iters": settings.mgda_max_iters}
-        balancer = make_balancer(settings.balancer, names, **options)
+        balancer = make_balancer(settings.balancer_of(m), names, **options)
         params = [p for p in module.parameters() if p.requires_grad]
         shared = [p for p in module.shared_parameters() if p.requires_grad]
         optimizer = make_optimizer(settings, params)
