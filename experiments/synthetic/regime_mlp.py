@@ -104,16 +104,15 @@ def evaluate_chunk(model, units: list[dict], config, deltas, methods: int) -> di
         y = z_s @ beta.T + config.noise_std * noise
         rows = slice(u_index, methods * count, count)
         view = _subset(model, rows)
-        shape = (methods, 1, 1)
         mixing = torch.as_tensor(unit["mixing"], dtype=torch.float32).expand(methods, 2 * k, 2 * k)
         rotation = torch.as_tensor(unit["rotation"], dtype=torch.float32).expand_as(mixing)
         strength = torch.full((methods,), float(unit["strength"]))
 
-        def risk(z, view=view, mixing=mixing, rotation=rotation, strength=strength):
+        def risk(z, view=view, mixing=mixing, rotation=rotation, strength=strength, labels=y):
             x = observe(z.expand(methods, -1, -1), mixing, rotation, strength)
             with torch.no_grad():
                 predictions = view.predict(view.encode_semantic(x))
-            return (predictions - y.expand(*shape[:1], -1, -1)).square().mean(dim=(1, 2))
+            return (predictions - labels).square().mean(dim=(1, 2))
 
         source = risk(torch.cat([z_s, source_r], 1))
         record = {"source_risk": source, "source_excess": source - config.noise_std**2}
