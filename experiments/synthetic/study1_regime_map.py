@@ -128,14 +128,17 @@ SMOKE_SCHEDULES = {
 FAST_MLP = MLPConfig(
     variances=(0.1, 1.0),
     rhos=(0.0, 0.9),
-    mixings=("linear", "nonlinear"),
     train=512,
     validation=512,
+    evaluation=20_000,
+    jacobian_points=1024,
     schedules={
-        "gd": Schedule(lr=0.05, short=50, long=300),
-        "adamw": Schedule(lr=3e-3, short=50, long=300, weight_decay=1e-2),
+        "gd": Schedule(lr=0.05, short=50, long=200),
+        "adamw": Schedule(lr=3e-3, short=50, long=200, weight_decay=1e-2),
     },
 )
+"""The fast subset of model B: v in {0.1, 1}, rho in {0, 0.9}, both mixings, 200 steps, 20k
+Monte Carlo samples per environment (the full setting: the whole grid, 800 steps, 50k)."""
 CONFIGS = {
     "smoke": Config(
         seeds=4,
@@ -149,9 +152,13 @@ CONFIGS = {
         mlp=None,
     ),
     "fast": Config(
+        variances=(0.01, 0.1, 1.0, 3.0),
+        rhos=(0.0, 0.9),
+        starts=(0.6,),
+        deltas=(1.0, 4.0),
         schedules={
-            "gd": Schedule(lr=0.1, short=30, long=400),
-            "adamw": Schedule(lr=0.01, short=30, long=400, weight_decay=1e-2),
+            "gd": Schedule(lr=0.1, short=30, long=200),
+            "adamw": Schedule(lr=0.01, short=30, long=200, weight_decay=1e-2),
         },
         mlp=FAST_MLP,
     ),
