@@ -35,12 +35,12 @@ def _problem(models: int, rows: int, dim: int, tasks: int, seed: int):
 def main(args: argparse.Namespace) -> dict:
     models = 32 if args.quick else 256
     steps = 2 if args.quick else 5
-    rows, dim, hidden, k, tasks = 128, 4, (32, 32), 2, 2
+    rows, dim, hidden, k, tasks = 128, 4, (16, 16), 2, 2
     x, y = _problem(models, rows, dim, tasks, 0)
     table = {}
     warm = Settings(steps=1, lr=1e-3, balancer="pcgrad")
     warm_draws = draws(warm, 4, rows, tasks, 1)
-    warm_model = StackedMLP(4, dim, hidden, k, tasks, (32,), 2)
+    warm_model = StackedMLP(4, dim, hidden, k, tasks, (16,), torch.Generator().manual_seed(2))
     train(warm_model, x[:4], y[:4], warm, METHODS["core-mtl"][1], warm_draws)
     loop_reference([warm_model.module(0)], x[:1], y[:1], warm, METHODS["core-mtl"][1], warm_draws)
     print(
@@ -54,7 +54,7 @@ def main(args: argparse.Namespace) -> dict:
         timings = {"loop": [], "batched": []}
         for _ in range(args.repeats):
             stacked = StackedMLP(
-                models, dim, hidden, k, tasks, (32,), torch.Generator().manual_seed(2)
+                models, dim, hidden, k, tasks, (16,), torch.Generator().manual_seed(2)
             )
             modules = [stacked.module(m) for m in range(models)]
             begin = time.perf_counter()

@@ -175,51 +175,63 @@ def measure_mlp(config, seed: int, predicted: dict, progress: bool) -> dict:
             count = len(chunk)
             splits = []
             for size, offset in ((mlp.train, 0), (mlp.validation, 500_000)):
-                drawn = [sample(unit_scm(config, u), size, "source", [seed, u["seed"], offset, 3])
-                         for u in chunk]  # fmt: skip
+                drawn = [
+                    sample(unit_scm(config, u), size, "source", [seed, u["seed"], offset, 3])
+                    for u in chunk
+                ]
                 x = torch.as_tensor(np.stack([d.x for d in drawn]), dtype=torch.float32)
                 y = torch.as_tensor(np.stack([d.y for d in drawn]), dtype=torch.float32)
                 splits.append((x, y))
-            generator = torch.Generator().manual_seed(seed * 100_003 + start)
-            base = StackedMLP(count, 2 * config.k, mlp.hidden, config.k, config.tasks,
-                              mlp.decoder_hidden, generator)  # fmt: skip
-            model = copy.copy(base)
-            model.params = {
-                key: value.detach().repeat(len(methods), 1, 1).requires_grad_(True)
-                for key, value in base.params.items()
-            }
-            settings = Settings(
-                steps=schedule.long, lr=schedule.lr, optimizer=name,
-                weight_decay=schedule.weight_decay, balancer=study.balancer_names(count),
-            )  # fmt: skip
-            weights = study.method_weights(config, list(methods), count)
-            weights = type(weights)(*(w.float() for w in (weights.cka, weights.cfa,
-                                                          weights.reconstruction)))  # fmt: skip
             (x, y), (x_val, y_val) = splits
-            tile = len(methods)
-            random = draws(settings, count * tile, x.shape[1], config.tasks, seed + start)
-            saved = train(model, x.repeat(tile, 1, 1), y.repeat(tile, 1, 1), settings, weights,
-                          random, (schedule.short, schedule.long))  # fmt: skip
-            for step, params in saved.items():
-                model.params = params
-                numbers = evaluate_chunk(model, chunk, config, config.deltas, tile)
-                with torch.no_grad():
-                    prediction = model.predict(model.encode_semantic(x_val.repeat(tile, 1, 1)))
-                    val = (prediction - y_val.repeat(tile, 1, 1)).square().mean(dim=(1, 2))
-                numbers["validation"] = val.reshape(tile, count)
-                target = collected.setdefault(step, {})
-                for key, value in numbers.items():
-                    target.setdefault(key, []).append(value.reshape(tile, count))
+            generator = torch.Generator().manual_seed(seed * 100_003 + start)
+            base = StackedMLP(
+                count, 2 * config.k, mlp.hidden, config.k, config.tasks, mlp.decoder_hidden,
+                generator,
+            )  # fmt: skip
+            for group in study.GROUPS:
+                tile = len(group)
+                model = copy.copy(base)
+                model.params = {
+                    key: value.detach().repeat(tile, 1, 1).requires_grad_(True)
+                    for key, value in base.params.items()
+                }
+                settings = Settings(
+                    steps=schedule.long, lr=schedule.lr, optimizer=name,
+                    weight_decay=schedule.weight_decay,
+                    balancer=study.balancer_names(group, count),
+                )  # fmt: skip
+                weights = study.method_weights(config, list(group), count)
+                weights = type(weights)(
+                    weights.cka.float(), weights.cfa.float(), weights.reconstruction.float()
+                )
+                random = draws(settings, count * tile, x.shape[1], config.tasks, seed + start)
+                saved = train(
+                    model, x.repeat(tile, 1, 1), y.repeat(tile, 1, 1), settings, weights,
+                    random, (schedule.short, schedule.long),
+                )  # fmt: skip
+                for step, params in saved.items():
+                    model.params = params
+                    numbers = evaluate_chunk(model, chunk, config, config.deltas, tile)
+                    with torch.no_grad():
+                        val_x = x_val.repeat(tile, 1, 1)
+                        prediction = model.predict(model.encode_semantic(val_x))
+                        val = (prediction - y_val.repeat(tile, 1, 1)).square().mean(dim=(1, 2))
+                    numbers["validation"] = val.reshape(tile, count)
+                    for index, method in enumerate(group):
+                        target = collected.setdefault(step, {}).setdefault(method, {})
+                        for key, value in numbers.items():
+                            target.setdefault(key, []).append(value.reshape(tile, count)[index])
         evaluated[name] = {
-            step: {key: torch.cat(values, dim=1).numpy() for key, values in by_key.items()}
-            for step, by_key in collected.items()
+            step: {
+                method: {key: torch.cat(values).numpy() for key, values in by_key.items()}
+                for method, by_key in by_method.items()
+            }
+            for step, by_method in collected.items()
         }
     out: dict = {}
     for name, schedule in mlp.schedules.items():
         for label, step in (("short", schedule.short), ("long", schedule.long)):
-            numbers = evaluated[name][step]
-            by_method = {m: {step: {key: value[i] for key, value in numbers.items()}}
-                         for i, m in enumerate(methods)}  # fmt: skip
+            by_method = {m: {step: evaluated[name][step][m]} for m in methods}
             key = f"{name}|{label}"
             headline = study.comparisons(by_method, cells, unit_cells, config, step)
             oracle = study.comparisons(by_method, cells, unit_cells, config, step, oracle=True)

@@ -128,17 +128,18 @@ SMOKE_SCHEDULES = {
 FAST_MLP = MLPConfig(
     variances=(0.1, 1.0),
     rhos=(0.0, 0.9),
-    train=512,
-    validation=512,
+    train=256,
+    validation=256,
     evaluation=20_000,
     jacobian_points=1024,
     schedules={
-        "gd": Schedule(lr=0.05, short=50, long=200),
-        "adamw": Schedule(lr=3e-3, short=50, long=200, weight_decay=1e-2),
+        "gd": Schedule(lr=0.05, short=30, long=150),
+        "adamw": Schedule(lr=3e-3, short=30, long=150, weight_decay=1e-2),
     },
 )
-"""The fast subset of model B: v in {0.1, 1}, rho in {0, 0.9}, both mixings, 200 steps, 20k
-Monte Carlo samples per environment (the full setting: the whole grid, 800 steps, 50k)."""
+"""The fast subset of model B: v in {0.1, 1}, rho in {0, 0.9}, both mixings, 256 training
+samples, 150 steps, 20k Monte Carlo samples per environment (the full setting: the whole grid,
+1024 samples, 800 steps, 50k)."""
 CONFIGS = {
     "smoke": Config(
         seeds=4,
@@ -156,9 +157,11 @@ CONFIGS = {
         rhos=(0.0, 0.9),
         starts=(0.6,),
         deltas=(1.0, 4.0),
+        a_train=256,
+        a_validation=256,
         schedules={
-            "gd": Schedule(lr=0.1, short=30, long=200),
-            "adamw": Schedule(lr=0.01, short=30, long=200, weight_decay=1e-2),
+            "gd": Schedule(lr=0.1, short=30, long=150),
+            "adamw": Schedule(lr=0.01, short=30, long=150, weight_decay=1e-2),
         },
         mlp=FAST_MLP,
     ),
@@ -180,9 +183,14 @@ def method_weights(config: Config, methods: list[str], units: int):
     return TermWeights(*as_tensor)
 
 
-def balancer_names(units: int) -> tuple[str, ...]:
-    """The balancer of every model of a ``METHODS x units`` batch (CORE-MTL variants use EW)."""
-    return tuple(m if m in BALANCERS else "ew" for m in METHODS for _ in range(units))
+GROUPS = (("ew", *VARIANTS), ("pcgrad", "mgda"))
+"""Methods trained as one batch: Equal Weighting and the CORE-MTL variants (one backward pass per
+step), and the Jacobian balancers (one pass per task)."""
+
+
+def balancer_names(methods: tuple[str, ...], units: int) -> tuple[str, ...]:
+    """The balancer of every model of a ``methods x units`` batch (CORE-MTL variants use EW)."""
+    return tuple(m if m in BALANCERS else "ew" for m in methods for _ in range(units))
 
 
 def angle_units(config: Config, seed: int, starts: tuple[float, ...]) -> list[dict]:
@@ -245,47 +253,48 @@ def angle_runs(config: Config, units: list[dict], name: str, population: bool, d
     tensors = exact.unit_tensors(units)
     schedule = config.schedules[name]
     count = len(units)
-    reps = len(METHODS)
-
-    def tile(t):
-        return t.repeat(reps, *([1] * (t.ndim - 1)))
-
-    head_b = torch.zeros(count * reps, 1, config.tasks, dtype=torch.float64)
-    model = StackedAngle(
-        tile(tensors["mixing"]), tile(tensors["psi0"]), tile(tensors["head_w"]), head_b
-    )
-    settings = Settings(
-        steps=schedule.long,
-        lr=schedule.lr,
-        optimizer=name,
-        weight_decay=schedule.weight_decay,
-        balancer=balancer_names(count),
-    )
-    weights = method_weights(config, list(METHODS), count)
-    snapshots = (schedule.short, schedule.long)
-    if population:
-        joint = tile(exact.joint_covariance(tensors["v"], tensors["rho"], config.k))
-        beta, noise = tile(tensors["beta"]), tile(tensors["noise_var"])[:, None]
-
-        def objective(step):
-            losses = exact.task_risks(model.params, beta, joint, noise)
-            cka = exact.stream_cka(model.params["psi"], joint)
-            swap = exact.swap_loss(model.params, beta, joint, noise)
-            return losses, weights.cka * cka + weights.cfa * swap
-
-        random = draws(settings, count * reps, 8, config.tasks, 0)
-        saved = train_objective(model, settings, objective, random, snapshots)
-    else:
-        x, y = tile(data["x"]), tile(data["y"])
-        random = draws(settings, count * reps, x.shape[1], config.tasks, 17)
-        saved = train(model, x, y, settings, weights, random, snapshots)
     out: dict = {}
-    for index, method in enumerate(METHODS):
-        rows = slice(index * count, (index + 1) * count)
-        out[method] = {
-            step: {key: value[rows] for key, value in params.items()}
-            for step, params in saved.items()
-        }
+    for methods in GROUPS:
+        reps = len(methods)
+
+        def tile(t, reps=reps):
+            return t.repeat(reps, *([1] * (t.ndim - 1)))
+
+        head_b = torch.zeros(count * reps, 1, config.tasks, dtype=torch.float64)
+        model = StackedAngle(
+            tile(tensors["mixing"]), tile(tensors["psi0"]), tile(tensors["head_w"]), head_b
+        )
+        settings = Settings(
+            steps=schedule.long,
+            lr=schedule.lr,
+            optimizer=name,
+            weight_decay=schedule.weight_decay,
+            balancer=balancer_names(methods, count),
+        )
+        weights = method_weights(config, list(methods), count)
+        snapshots = (schedule.short, schedule.long)
+        if population:
+            joint = tile(exact.joint_covariance(tensors["v"], tensors["rho"], config.k))
+            beta, noise = tile(tensors["beta"]), tile(tensors["noise_var"])[:, None]
+
+            def objective(step, model=model, beta=beta, joint=joint, noise=noise, weights=weights):
+                losses = exact.task_risks(model.params, beta, joint, noise)
+                cka = exact.stream_cka(model.params["psi"], joint)
+                swap = exact.swap_loss(model.params, beta, joint, noise)
+                return losses, weights.cka * cka + weights.cfa * swap
+
+            random = draws(settings, count * reps, 8, config.tasks, 0)
+            saved = train_objective(model, settings, objective, random, snapshots)
+        else:
+            x, y = tile(data["x"]), tile(data["y"])
+            random = draws(settings, count * reps, x.shape[1], config.tasks, 17)
+            saved = train(model, x, y, settings, weights, random, snapshots)
+        for index, method in enumerate(methods):
+            rows = slice(index * count, (index + 1) * count)
+            out[method] = {
+                step: {key: value[rows] for key, value in params.items()}
+                for step, params in saved.items()
+            }
     return out
 
 
