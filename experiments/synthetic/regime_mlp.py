@@ -129,6 +129,7 @@ def evaluate_chunk(model, units: list[dict], config, deltas, methods: int) -> di
         record["leakage_ratio"] = (residual_m / semantic_m.clamp_min(1e-30)).sqrt()
         hessian = torch.einsum("mnti,mntj->mij", jac[..., k:], jac[..., k:]) / jac.shape[1]
         worst = hessian / hessian.square().sum((1, 2)).sqrt().clamp_min(1e-30)[:, None, None]
+        worst = torch.nan_to_num(worst.detach(), nan=0.0, posinf=0.0, neginf=0.0)
         with torch.no_grad():
             z_s_hat, z_r_hat = view.encode(x.detach())
             record["stream_cka"] = debiased_cka(z_s_hat, z_r_hat)
