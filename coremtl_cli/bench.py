@@ -25,6 +25,7 @@ BENCHMARKS: dict[str, tuple[str, str]] = {
         "coremtl.distributed_benchmark:main",
         "exact and local distributed balancing against EW data parallelism, K = 2, 10, 40",
     ),
+    "batched": ("coremtl.batched.benchmark:main", "256 small models batched against the loop"),
 }
 
 

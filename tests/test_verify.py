@@ -42,7 +42,7 @@ def test_smoke_verify_writes_results_report_and_figures(smoke_run):
 def test_figures_command_regenerates_from_the_results_file(smoke_run, tmp_path):
     _, results, _ = smoke_run
     assert main(["figures", "--results", str(results), "--figures", str(tmp_path)]) == 0
-    assert (tmp_path / "study1_gap.png").is_file()
+    assert (tmp_path / "study1_regime_map.png").is_file()
     assert (tmp_path / "study4_psi_trajectories.pdf").is_file()
     assert "![Study 1" in (tmp_path / "REPORT.md").read_text()
 

@@ -6,7 +6,7 @@ import importlib
 from types import ModuleType
 
 STUDIES: dict[int, str] = {
-    1: "experiments.synthetic.study1_gap",
+    1: "experiments.synthetic.study1_regime_map",
     2: "experiments.synthetic.study2_bound",
     3: "experiments.synthetic.study3_alignment",
     4: "experiments.synthetic.study4_balancers",

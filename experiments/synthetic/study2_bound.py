@@ -24,8 +24,7 @@ from pathlib import Path
 import numpy as np
 
 from experiments.synthetic.common import jsonable
-from experiments.synthetic.models import ZooConfig, trained_zoo
-from experiments.synthetic.study1_gap import CONFIGS as STUDY1_CONFIGS
+from experiments.synthetic.models import ZOO_CONFIGS, ZooConfig, trained_zoo
 
 NAME = "Leakage bound (S5)"
 STATEMENTS = ("S5", "C2")
@@ -37,7 +36,7 @@ class Config:
     lipschitz: float = 1.0
 
 
-CONFIGS = {mode: Config(zoo=config.zoo) for mode, config in STUDY1_CONFIGS.items()}
+CONFIGS = {mode: Config(zoo=zoo) for mode, zoo in ZOO_CONFIGS.items()}
 
 
 def bound_rows(records, config: Config) -> list[dict]:

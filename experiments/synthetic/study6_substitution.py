@@ -15,8 +15,7 @@ from pathlib import Path
 import numpy as np
 
 from experiments.synthetic.common import band_text, jsonable, mean_std
-from experiments.synthetic.models import ZooConfig, trained_zoo
-from experiments.synthetic.study1_gap import CONFIGS as STUDY1_CONFIGS
+from experiments.synthetic.models import ZOO_CONFIGS, ZooConfig, trained_zoo
 
 NAME = "Feature substitution dZ_r / dZ_s"
 STATEMENTS = ("C5",)
@@ -28,7 +27,7 @@ class Config:
     zoo: ZooConfig = field(default_factory=ZooConfig)
 
 
-CONFIGS = {mode: Config(zoo=config.zoo) for mode, config in STUDY1_CONFIGS.items()}
+CONFIGS = {mode: Config(zoo=zoo) for mode, zoo in ZOO_CONFIGS.items()}
 
 
 def run(config: Config, seed: int = 0, device: str = "cpu", progress: bool = False) -> dict:

@@ -1,0 +1,324 @@
+"""Training ``M`` stacked models at once, and the per-model loop it must reproduce.
+
+Per model ``m`` and step, with task losses ``L_t`` (squared error) on the model's batch:
+
+    loss_m = balanced(L_1..L_K) + l_cka max(0, CKA_u(Z_s, Z_r)) + l_cfa L_cfa + l_rec L_rec
+
+(:mod:`coremtl.batched.terms`; the weights may differ per model). The balancer (Equal Weighting,
+PCGrad or MGDA, :mod:`coremtl.batched.balancing`) acts on the shared parameters only; heads get
+their task gradients, and every parameter the gradient of the CORE-MTL terms. The optimiser is
+plain gradient descent (``torch.optim.SGD``) or AdamW, applied to the stacked tensors: both are
+elementwise, so each model takes exactly its own step.
+
+Randomness (minibatch rows, CFA derangements, PCGrad's visiting orders) comes from
+:class:`Draws`, one generator per step, so the batched run and :func:`loop_reference` (one library
+:class:`~coremtl.representation.DualStreamModel` at a time, through
+:func:`coremtl.balancers.make_balancer`, :func:`coremtl.cka.linear_cka`,
+:func:`coremtl.counterfactual.input_counterfactual_predictions` and
+:func:`coremtl.grounding.reconstruction_loss`) see the same draws.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+import torch
+from torch import Tensor
+
+from coremtl.batched.balancing import BATCHED_BALANCERS, check_balancer, task_weights
+from coremtl.batched.terms import (
+    counterfactual_loss,
+    gather_rows,
+    positive_cka,
+    reconstruction_loss,
+    squared_task_losses,
+)
+from scm.validation import InvalidParameterError
+
+OPTIMIZERS = ("gd", "adamw")
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Optimiser and schedule shared by every model of one batched run; ``balancer`` is one name
+    for every model or a tuple with one name per model."""
+
+    steps: int
+    lr: float
+    optimizer: str = "gd"
+    weight_decay: float = 0.0
+    balancer: str | tuple[str, ...] = "ew"
+    batch_size: int | None = None
+    mgda_epsilon: float = 1e-3
+    mgda_max_iters: int = 100
+
+    def __post_init__(self) -> None:
+        if self.optimizer not in OPTIMIZERS:
+            raise InvalidParameterError(
+                f"optimizer: expected one of {OPTIMIZERS}, got {self.optimizer!r}"
+            )
+        for name in (self.balancer,) if isinstance(self.balancer, str) else self.balancer:
+            check_balancer(name)
+
+    def balancer_of(self, index: int) -> str:
+        return self.balancer if isinstance(self.balancer, str) else self.balancer[index]
+
+    @property
+    def only_equal_weighting(self) -> bool:
+        names = (self.balancer,) if isinstance(self.balancer, str) else self.balancer
+        return all(name == "ew" for name in names)
+        if not isinstance(self.steps, int) or self.steps < 0:
+            raise InvalidParameterError(f"steps: expected an integer >= 0, got {self.steps!r}")
+
+
+@dataclass
+class TermWeights:
+    """``l_cka``, ``l_cfa``, ``l_rec`` per model: floats, or tensors of shape ``(M,)``."""
+
+    cka: Tensor | float = 0.0
+    cfa: Tensor | float = 0.0
+    reconstruction: Tensor | float = 0.0
+
+    def row(self, index: int) -> tuple[float, float, float]:
+        def pick(value):
+            return float(value[index]) if isinstance(value, Tensor) else float(value)
+
+        return pick(self.cka), pick(self.cfa), pick(self.reconstruction)
+
+    def active(self, name: str) -> bool:
+        value = getattr(self, name)
+        return bool((value != 0).any()) if isinstance(value, Tensor) else value != 0
+
+
+def random_cycles(shape: tuple[int, ...], n: int, generator: torch.Generator) -> Tensor:
+    """Uniformly random ``n``-cycles ``pi`` (derangements: ``pi(i) != i``) of shape ``(*shape, n)``:
+    ``pi(sigma(i)) = sigma(i + 1 mod n)`` for a uniformly random permutation ``sigma``."""
+    sigma = torch.rand((*shape, n), generator=generator).argsort(dim=-1)
+    cycle = torch.empty_like(sigma)
+    cycle.scatter_(-1, sigma, sigma.roll(-1, dims=-1))
+    return cycle
+
+
+@dataclass(frozen=True)
+class Draws:
+    """The random numbers of a run, drawn step by step from a generator seeded with
+    ``(seed, step)`` (nothing is stored): for every model, the minibatch rows ``(M, b)`` (None:
+    full batch), a derangement of the batch ``(M, b)`` and PCGrad's visiting orders ``(M, K, K)``."""
+
+    seed: int
+    num_models: int
+    n: int
+    batch: int
+    num_tasks: int
+
+    def at(self, step: int) -> tuple[Tensor | None, Tensor, Tensor]:
+        generator = torch.Generator().manual_seed(self.seed * 1_000_003 + step)
+        shape = (self.num_models,)
+        rows = None
+        if self.batch < self.n:
+            rows = torch.rand((*shape, self.n), generator=generator).argsort(-1)[..., : self.batch]
+        permutation = random_cycles(shape, self.batch, generator)
+        orders = torch.rand((*shape, self.num_tasks, self.num_tasks), generator=generator)
+        return rows, permutation, orders.argsort(-1)
+
+
+def draws(settings: Settings, num_models: int, n: int, num_tasks: int, seed: int) -> Draws:
+    """The draws of a run of ``num_models`` models on ``n`` rows each."""
+    batch = settings.batch_size or n
+    if batch < 4 or batch > n:
+        raise InvalidParameterError(f"batch_size: expected 4 <= batch_size <= {n}, got {batch}")
+    return Draws(int(seed), num_models, n, batch, num_tasks)
+
+
+def make_optimizer(settings: Settings, params: Sequence[Tensor]) -> torch.optim.Optimizer:
+    if settings.optimizer == "gd":
+        return torch.optim.SGD(params, lr=settings.lr)
+    return torch.optim.AdamW(params, lr=settings.lr, weight_decay=settings.weight_decay)
+
+
+def _flat(tensors: Sequence[Tensor], num_models: int) -> Tensor:
+    return torch.cat([t.reshape(num_models, -1) for t in tensors], dim=1)
+
+
+def _weight(value: Tensor | float, like: Tensor) -> Tensor | float:
+    return value.to(like) if isinstance(value, Tensor) else value
+
+
+def extra_terms(model, x: Tensor, y: Tensor, z_s, z_r, weights: TermWeights, permutation) -> Tensor:
+    """``l_cka max(0, CKA) + l_cfa L_cfa + l_rec L_rec`` per model, ``(M,)``."""
+    extra = torch.zeros(x.shape[0], dtype=x.dtype, device=x.device)
+    if weights.active("cka"):
+        extra = extra + _weight(weights.cka, extra) * positive_cka(z_s, z_r)
+    if weights.active("cfa"):
+        cfa = counterfactual_loss(model, z_s, z_r, permutation, y)
+        extra = extra + _weight(weights.cfa, extra) * cfa
+    if weights.active("reconstruction"):
+        rec = reconstruction_loss(model, z_s, z_r, x)
+        extra = extra + _weight(weights.reconstruction, extra) * rec
+    return extra
+
+
+def balanced_backward(model, settings: Settings, losses: Tensor, extra: Tensor, orders) -> None:
+    """Fill ``.grad`` from task losses ``(M, K)`` (balanced on the shared parameters) and extra
+    terms ``(M,)``; a parameter that no term reaches keeps ``grad = None``, as in the per-model
+    loop, so AdamW skips it."""
+    everything = list(model.params.values())
+    if settings.only_equal_weighting:
+        total = losses.sum() + extra.sum()
+        grads = list(torch.autograd.grad(total, everything, allow_unused=True))
+    else:
+        shared = model.group(model.shared_names)
+        heads = model.group(model.head_names)
+        num_models = losses.shape[0]
+        rows = [
+            _flat(torch.autograd.grad(losses[:, t].sum(), shared, retain_graph=True), num_models)
+            for t in range(losses.shape[1])
+        ]
+        jacobian = torch.stack(rows, dim=1)
+        gramian = torch.bmm(jacobian, jacobian.transpose(1, 2))
+        balance = torch.ones(gramian.shape[:2], dtype=gramian.dtype, device=gramian.device)
+        names = settings.balancer
+        for name in BATCHED_BALANCERS[1:]:
+            if names == name:
+                chosen = torch.ones(num_models, dtype=torch.bool)
+            elif isinstance(names, tuple):
+                chosen = torch.tensor([item == name for item in names])
+            else:
+                continue
+            if bool(chosen.any()):
+                picked = None if orders is None else orders[chosen]
+                balance[chosen] = task_weights(
+                    name, gramian[chosen], picked, settings.mgda_epsilon, settings.mgda_max_iters
+                )
+        update = torch.einsum("mk,mkp->mp", balance, jacobian)
+        pieces = update.split([p[0].numel() for p in shared], dim=1)
+        by_name = {
+            name: piece.reshape(p.shape)
+            for name, piece, p in zip(model.shared_names, pieces, shared, strict=True)
+        }
+        head_grads = torch.autograd.grad(losses.sum(), heads, retain_graph=True)
+        by_name.update(zip(model.head_names, head_grads, strict=True))
+        extra_grads = [None] * len(everything)
+        if extra.requires_grad:
+            extra_grads = torch.autograd.grad(extra.sum(), everything, allow_unused=True)
+        grads = []
+        for name, g in zip(model.params, extra_grads, strict=True):
+            base = by_name.get(name)
+            grads.append(g if base is None else base if g is None else base + g)
+    for tensor, grad in zip(everything, grads, strict=True):
+        tensor.grad = None if grad is None else grad.detach()
+
+
+def train_objective(
+    model,
+    settings: Settings,
+    objective: Callable[[int], tuple[Tensor, Tensor]],
+    random: Draws | None = None,
+    snapshots: Sequence[int] = (),
+) -> dict[int, dict[str, Tensor]]:
+    """Train ``model`` in place on ``objective(step) -> (task losses (M, K), extra terms (M,))``
+    (e.g. an exact population risk); ``random`` gives PCGrad's visiting orders per step.
+
+    Returns copies of the parameters after each step count in ``snapshots`` (0 = initial).
+    """
+    optimizer = make_optimizer(settings, list(model.params.values()))
+    saved: dict[int, dict[str, Tensor]] = {}
+
+    def save(step: int) -> None:
+        if step in snapshots:
+            saved[step] = {name: p.detach().clone() for name, p in model.params.items()}
+
+    save(0)
+    for step in range(settings.steps):
+        optimizer.zero_grad(set_to_none=True)
+        losses, extra = objective(step)
+        orders = None if random is None else random.at(step)[2]
+        balanced_backward(model, settings, losses, extra, orders)
+        optimizer.step()
+        save(step + 1)
+    return saved
+
+
+def train(
+    model,
+    x: Tensor,
+    y: Tensor,
+    settings: Settings,
+    weights: TermWeights,
+    random: Draws,
+    snapshots: Sequence[int] = (),
+) -> dict[int, dict[str, Tensor]]:
+    """Train the stacked ``model`` in place on ``x`` (M, n, d), ``y`` (M, n, K) with the squared
+    task losses and the CORE-MTL terms; snapshots as in :func:`train_objective`."""
+
+    def objective(step: int) -> tuple[Tensor, Tensor]:
+        rows, permutation, _ = random.at(step)
+        batch_x, batch_y = x, y
+        if rows is not None:
+            batch_x, batch_y = gather_rows(x, rows), gather_rows(y, rows)
+        z_s, z_r = model.encode(batch_x)
+        losses = squared_task_losses(model.predict(z_s), batch_y)
+        extra = extra_terms(model, batch_x, batch_y, z_s, z_r, weights, permutation)
+        return losses, extra
+
+    return train_objective(model, settings, objective, random, snapshots)
+
+
+def loop_reference(
+    modules: Sequence[torch.nn.Module],
+    x: Tensor,
+    y: Tensor,
+    settings: Settings,
+    weights: TermWeights,
+    random: Draws,
+) -> None:
+    """Train each library module alone, in place, on its slice of the data and the draws.
+
+    PCGrad's visiting orders come from torch's global generator inside torchjd and cannot be
+    shared; with ``K = 2`` tasks the order does not matter.
+    """
+    from coremtl.balancers import make_balancer
+    from coremtl.cka import linear_cka
+    from coremtl.counterfactual import input_counterfactual_predictions
+    from coremtl.grounding import reconstruction_loss as library_reconstruction
+
+    steps = [random.at(step) for step in range(settings.steps)]
+    for m, module in enumerate(modules):
+        names = list(module.task_names)
+        options = {}
+        if settings.balancer_of(m) == "mgda":
+            options = {"epsilon": settings.mgda_epsilon, "max_iters": settings.mgda_max_iters}
+        balancer = make_balancer(settings.balancer_of(m), names, **options)
+        params = [p for p in module.parameters() if p.requires_grad]
+        shared = [p for p in module.shared_parameters() if p.requires_grad]
+        optimizer = make_optimizer(settings, params)
+        l_cka, l_cfa, l_rec = weights.row(m)
+        for step in range(settings.steps):
+            rows, permutations, _ = steps[step]
+            batch_x, batch_y = x[m], y[m]
+            if rows is not None:
+                batch_x, batch_y = batch_x[rows[m]], batch_y[rows[m]]
+            optimizer.zero_grad(set_to_none=True)
+            forward = module(batch_x)
+            losses = {
+                name: (forward.predictions[name][:, 0] - batch_y[:, t]).square().mean()
+                for t, name in enumerate(names)
+            }
+            extra = []
+            if l_cka:
+                extra.append(l_cka * linear_cka(forward.z_s, forward.z_r).clamp(min=0.0))
+            if l_cfa:
+                swapped = input_counterfactual_predictions(
+                    module, forward.z_s, forward.z_r, permutations[m]
+                )
+                cfa = [
+                    (swapped[name][:, 0] - batch_y[:, t]).square().mean()
+                    for t, name in enumerate(names)
+                ]
+                extra.append(l_cfa * torch.stack(cfa).mean())
+            if l_rec:
+                reconstruction = module.decode(forward.z_s, forward.z_r)
+                extra.append(l_rec * library_reconstruction(reconstruction, batch_x))
+            balancer.backward(losses, [forward.z_s], shared, sum(extra) if extra else None)
+            optimizer.step()

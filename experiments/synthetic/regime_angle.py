@@ -1,0 +1,147 @@
+"""Model A of the regime map: the setting-S angle encoder, exact population quantities in torch.
+
+Per model (leading axis ``M``): ``Sigma_s = I_k``, ``Sigma_S = v I_k``, source-only correlation
+``Cov(Z_r, Z_s) = rho sqrt(v) I_k`` (docs/THEORY.md, setting S), encoder ``R(psi) G^T``, heads
+``w_t``, ``b_t`` on ``Zhat_s``. With ``u_t = [beta_t - c w_t; -s w_t]`` and the joint covariance
+``Sigma_J`` of ``[Z_s; Z_r]`` (zero means):
+
+- task risk (S1): ``R_t = u_t^T Sigma_J u_t + b_t^2 + sigma^2``;
+- stream CKA (S6): ``||C_sr||_F^2 / (||C_ss||_F ||C_rr||_F)`` of ``C = R(psi) Sigma_J R(psi)^T``;
+- input-level counterfactual swap with the exact decoder (study 7): the decoded input is detached
+  at the current angle ``phi``; re-encoding at the live ``psi`` gives
+  ``u = cos(psi - phi) Zhat_s(i) + sin(psi - phi) Zhat_r(j)`` with ``j`` an independent sample, so
+  ``L_cfa = mean_t [a_t^T Sigma_J a_t + a'_t^T Sigma_J a'_t + b_t^2 + sigma^2]`` with
+  ``a_t = [beta_t - cos(psi-phi) c w_t; -cos(psi-phi) s w_t]``,
+  ``a'_t = [sin(psi-phi) s w_t; -sin(psi-phi) c w_t]`` (value: the task risk; gradient: the swap's);
+- reconstruction through the exact tied decoder is identically zero (no term);
+- target: ``Z_r ~ N(0, v I + delta D)``, independent of ``Z_s``; ``D`` a unit-Frobenius PSD
+  direction, random per seed or the worst case for the model's heads (S2),
+  ``D = sum_t w_t w_t^T / ||sum_t w_t w_t^T||_F``.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import torch
+from torch import Tensor
+
+from coremtl.batched.stacked import block_rotations
+
+
+def joint_covariance(v: Tensor, rho: Tensor, k: int) -> Tensor:
+    """Source ``Cov([Z_s; Z_r])`` per model: ``[[I, rho sqrt(v) I], [rho sqrt(v) I, v I]]``."""
+    eye = torch.eye(k, dtype=v.dtype)
+    cross = (rho * v.sqrt())[:, None, None] * eye
+    top = torch.cat([eye.expand_as(cross), cross], dim=2)
+    bottom = torch.cat([cross, v[:, None, None] * eye], dim=2)
+    return torch.cat([top, bottom], dim=1)
+
+
+def target_covariance(v: Tensor, direction: Tensor, delta: float) -> Tensor:
+    """Target ``Cov([Z_s; Z_r])``: ``[[I, 0], [0, v I + delta D]]``."""
+    k = direction.shape[1]
+    joint = torch.zeros(v.shape[0], 2 * k, 2 * k, dtype=v.dtype)
+    joint[:, :k, :k] = torch.eye(k, dtype=v.dtype)
+    joint[:, k:, k:] = v[:, None, None] * torch.eye(k, dtype=v.dtype) + delta * direction
+    return joint
+
+
+def _quadratic(vectors: Tensor, joint: Tensor) -> Tensor:
+    return torch.einsum("mit,mij,mjt->mt", vectors, joint, vectors)
+
+
+def task_risks(params: dict, beta: Tensor, joint: Tensor, noise_var: Tensor) -> Tensor:
+    """``R_t`` per model and task ``(M, K)``; ``beta`` is ``(M, k, K)`` (column ``t`` = ``beta_t``)."""
+    psi, weights, bias = params["psi"], params["head_w"], params["head_b"][:, 0, :]
+    c, s = torch.cos(psi)[:, None, None], torch.sin(psi)[:, None, None]
+    vectors = torch.cat([beta - c * weights, -s * weights], dim=1)
+    return _quadratic(vectors, joint) + bias.square() + noise_var
+
+
+def stream_cka(psi: Tensor, joint: Tensor) -> Tensor:
+    """Population linear CKA of the streams per model ``(M,)``."""
+    k = joint.shape[1] // 2
+    rotation = block_rotations(psi, k)
+    cov = rotation @ joint @ rotation.transpose(1, 2)
+    c_ss, c_sr, c_rr = cov[:, :k, :k], cov[:, :k, k:], cov[:, k:, k:]
+    return (
+        c_sr.square().sum((1, 2)) / (c_ss.square().sum((1, 2)) * c_rr.square().sum((1, 2))).sqrt()
+    )
+
+
+def swap_loss(params: dict, beta: Tensor, joint: Tensor, noise_var: Tensor) -> Tensor:
+    """Population input-level CFA loss per model ``(M,)`` (gradient through the re-encoding)."""
+    psi, weights, bias = params["psi"], params["head_w"], params["head_b"][:, 0, :]
+    phi = psi.detach()
+    offset = psi - phi
+    cd, sd = torch.cos(offset)[:, None, None], torch.sin(offset)[:, None, None]
+    c, s = torch.cos(phi)[:, None, None], torch.sin(phi)[:, None, None]
+    own = torch.cat([beta - cd * c * weights, -cd * s * weights], dim=1)
+    other = torch.cat([sd * s * weights, -sd * c * weights], dim=1)
+    risk = _quadratic(own, joint) + _quadratic(other, joint) + bias.square() + noise_var
+    return risk.mean(dim=1)
+
+
+def worst_direction(weights: Tensor) -> Tensor:
+    """``sum_t w_t w_t^T`` normalised to unit Frobenius norm, per model ``(M, k, k)``."""
+    outer = weights @ weights.transpose(1, 2)
+    norm = outer.square().sum((1, 2)).sqrt().clamp_min(1e-300)
+    return outer / norm[:, None, None]
+
+
+def random_direction(k: int, rng: np.random.Generator) -> np.ndarray:
+    """A random PSD direction ``A A^T / ||A A^T||_F`` (``A`` standard normal ``k x k``)."""
+    a = rng.standard_normal((k, k))
+    outer = a @ a.T
+    return outer / np.linalg.norm(outer)
+
+
+def critical_angle(v: float, rho: float) -> float:
+    """The angle where the population stream CKA is zero with ``rho != 0`` (scalar case,
+    ``Cov(Zhat_s, Zhat_r) = 0``): ``tan(2 psi_c) = 2 rho sqrt(v) / (1 - v)``, in ``[0, pi/2)``.
+    At ``v = 1`` with ``rho > 0`` it is ``pi/4``."""
+    angle = 0.5 * math.atan2(2 * rho * math.sqrt(v), 1 - v)
+    return angle % (math.pi / 2)
+
+
+def unit_tensors(units: list[dict], dtype=torch.float64) -> dict[str, Tensor]:
+    """Per-unit arrays of a list of ``(cell, seed)`` units stacked into tensors."""
+    keys = ("beta", "mixing", "head_w", "direction")
+    stacked = {key: torch.as_tensor(np.stack([u[key] for u in units]), dtype=dtype) for key in keys}
+    for key in ("v", "rho", "psi0", "noise_var"):
+        stacked[key] = torch.as_tensor([u[key] for u in units], dtype=dtype)
+    return stacked
+
+
+def evaluate(params: dict, units: dict, deltas: tuple[float, ...]) -> dict[str, np.ndarray]:
+    """Closed-form measurements of angle models ``params`` on ``units`` (one row per model):
+    source risk minus Bayes, target risk and gap (mean over tasks) per direction and shift size,
+    ``sin^2 psi``, leakage over semantic gain ``|tan psi|``, population stream CKA."""
+    with torch.no_grad():
+        psi, weights = params["psi"], params["head_w"]
+        k = weights.shape[1]
+        source = task_risks(
+            params,
+            units["beta"],
+            joint_covariance(units["v"], units["rho"], k),
+            units["noise_var"][:, None],
+        ).mean(1)
+        out = {
+            "source_excess": (source - units["noise_var"]).numpy(),
+            "source_risk": source.numpy(),
+            "sin2_psi": torch.sin(psi).square().numpy(),
+            "leakage_ratio": torch.tan(psi).abs().numpy(),
+            "stream_cka": stream_cka(psi, joint_covariance(units["v"], units["rho"], k)).numpy(),
+        }
+        directions = {"random": units["direction"], "worst": worst_direction(weights)}
+        for kind, direction in directions.items():
+            for delta in deltas:
+                joint = target_covariance(units["v"], direction, delta)
+                target = task_risks(params, units["beta"], joint, units["noise_var"][:, None]).mean(
+                    1
+                )
+                out[f"target|{kind}|{delta}"] = target.numpy()
+                out[f"gap|{kind}|{delta}"] = (target - source).numpy()
+    return out

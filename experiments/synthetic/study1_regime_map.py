@@ -1,0 +1,681 @@
+"""Study 1: the pre-registered regime map of CORE-MTL against gradient balancing (docs/THEORY.md
+S3, S4, S6, S10, S11; claims C1, C4).
+
+Where does CORE-MTL's OOD gap beat the best balancer's, where does it lose, and why? Grid: source
+residual variance ``v`` (``Sigma_s = I``, ``Sigma_S = v I``; ``v = 1`` is the control
+``Sigma_S = Sigma_s``), source-only correlation ``rho``, initial angle ``psi_0`` (model A), plain
+gradient descent and AdamW, a short and a long run, random and worst-case shift directions and
+``||dSigma||_F`` (``delta``).
+
+Models. (A) the setting-S angle encoder ``R(psi) G^T`` with heads on ``Zhat_s`` and the exact
+tied decoder (:mod:`experiments.synthetic.regime_angle`), trained full batch on ``a_train`` source
+samples and evaluated in closed form (S1); (B) dual-stream MLPs with streams of width ``k`` (no
+room to carry all of ``x`` in ``Z_s``), on linear and nonlinear mixing
+(:mod:`experiments.synthetic.regime_mlp`), evaluated by Monte Carlo. All models of one balancer
+are trained as one batched computation (:mod:`coremtl.batched`).
+
+Methods. EW, PCGrad, MGDA; CORE-MTL (EW + ``max(0, CKA_u)`` + the paper's input-level CFA with
+gradient into the encoder + reconstruction), CKA only, and CORE-MTL with each term dropped.
+
+Pre-registration. Before any model is trained, :func:`predictions` (which takes the configuration
+and the seed only) runs the exact deterministic population dynamics of every method of model A
+from each seed's SCM and initialisation (same optimiser, rate and steps as the measurement, on the
+population risk instead of samples), selects the best balancer by population source risk, and
+classifies the mean over seeds of ``gap(CORE variant) - gap(best balancer)``: *better* below
+``-band``, *worse* above ``band``, else *no difference*, with ``band = band_relative |gap(best)| +
+band_absolute``. Model B's prediction is model A's at ``psi_0 = pi/4`` (a random MLP starts mixed),
+an extrapolation from setting S that S10 says need not hold for a free encoder. The predictions
+are written into the results before training starts.
+
+Measurement and statistics. Paired seeds (same SCM, data and initialisation for every method);
+per cell the difference ``CORE variant - best balancer`` per seed, its mean and standard error;
+the best balancer is chosen per cell by the held-out source validation risk (training-domain
+validation, the headline) and, in a labelled oracle row, by the target risk. No other
+hyperparameter is tuned: weights, rates and steps are fixed in the configuration. A prediction
+*held* when the two-sided 95% Student-t interval of the mean difference lies below 0 (better),
+above 0 (worse), or contains 0 (no difference).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from experiments.synthetic.common import jsonable
+
+NAME = "Regime map: CORE-MTL against the best balancer (pre-registered)"
+STATEMENTS = ("S3", "S4", "S6", "S10", "S11", "C1", "C4")
+BALANCERS = ("ew", "pcgrad", "mgda")
+VARIANTS = {
+    "core-mtl": (1.0, 1.0, 1.0),
+    "cka only": (1.0, 0.0, 0.0),
+    "w/o CKA": (0.0, 1.0, 1.0),
+    "w/o CFA": (1.0, 0.0, 1.0),
+    "w/o rec": (1.0, 1.0, 0.0),
+}
+METHODS = (*BALANCERS, *VARIANTS)
+HEADLINE = ("core-mtl", "cka only")
+DIRECTIONS = ("random", "worst")
+
+
+@dataclass(frozen=True)
+class Schedule:
+    """One optimiser: its rate, weight decay and the short and long step counts."""
+
+    lr: float
+    short: int
+    long: int
+    weight_decay: float = 0.0
+
+
+@dataclass(frozen=True)
+class MLPConfig:
+    variances: tuple[float, ...] = (0.01, 0.1, 0.3, 1.0, 3.0)
+    rhos: tuple[float, ...] = (0.0, 0.5, 0.9)
+    mixings: tuple[str, ...] = ("linear", "nonlinear")
+    hidden: tuple[int, ...] = (16, 16)
+    decoder_hidden: tuple[int, ...] = (16,)
+    train: int = 1024
+    validation: int = 1024
+    evaluation: int = 50_000
+    jacobian_points: int = 2048
+    nonlinear_strength: float = 1.0
+    schedules: dict = field(
+        default_factory=lambda: {
+            "gd": Schedule(lr=0.05, short=100, long=800),
+            "adamw": Schedule(lr=3e-3, short=100, long=800, weight_decay=1e-2),
+        }
+    )
+    chunk: int = 512
+
+
+@dataclass(frozen=True)
+class Config:
+    seeds: int = 10
+    k: int = 2
+    tasks: int = 2
+    noise_std: float = 0.1
+    variances: tuple[float, ...] = (0.01, 0.1, 0.3, 1.0, 3.0)
+    rhos: tuple[float, ...] = (0.0, 0.5, 0.9)
+    starts: tuple[float, ...] = (0.3, 0.6, 1.0)
+    deltas: tuple[float, ...] = (0.5, 1.0, 2.0, 4.0)
+    head_scale: float = 0.5
+    a_train: int = 512
+    a_validation: int = 512
+    schedules: dict = field(
+        default_factory=lambda: {
+            "gd": Schedule(lr=0.1, short=30, long=1000),
+            "adamw": Schedule(lr=0.01, short=30, long=1000, weight_decay=1e-2),
+        }
+    )
+    cka_weight: float = 1.0
+    cfa_weight: float = 1.0
+    reconstruction_weight: float = 1.0
+    band_relative: float = 0.05
+    band_absolute: float = 1e-4
+    confidence: float = 0.95
+    agree_share: float = 0.9
+    mlp: MLPConfig | None = field(default_factory=MLPConfig)
+
+
+SMOKE_SCHEDULES = {
+    "gd": Schedule(lr=0.1, short=5, long=40),
+    "adamw": Schedule(lr=0.01, short=5, long=40, weight_decay=1e-2),
+}
+FAST_MLP = MLPConfig(
+    variances=(0.1, 1.0),
+    rhos=(0.0, 0.9),
+    train=256,
+    validation=256,
+    evaluation=20_000,
+    jacobian_points=1024,
+    schedules={
+        "gd": Schedule(lr=0.05, short=30, long=150),
+        "adamw": Schedule(lr=3e-3, short=30, long=150, weight_decay=1e-2),
+    },
+)
+"""The fast subset of model B: v in {0.1, 1}, rho in {0, 0.9}, both mixings, 256 training
+samples, 150 steps, 20k Monte Carlo samples per environment (the full setting: the whole grid,
+1024 samples, 800 steps, 50k)."""
+CONFIGS = {
+    "smoke": Config(
+        seeds=4,
+        variances=(0.1, 1.0),
+        rhos=(0.0, 0.9),
+        starts=(0.6,),
+        deltas=(1.0,),
+        a_train=128,
+        a_validation=128,
+        schedules=SMOKE_SCHEDULES,
+        mlp=None,
+    ),
+    "fast": Config(
+        variances=(0.01, 0.1, 1.0, 3.0),
+        rhos=(0.0, 0.9),
+        starts=(0.6,),
+        deltas=(1.0, 4.0),
+        a_train=256,
+        a_validation=256,
+        schedules={
+            "gd": Schedule(lr=0.1, short=30, long=150),
+            "adamw": Schedule(lr=0.01, short=30, long=150, weight_decay=1e-2),
+        },
+        mlp=FAST_MLP,
+    ),
+    "full": Config(),
+}
+
+
+def method_weights(config: Config, methods: list[str], units: int):
+    """``TermWeights`` over ``methods x units`` models (method-major)."""
+    import torch
+
+    from coremtl.batched import TermWeights
+
+    scale = (config.cka_weight, config.cfa_weight, config.reconstruction_weight)
+    rows = [
+        [VARIANTS[m][i] * scale[i] if m in VARIANTS else 0.0 for m in methods] for i in range(3)
+    ]
+    as_tensor = [torch.tensor(r, dtype=torch.float64).repeat_interleave(units) for r in rows]
+    return TermWeights(*as_tensor)
+
+
+GROUPS = (("ew", *VARIANTS), ("pcgrad", "mgda"))
+"""Methods trained as one batch: Equal Weighting and the CORE-MTL variants (one backward pass per
+step), and the Jacobian balancers (one pass per task)."""
+
+
+def balancer_names(methods: tuple[str, ...], units: int) -> tuple[str, ...]:
+    """The balancer of every model of a ``methods x units`` batch (CORE-MTL variants use EW)."""
+    return tuple(m if m in BALANCERS else "ew" for m in methods for _ in range(units))
+
+
+def angle_units(config: Config, seed: int, starts: tuple[float, ...]) -> list[dict]:
+    """One unit per (v, rho, psi_0, seed): the SCM draws (``beta``, ``G``, heads at start, random
+    shift direction) depend on the seed only, so cells are paired as well as methods."""
+    from experiments.synthetic.regime_angle import random_direction
+    from scm.generate import haar_orthogonal
+
+    units = []
+    for v in config.variances:
+        for rho in config.rhos:
+            for psi0 in starts:
+                for index in range(config.seeds):
+                    rng = np.random.default_rng([seed, index, 1])
+                    k, tasks = config.k, config.tasks
+                    units.append(
+                        {
+                            "cell": (v, rho, psi0),
+                            "seed": seed + index,
+                            "v": v,
+                            "rho": rho,
+                            "psi0": psi0,
+                            "noise_var": config.noise_std**2,
+                            "beta": rng.standard_normal((k, tasks)),
+                            "mixing": haar_orthogonal(2 * k, rng),
+                            "head_w": config.head_scale
+                            * rng.standard_normal((k, tasks))
+                            / math.sqrt(k),
+                            "direction": random_direction(k, rng),
+                        }
+                    )
+    return units
+
+
+def angle_scm(config: Config, unit: dict):
+    from scm.model import LinearGaussianSCM, ResidualLaw
+
+    k = config.k
+    law = ResidualLaw(np.zeros(k), unit["v"] * np.eye(k))
+    return LinearGaussianSCM(
+        sigma_s=np.eye(k),
+        source=law,
+        target=law,
+        beta=unit["beta"].T,
+        noise_std=np.full(config.tasks, config.noise_std),
+        mixing=unit["mixing"],
+        rho=unit["rho"],
+    )
+
+
+def angle_runs(config: Config, units: list[dict], name: str, population: bool, data=None) -> dict:
+    """Train every method of model A on ``units`` with optimiser ``name``; returns
+    ``{method: {step: params}}`` at the short and long step counts. ``population=True`` trains on
+    the exact population risk (the prediction), otherwise on ``data`` (the measurement)."""
+    import torch
+
+    from coremtl.batched import Settings, StackedAngle, draws, train, train_objective
+    from experiments.synthetic import regime_angle as exact
+
+    tensors = exact.unit_tensors(units)
+    schedule = config.schedules[name]
+    count = len(units)
+    out: dict = {}
+    for methods in GROUPS:
+        reps = len(methods)
+
+        def tile(t, reps=reps):
+            return t.repeat(reps, *([1] * (t.ndim - 1)))
+
+        head_b = torch.zeros(count * reps, 1, config.tasks, dtype=torch.float64)
+        model = StackedAngle(
+            tile(tensors["mixing"]), tile(tensors["psi0"]), tile(tensors["head_w"]), head_b
+        )
+        settings = Settings(
+            steps=schedule.long,
+            lr=schedule.lr,
+            optimizer=name,
+            weight_decay=schedule.weight_decay,
+            balancer=balancer_names(methods, count),
+        )
+        weights = method_weights(config, list(methods), count)
+        snapshots = (schedule.short, schedule.long)
+        if population:
+            joint = tile(exact.joint_covariance(tensors["v"], tensors["rho"], config.k))
+            beta, noise = tile(tensors["beta"]), tile(tensors["noise_var"])[:, None]
+
+            def objective(step, model=model, beta=beta, joint=joint, noise=noise, weights=weights):
+                losses = exact.task_risks(model.params, beta, joint, noise)
+                cka = exact.stream_cka(model.params["psi"], joint)
+                swap = exact.swap_loss(model.params, beta, joint, noise)
+                return losses, weights.cka * cka + weights.cfa * swap
+
+            random = draws(settings, count * reps, 8, config.tasks, 0)
+            saved = train_objective(model, settings, objective, random, snapshots)
+        else:
+            x, y = tile(data["x"]), tile(data["y"])
+            random = draws(settings, count * reps, x.shape[1], config.tasks, 17)
+            saved = train(model, x, y, settings, weights, random, snapshots)
+        for index, method in enumerate(methods):
+            rows = slice(index * count, (index + 1) * count)
+            out[method] = {
+                step: {key: value[rows] for key, value in params.items()}
+                for step, params in saved.items()
+            }
+    return out
+
+
+def angle_data(config: Config, units: list[dict], seed: int) -> tuple[dict, dict]:
+    """Training and held-out validation source samples of every unit (float64 tensors)."""
+    import torch
+
+    from scm.sampling import sample
+
+    splits = []
+    for size, offset in ((config.a_train, 0), (config.a_validation, 500_000)):
+        xs, ys = [], []
+        for index, unit in enumerate(units):
+            drawn = sample(angle_scm(config, unit), size, "source", [seed, index, offset, 7])
+            xs.append(drawn.x)
+            ys.append(drawn.y)
+        splits.append({"x": torch.as_tensor(np.stack(xs)), "y": torch.as_tensor(np.stack(ys))})
+    return splits[0], splits[1]
+
+
+def angle_validation(params: dict, units: list[dict], validation: dict) -> np.ndarray:
+    """Held-out source risk (mean over tasks) of each trained angle model."""
+    import torch
+
+    from coremtl.batched import StackedAngle
+    from experiments.synthetic.regime_angle import unit_tensors
+
+    mixing = unit_tensors(units)["mixing"]
+    with torch.no_grad():
+        model = StackedAngle(mixing, params["psi"], params["head_w"], params["head_b"])
+        predictions = model.predict(model.encode_semantic(validation["x"]))
+        return (predictions - validation["y"]).square().mean(dim=(1, 2)).numpy()
+
+
+def evaluate_runs(runs: dict, units: list[dict], config: Config, validation=None) -> dict:
+    """``{method: {step: measurements}}`` of model-A runs (closed form; validation risk from the
+    held-out split when given, else the population source risk)."""
+    from experiments.synthetic.regime_angle import evaluate, unit_tensors
+
+    tensors = unit_tensors(units)
+    out: dict = {}
+    for method, by_step in runs.items():
+        out[method] = {}
+        for step, params in by_step.items():
+            numbers = evaluate(params, tensors, config.deltas)
+            numbers["validation"] = (
+                angle_validation(params, units, validation)
+                if validation is not None
+                else numbers["source_risk"]
+            )
+            out[method][step] = numbers
+    return out
+
+
+def classify(mean_difference: float, reference_gap: float, config: Config) -> str:
+    """The predicted outcome of a mean difference ``CORE variant - best balancer``."""
+    band = config.band_relative * abs(reference_gap) + config.band_absolute
+    if mean_difference < -band:
+        return "better"
+    if mean_difference > band:
+        return "worse"
+    return "no difference"
+
+
+def held(prediction: str, low: float, high: float) -> bool:
+    """Whether the interval ``[low, high]`` of the measured difference matches ``prediction``."""
+    if prediction == "better":
+        return high < 0
+    if prediction == "worse":
+        return low > 0
+    return low <= 0 <= high
+
+
+def measured_outcome(low: float, high: float) -> str:
+    return "better" if high < 0 else "worse" if low > 0 else "no difference"
+
+
+def comparisons(
+    evaluated: dict, cells: list, unit_cells: list, config: Config, step: int, oracle: bool = False
+) -> list[dict]:
+    """Per cell, direction and shift size: ``gap(variant) - gap(best balancer)`` for the headline
+    variants, and ``gap(variant) - gap(EW)`` for every variant (the effect of its terms), each as
+    mean, standard error and a two-sided Student-t interval over the cell's paired seeds.
+
+    The best balancer of a cell is the one with the lowest mean validation risk over the cell's
+    seeds (training-domain validation), or, with ``oracle``, the lowest mean target risk in that
+    shift (the labelled target-oracle row).
+    """
+    from scipy.stats import t as student
+
+    rows = []
+    cell_index = np.asarray([cells.index(c) for c in unit_cells])
+    for position, cell in enumerate(cells):
+        idx = np.flatnonzero(cell_index == position)
+        n = idx.size
+        quantile = float(student.ppf(0.5 + config.confidence / 2, n - 1)) if n > 1 else math.inf
+        for direction in DIRECTIONS:
+            for delta in config.deltas:
+                key = f"gap|{direction}|{delta}"
+                select = f"target|{direction}|{delta}" if oracle else "validation"
+                best = min(BALANCERS, key=lambda m: float(evaluated[m][step][select][idx].mean()))
+                pairs = [(v, best, "best") for v in HEADLINE]
+                pairs += [(v, "ew", "ew") for v in VARIANTS]
+                for variant, baseline, role in pairs:
+                    diff = evaluated[variant][step][key][idx] - evaluated[baseline][step][key][idx]
+                    mean = float(diff.mean())
+                    se = float(diff.std(ddof=1) / math.sqrt(n)) if n > 1 else math.inf
+                    rows.append({
+                        "cell": list(cell), "direction": direction, "delta": delta,
+                        "variant": variant, "baseline": role,
+                        "best_balancer": best, "mean": mean, "se": se,
+                        "low": mean - quantile * se, "high": mean + quantile * se,
+                        "reference_gap": float(evaluated[baseline][step][key][idx].mean()),
+                    })  # fmt: skip
+    return rows
+
+
+def summaries(evaluated: dict, cells: list, unit_cells: list, step: int, delta: float) -> list:
+    """Per cell and method: means over seeds of the measurements (worst-case shift ``delta``)."""
+    cell_index = np.asarray([cells.index(c) for c in unit_cells])
+    rows = []
+    for position, cell in enumerate(cells):
+        idx = np.flatnonzero(cell_index == position)
+        for method in METHODS:
+            numbers = evaluated[method][step]
+            entry = {"cell": list(cell), "method": method}
+            for key in ("sin2_psi", "leakage_ratio", "stream_cka", "source_excess"):
+                entry[key] = float(numbers[key][idx].mean())
+            entry["gap_worst"] = float(numbers[f"gap|worst|{delta}"][idx].mean())
+            entry["target_worst"] = float(numbers[f"target|worst|{delta}"][idx].mean())
+            entry["gap_random"] = float(numbers[f"gap|random|{delta}"][idx].mean())
+            if "outside_support|random|" + str(delta) in numbers:
+                entry["outside_support"] = float(
+                    numbers[f"outside_support|random|{delta}"][idx].mean()
+                )
+            rows.append(entry)
+    return rows
+
+
+def predictions(config: Config, seed: int) -> dict:
+    """The pre-registration: predicted outcome per cell from the exact population dynamics of
+    model A (no sample, no trained measurement enters). Returns ``{"A": rows, "B": rows}`` with
+    ``rows`` keyed by optimiser and step label."""
+    out: dict = {"A": {}, "B": {}}
+    starts = tuple(dict.fromkeys((*config.starts, round(math.pi / 4, 6))))
+    units = angle_units(config, seed, starts)
+    unit_cells = [u["cell"] for u in units]
+    cells = list(dict.fromkeys(unit_cells))
+    for name, schedule in config.schedules.items():
+        runs = angle_runs(config, units, name, population=True)
+        evaluated = evaluate_runs(runs, units, config)
+        for label, step in (("short", schedule.short), ("long", schedule.long)):
+            rows = comparisons(evaluated, cells, unit_cells, config, step)
+            for row in rows:
+                row["prediction"] = classify(row["mean"], row["reference_gap"], config)
+                row["statement"] = statement_of(row["cell"][0], row["cell"][1], row["variant"])
+            key = f"{name}|{label}"
+            out["A"][key] = [r for r in rows if r["cell"][2] in config.starts]
+            out["B"][key] = [r for r in rows if r["cell"][2] == round(math.pi / 4, 6)]
+    return out
+
+
+def statement_of(v: float, rho: float, variant: str) -> str:
+    """The statement that drives the prediction of a cell (for the reader; the prediction itself
+    comes from the population dynamics)."""
+    from experiments.synthetic.regime_angle import critical_angle
+
+    uses_cka = VARIANTS.get(variant, (0,))[0] > 0
+    if rho != 0 and uses_cka:
+        return f"S11: CKA is zero at psi_c = {critical_angle(v, rho):.3f}, not at 0"
+    if v == 1.0 and uses_cka:
+        return "S6: CKA blind at Sigma_S = Sigma_s"
+    if v <= 0.01:
+        return "S4: flat valley, source pull O(v)"
+    return "S4 + S6: CKA pulls psi to the nearer of 0 and pi/2" if uses_cka else "S3/S4: no CKA"
+
+
+def regime_of(v: float, rho: float) -> str:
+    base = (
+        "v -> 0 (v = 0.01)"
+        if v <= 0.01
+        else "control Sigma_S = Sigma_s (v = 1)"
+        if v == 1.0
+        else "v > 1"
+        if v > 1
+        else "small v (0.1, 0.3)"
+    )
+    return f"{base}, " + ("rho = 0" if rho == 0 else "rho > 0")
+
+
+def _key(row: dict, cell_length: int) -> tuple:
+    return (tuple(row["cell"][:cell_length]), row["direction"], row["delta"], row["variant"],
+            row["baseline"])  # fmt: skip
+
+
+def attach(measured: list[dict], predicted: list[dict], cell_length: int) -> list[dict]:
+    """Each measured row with its pre-registered prediction and whether it held."""
+    lookup = {_key(row, cell_length): row for row in predicted}
+    for row in measured:
+        prediction = lookup[_key(row, cell_length)]
+        row["prediction"] = prediction["prediction"]
+        row["predicted_mean"] = prediction["mean"]
+        row["statement"] = prediction["statement"]
+        row["measured"] = measured_outcome(row["low"], row["high"])
+        row["held"] = held(row["prediction"], row["low"], row["high"])
+    return measured
+
+
+def measure_angle(config: Config, seed: int, predicted: dict, progress: bool) -> dict:
+    """Model A: train on samples, evaluate in closed form, compare, attach the predictions."""
+    units = angle_units(config, seed, config.starts)
+    unit_cells = [u["cell"] for u in units]
+    cells = list(dict.fromkeys(unit_cells))
+    train_split, validation = angle_data(config, units, seed)
+    out: dict = {}
+    for name, schedule in config.schedules.items():
+        if progress:
+            print(f"    study 1 model A, {name}: {len(units) * len(METHODS)} models", flush=True)
+        runs = angle_runs(config, units, name, population=False, data=train_split)
+        evaluated = evaluate_runs(runs, units, config, validation)
+        for label, step in (("short", schedule.short), ("long", schedule.long)):
+            key = f"{name}|{label}"
+            headline = comparisons(evaluated, cells, unit_cells, config, step)
+            oracle = comparisons(evaluated, cells, unit_cells, config, step, oracle=True)
+            out[key] = {
+                "validation": attach(headline, predicted[key], 3),
+                "oracle": attach([r for r in oracle if r["baseline"] == "best"], predicted[key], 3),
+                "summary": summaries(evaluated, cells, unit_cells, step, display_delta(config)),
+            }
+    return out
+
+
+def display_delta(config: Config) -> float:
+    return 1.0 if 1.0 in config.deltas else config.deltas[0]
+
+
+def regime_verdicts(model_rows: dict, config: Config) -> list[dict]:
+    """Per model, optimiser, step label and regime: predictions held among the headline rows
+    (CORE-MTL and CKA only against the best balancer, training-domain validation)."""
+    out = []
+    delta = display_delta(config)
+    for model, by_key in model_rows.items():
+        for key, tables in by_key.items():
+            rows = [r for r in tables["validation"] if r["baseline"] == "best"]
+            for regime in dict.fromkeys(regime_of(r["cell"][0], r["cell"][1]) for r in rows):
+                chosen = [r for r in rows if regime_of(r["cell"][0], r["cell"][1]) == regime]
+                core = [r for r in chosen if r["variant"] == "core-mtl" and r["delta"] == delta
+                        and r["direction"] == "worst"]  # fmt: skip
+                out.append({
+                    "model": model, "setting": key, "regime": regime,
+                    "held": sum(r["held"] for r in chosen), "cells": len(chosen),
+                    "predicted": sorted({r["prediction"] for r in core}),
+                    "core_minus_best": float(np.mean([r["mean"] for r in core])),
+                    "core_minus_best_se": float(np.sqrt(np.mean([r["se"] ** 2 for r in core]))),
+                    "measured": sorted({r["measured"] for r in core}),
+                })  # fmt: skip
+    return out
+
+
+def control_rows(model_rows: dict) -> list[dict]:
+    """S6: CKA only against EW at ``Sigma_S = Sigma_s``, ``rho = 0``."""
+    return [
+        r
+        for tables in model_rows.get("A", {}).values()
+        for r in tables["validation"]
+        if r["variant"] == "cka only" and r["baseline"] == "ew" and r["cell"][0] == 1.0
+        and r["cell"][1] == 0.0
+    ]  # fmt: skip
+
+
+def run(config: Config, seed: int = 0, device: str = "cpu", progress: bool = False) -> dict:
+    import time
+
+    begin = time.time()
+    predicted = predictions(config, seed)
+    pre_registration = {
+        "rule": (
+            "predicted from the exact population dynamics of model A (no samples); 'better' if the "
+            f"mean over seeds of gap(variant) - gap(best balancer) < -band, 'worse' if > band, else "
+            f"'no difference', band = {config.band_relative} |gap(baseline)| + "
+            f"{config.band_absolute}; best balancer by population source risk; model B takes "
+            "model A's prediction at psi_0 = pi/4 (an extrapolation, S10)"
+        ),
+        "held_rule": (
+            f"the two-sided {config.confidence:.0%} Student-t interval of the measured mean "
+            "difference (paired seeds) lies below 0 (better), above 0 (worse), or contains 0 "
+            "(no difference)"
+        ),
+        "selection": (
+            "headline: best balancer per cell by held-out source validation risk (training-domain "
+            "validation); oracle row: by target risk; no other hyperparameter is tuned"
+        ),
+        "seconds": time.time() - begin,
+        "predictions": predicted,
+    }
+    model_rows = {"A": measure_angle(config, seed, predicted["A"], progress)}
+    if config.mlp is not None:
+        from experiments.synthetic.regime_mlp import measure_mlp
+
+        model_rows["B"] = measure_mlp(config, seed, predicted["B"], progress)
+    regimes = regime_verdicts(model_rows, config)
+    shares = {}
+    for model, by_key in model_rows.items():
+        rows = [r for t in by_key.values() for r in t["validation"] if r["baseline"] == "best"]
+        shares[model] = sum(r["held"] for r in rows) / max(1, len(rows))
+    control = control_rows(model_rows)
+    control_held = all(r["held"] and r["prediction"] == "no difference" for r in control)
+    a_ok = shares["A"] >= config.agree_share and control_held
+    b_ok = shares.get("B", 1.0) >= config.agree_share
+    verdict = "agrees" if a_ok and b_ok else "agrees only as qualified" if a_ok else "contradicts"
+    finding = finding_line(model_rows, regimes, shares, control, config)
+    return jsonable({
+        "config": config, "pre_registration": pre_registration, "measured": model_rows,
+        "regimes": regimes, "held_share": shares, "s6_control": control,
+        "s6_control_held": control_held, "finding": finding, "verdict": verdict,
+    })  # fmt: skip
+
+
+def finding_line(model_rows, regimes, shares, control, config: Config) -> str:
+    delta = display_delta(config)
+    parts = [
+        "pre-registered predictions held in "
+        + ", ".join(f"{share:.0%} of model-{m} cells" for m, share in shares.items())
+    ]
+    if control:
+        worst = max(control, key=lambda r: abs(r["mean"]))
+        parts.append(
+            f"S6 control (v = 1, rho = 0): CKA only - EW within {abs(worst['mean']):.2g} "
+            f"+- {worst['se']:.2g} ({sum(r['held'] for r in control)}/{len(control)} 'no difference')"
+        )
+    for entry in regimes:
+        if entry["setting"].endswith("|long") and entry["model"] == "A":
+            parts.append(
+                f"A {entry['setting'].split('|')[0]} {entry['regime']}: CORE-MTL - best "
+                f"{entry['core_minus_best']:+.3g} +- {entry['core_minus_best_se']:.2g} "
+                f"(worst shift, ||dSigma||={delta}; predicted {'/'.join(entry['predicted'])}, "
+                f"held {entry['held']}/{entry['cells']})"
+            )
+    return "; ".join(parts)
+
+
+def plot(result: dict, directory: Path) -> list[Path]:
+    """Heat maps of the measured ``CORE-MTL - best balancer`` (worst-case shift, headline
+    selection) per cell; each cell marked with the prediction (+ worse, - better, 0 none) and
+    whether it held (check mark) or not (cross)."""
+    from experiments.synthetic.plotting import new_figure, save_figure
+
+    config = result["config"]
+    delta = 1.0 if 1.0 in config["deltas"] else config["deltas"][0]
+    panels = [(m, key) for m, by_key in result["measured"].items() for key in by_key]
+    figure, axes = new_figure(4, math.ceil(len(panels) / 4), width=3.6, height=3.0)
+    symbols = {"better": "-", "worse": "+", "no difference": "0"}
+    for axis, (model, key) in zip(axes.flat, panels, strict=False):
+        rows = [
+            r
+            for r in result["measured"][model][key]["validation"]
+            if r["variant"] == "core-mtl" and r["baseline"] == "best"
+            and r["direction"] == "worst" and r["delta"] == delta
+        ]  # fmt: skip
+        variances = sorted({r["cell"][0] for r in rows})
+        columns = sorted({tuple(r["cell"][1:]) for r in rows}, key=str)
+        grid = np.full((len(variances), len(columns)), np.nan)
+        for r in rows:
+            i, j = variances.index(r["cell"][0]), columns.index(tuple(r["cell"][1:]))
+            grid[i, j] = r["mean"]
+            mark = ("\u2713" if r["held"] else "\u2717") + symbols[r["prediction"]]
+            axis.text(j, i, mark, ha="center", va="center", fontsize=7)
+        limit = np.nanmax(np.abs(grid)) or 1.0
+        image = axis.imshow(grid, cmap="RdBu_r", vmin=-limit, vmax=limit, aspect="auto")
+        axis.set_xticks(range(len(columns)), ["\n".join(map(str, c)) for c in columns], fontsize=6)
+        axis.set_yticks(range(len(variances)), [str(v) for v in variances])
+        axis.set_ylabel("v (Sigma_S = v I)")
+        axis.set_xlabel("rho, psi_0" if model == "A" else "rho, mixing")
+        axis.set_title(f"model {model}, {key.replace('|', ', ')}", fontsize=8)
+        axis.grid(False)
+        figure.colorbar(image, ax=axis, shrink=0.8, label="CORE-MTL - best gap")
+    for axis in list(axes.flat)[len(panels) :]:
+        axis.set_visible(False)
+    figure.suptitle(
+        f"Study 1: CORE-MTL minus best balancer (validation-selected), worst-case shift "
+        f"||dSigma||_F = {delta}; mark: held/not + predicted sign",
+        fontsize=8,
+    )
+    return save_figure(figure, directory, "study1_regime_map")

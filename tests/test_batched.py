@@ -1,0 +1,166 @@
+"""Batched training (coremtl.batched) against the per-model loop built from the library's pieces."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+
+from coremtl.balancers import make_balancer
+from coremtl.batched import Settings, StackedAngle, StackedMLP, TermWeights, draws, loop_reference
+from coremtl.batched import train as batched_train
+from coremtl.batched.balancing import mgda_weights, pcgrad_weights
+from coremtl.batched.terms import debiased_cka
+from coremtl.batched.training import random_cycles
+from coremtl.cka import linear_cka
+from scm.validation import InvalidParameterError
+
+MODELS, N, D, K = 3, 24, 4, 2
+
+
+def data(seed: int = 0):
+    generator = torch.Generator().manual_seed(seed)
+    x = torch.randn(MODELS, N, D, generator=generator, dtype=torch.float64)
+    y = torch.tanh(x[..., :K]) + 0.1 * torch.randn(MODELS, N, K, generator=generator).double()
+    return x, y
+
+
+def mlp_models(seed: int = 1) -> StackedMLP:
+    generator = torch.Generator().manual_seed(seed)
+    return StackedMLP(MODELS, D, (8, 8), 2, K, (8,), generator, torch.float64)
+
+
+CORE = TermWeights(cka=torch.tensor([1.0, 0.0, 2.0]), cfa=0.5, reconstruction=0.3)
+CASES = [
+    ("ew", "gd", TermWeights(), None),
+    ("pcgrad", "gd", TermWeights(), None),
+    ("mgda", "adamw", TermWeights(), None),
+    ("ew", "gd", CORE, None),
+    ("ew", "adamw", CORE, 12),
+    ("pcgrad", "adamw", CORE, 12),
+    (("mgda", "ew", "pcgrad"), "adamw", CORE, None),
+]
+
+
+@pytest.mark.parametrize(("balancer", "optimizer", "weights", "batch"), CASES)
+def test_batched_mlps_equal_the_per_model_loop(balancer, optimizer, weights, batch):
+    x, y = data()
+    stacked = mlp_models()
+    modules = [stacked.module(m) for m in range(MODELS)]
+    settings = Settings(
+        steps=15, lr=0.05, optimizer=optimizer, weight_decay=0.01, balancer=balancer,
+        batch_size=batch,
+    )  # fmt: skip
+    random = draws(settings, MODELS, N, K, 3)
+    before = stacked.module(0).state_dict()
+    batched_train(stacked, x, y, settings, weights, random)
+    loop_reference(modules, x, y, settings, weights, random)
+    moved = 0.0
+    for m, module in enumerate(modules):
+        expected = module.state_dict()
+        for name, value in stacked.module(m).state_dict().items():
+            torch.testing.assert_close(value, expected[name], rtol=1e-9, atol=1e-11)
+            if m == 0:
+                moved = max(moved, float((value - before[name]).abs().max()))
+    assert moved > 1e-3
+
+
+def angle_module(stacked: StackedAngle, m: int, mixing: torch.Tensor):
+    """The library-side angle model (experiments.synthetic.angle_model) of model ``m``."""
+    from coremtl.representation import DualStreamModel
+    from experiments.synthetic.angle_model import AngleEncoder, TiedDecoder, identity_split
+
+    encoder = AngleEncoder(mixing.numpy(), float(stacked.params["psi"][m].detach()))
+    heads = {}
+    for t in range(stacked.num_tasks):
+        head = torch.nn.Linear(stacked.k, 1).double()
+        with torch.no_grad():
+            head.weight.copy_(stacked.params["head_w"][m, :, t][None])
+            head.bias.fill_(float(stacked.params["head_b"][m, 0, t].detach()))
+        heads[f"t{t}"] = head
+    return DualStreamModel(encoder, identity_split(stacked.k), heads, TiedDecoder(encoder))
+
+
+@pytest.mark.parametrize("balancer", ["ew", "pcgrad", "mgda"])
+def test_batched_angle_models_equal_the_per_model_loop(balancer):
+    generator = torch.Generator().manual_seed(5)
+    k = 2
+    mixing = torch.linalg.qr(torch.randn(2 * k, 2 * k, generator=generator).double())[0]
+    z = torch.randn(MODELS, N, 2 * k, generator=generator).double()
+    z[..., k:] *= 0.3
+    x = z @ mixing.T
+    y = (
+        z[..., :k] @ torch.tensor([[1.0, -0.5], [0.4, 0.8]]).double()
+        + 0.05 * torch.randn(MODELS, N, K, generator=generator).double()
+    )
+    psi = torch.tensor([0.3, 0.7, 1.1]).double()
+    head_w = 0.5 * torch.randn(MODELS, k, K, generator=generator).double()
+    stacked = StackedAngle(mixing, psi, head_w, torch.zeros(3, K, dtype=torch.float64))
+    modules = [angle_module(stacked, m, mixing) for m in range(MODELS)]
+    settings = Settings(steps=20, lr=0.1, balancer=balancer)
+    weights = TermWeights(cka=1.0, cfa=1.0, reconstruction=1.0)
+    random = draws(settings, MODELS, N, K, 2)
+    batched_train(stacked, x, y, settings, weights, random)
+    loop_reference(modules, x, y, settings, weights, random)
+    for m, module in enumerate(modules):
+        torch.testing.assert_close(stacked.params["psi"][m], module.encoder.psi, rtol=1e-9, atol=0)
+        assert abs(float(module.encoder.psi.detach()) - float(psi[m])) > 1e-4
+
+
+def test_debiased_cka_equals_the_library_estimator():
+    generator = torch.Generator().manual_seed(0)
+    x = torch.randn(4, 30, 3, generator=generator).double()
+    y = x[..., :2] + torch.randn(4, 30, 2, generator=generator).double()
+    expected = torch.stack([linear_cka(x[m], y[m]) for m in range(4)])
+    torch.testing.assert_close(debiased_cka(x, y), expected, rtol=1e-10, atol=1e-12)
+
+
+@pytest.mark.parametrize(("name", "tasks"), [("mgda", 3), ("mgda", 2), ("pcgrad", 2)])
+def test_batched_pcgrad_and_mgda_weights_equal_torchjd(name, tasks):
+    generator = torch.Generator().manual_seed(1)
+    jacobian = torch.randn(6, tasks, 5, generator=generator).double()
+    jacobian[:, 1] = -0.7 * jacobian[:, 0] + 0.1 * jacobian[:, 1]
+    gramian = torch.bmm(jacobian, jacobian.transpose(1, 2))
+    if name == "mgda":
+        weights = mgda_weights(gramian)
+    else:
+        weights = pcgrad_weights(gramian, torch.rand(6, 2, 2, generator=generator).argsort(-1))
+    for m in range(6):
+        parameter = torch.nn.Parameter(torch.zeros(5, dtype=torch.float64))
+        feature = 1.0 * parameter
+        losses = {f"t{i}": (jacobian[m, i] * feature).sum() for i in range(tasks)}
+        make_balancer(name, list(losses)).backward(losses, [feature], [parameter])
+        expected = jacobian[m].T @ weights[m]
+        torch.testing.assert_close(parameter.grad, expected, rtol=1e-8, atol=1e-12)
+
+
+def test_pcgrad_weights_remove_conflicts_in_two_tasks():
+    g = torch.tensor([[1.0, 0.0], [-1.0, 1.0]]).double()
+    gramian = (g @ g.T)[None]
+    weights = pcgrad_weights(gramian, torch.tensor([[[0, 1], [0, 1]]]))
+    projected_1 = g[0] - (g[0] @ g[1]) / (g[1] @ g[1]) * g[1]
+    projected_2 = g[1] - (g[1] @ g[0]) / (g[0] @ g[0]) * g[0]
+    torch.testing.assert_close(weights[0] @ g, projected_1 + projected_2)
+
+
+def test_random_cycles_are_derangements():
+    cycles = random_cycles((50,), 7, torch.Generator().manual_seed(0))
+    assert not bool((cycles == torch.arange(7)).any())
+    assert all(sorted(row.tolist()) == list(range(7)) for row in cycles)
+    position, length = 0, 0
+    while True:
+        position, length = int(cycles[0, position]), length + 1
+        if position == 0:
+            break
+    assert length == 7
+
+
+def test_bad_settings_are_one_line_errors():
+    with pytest.raises(InvalidParameterError, match="balancer: expected one of"):
+        Settings(steps=1, lr=0.1, balancer="nash")
+    with pytest.raises(InvalidParameterError, match="optimizer: expected one of"):
+        Settings(steps=1, lr=0.1, optimizer="sgd-momentum")
+    with pytest.raises(InvalidParameterError, match="batch_size: expected"):
+        draws(Settings(steps=1, lr=0.1, batch_size=2), 1, 10, 2, 0)
+    assert math.isfinite(0.0)

@@ -1,0 +1,111 @@
+"""Study 1, the regime map: exact population pieces, the pre-registration and the S6 control."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import replace
+
+import numpy as np
+import pytest
+import torch
+
+from experiments.synthetic import regime_angle
+from experiments.synthetic import study1_regime_map as study
+from scm.closed_form import population_cka, risks
+
+TINY = replace(
+    study.CONFIGS["smoke"],
+    seeds=3,
+    variances=(0.1, 1.0),
+    rhos=(0.0, 0.5),
+    starts=(0.6,),
+    deltas=(1.0,),
+    a_train=64,
+    a_validation=64,
+    schedules={"gd": study.Schedule(lr=0.1, short=3, long=12)},
+)
+
+
+def params_of(psi: float, weights: np.ndarray, bias: np.ndarray) -> dict:
+    return {
+        "psi": torch.tensor([psi], dtype=torch.float64),
+        "head_w": torch.as_tensor(weights.T[None]),
+        "head_b": torch.as_tensor(bias[None, None]),
+    }
+
+
+@pytest.mark.parametrize(("v", "rho", "psi"), [(0.3, 0.0, 0.4), (0.1, 0.9, 1.0), (3.0, 0.5, 0.2)])
+def test_population_risk_and_cka_equal_the_closed_forms(v, rho, psi):
+    unit = study.angle_units(replace(TINY, variances=(v,), rhos=(rho,)), 0, (psi,))[0]
+    scm = study.angle_scm(TINY, unit)
+    weights = np.array([[0.7, -0.2], [0.1, 0.4]])
+    bias = np.array([0.05, -0.1])
+    params = params_of(psi, weights, bias)
+    joint = regime_angle.joint_covariance(
+        torch.tensor([v], dtype=torch.float64), torch.tensor([rho], dtype=torch.float64), 2
+    )
+    beta = torch.as_tensor(scm.beta.T[None])
+    noise = torch.tensor([[TINY.noise_std**2]], dtype=torch.float64)
+    ours = regime_angle.task_risks(params, beta, joint, noise)[0].numpy()
+    np.testing.assert_allclose(ours, risks(scm, psi, weights, bias), rtol=1e-12)
+    cka = float(regime_angle.stream_cka(params["psi"], joint)[0])
+    assert cka == pytest.approx(population_cka(scm, psi), rel=1e-10)
+    swap = float(regime_angle.swap_loss(params, beta, joint, noise)[0])
+    assert swap == pytest.approx(float(ours.mean()), rel=1e-12)
+
+
+@pytest.mark.parametrize(("v", "rho"), [(0.3, 0.5), (0.1, 0.9), (3.0, 0.5)])
+def test_stream_cka_vanishes_at_the_critical_angle(v, rho):
+    joint = regime_angle.joint_covariance(
+        torch.tensor([v], dtype=torch.float64), torch.tensor([rho], dtype=torch.float64), 1
+    )
+    angle = regime_angle.critical_angle(v, rho)
+    assert (
+        float(regime_angle.stream_cka(torch.tensor([angle], dtype=torch.float64), joint)[0]) < 1e-20
+    )
+    assert float(regime_angle.stream_cka(torch.tensor([0.0]).double(), joint)[0]) > 1e-3
+
+
+def test_outcome_rules():
+    assert study.classify(-0.2, 1.0, TINY) == "better"
+    assert study.classify(0.2, 1.0, TINY) == "worse"
+    assert study.classify(0.01, 1.0, TINY) == "no difference"
+    assert study.held("better", -0.3, -0.1) and not study.held("better", -0.3, 0.1)
+    assert study.held("worse", 0.1, 0.3) and not study.held("worse", -0.1, 0.3)
+    assert study.held("no difference", -0.1, 0.1) and not study.held("no difference", 0.1, 0.2)
+
+
+@pytest.fixture(scope="module")
+def tiny_run():
+    return study.run(TINY, seed=0)
+
+
+def test_predictions_use_no_trained_quantity(tiny_run):
+    alone = study.predictions(TINY, seed=0)
+    written = tiny_run["pre_registration"]["predictions"]
+    for model in ("A", "B"):
+        for key, rows in alone[model].items():
+            assert [r["prediction"] for r in rows] == [r["prediction"] for r in written[model][key]]
+            assert [r["mean"] for r in rows] == pytest.approx(
+                [r["mean"] for r in written[model][key]]
+            )
+
+
+def test_s6_control_cka_only_is_predicted_and_measured_as_no_difference(tiny_run):
+    control = tiny_run["s6_control"]
+    assert control
+    for row in control:
+        assert row["predicted_mean"] == 0.0
+        assert row["prediction"] == "no difference"
+        assert row["measured"] == "no difference"
+    assert tiny_run["s6_control_held"]
+
+
+def test_every_headline_cell_carries_prediction_measurement_and_selection(tiny_run):
+    rows = tiny_run["measured"]["A"]["gd|long"]["validation"]
+    headline = [r for r in rows if r["baseline"] == "best"]
+    assert {r["variant"] for r in headline} == set(study.HEADLINE)
+    assert all(r["best_balancer"] in study.BALANCERS for r in headline)
+    assert all(math.isfinite(r["se"]) and r["low"] <= r["mean"] <= r["high"] for r in headline)
+    assert tiny_run["measured"]["A"]["gd|long"]["oracle"]
+    assert tiny_run["verdict"] in ("agrees", "agrees only as qualified", "contradicts")
