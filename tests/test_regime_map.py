@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 import torch
 
-from experiments.synthetic import regime_angle
+from experiments.synthetic import regime_angle, regime_cells
 from experiments.synthetic import study1_regime_map as study
 from scm.closed_form import population_cka, risks
 
@@ -22,7 +22,7 @@ TINY = replace(
     deltas=(1.0,),
     a_train=64,
     a_validation=64,
-    schedules={"gd": study.Schedule(lr=0.1, short=3, long=12)},
+    schedules={"gd": regime_cells.Schedule(lr=0.1, short=3, long=12)},
 )
 
 
@@ -67,12 +67,14 @@ def test_stream_cka_vanishes_at_the_critical_angle(v, rho):
 
 
 def test_outcome_rules():
-    assert study.classify(-0.2, 1.0, TINY) == "better"
-    assert study.classify(0.2, 1.0, TINY) == "worse"
-    assert study.classify(0.01, 1.0, TINY) == "no difference"
-    assert study.held("better", -0.3, -0.1) and not study.held("better", -0.3, 0.1)
-    assert study.held("worse", 0.1, 0.3) and not study.held("worse", -0.1, 0.3)
-    assert study.held("no difference", -0.1, 0.1) and not study.held("no difference", 0.1, 0.2)
+    assert regime_cells.classify(-0.2, 1.0, TINY) == "better"
+    assert regime_cells.classify(0.2, 1.0, TINY) == "worse"
+    assert regime_cells.classify(0.01, 1.0, TINY) == "no difference"
+    assert regime_cells.held("better", -0.3, -0.1) and not regime_cells.held("better", -0.3, 0.1)
+    assert regime_cells.held("worse", 0.1, 0.3) and not regime_cells.held("worse", -0.1, 0.3)
+    assert regime_cells.held("no difference", -0.1, 0.1) and not regime_cells.held(
+        "no difference", 0.1, 0.2
+    )
 
 
 @pytest.fixture(scope="module")
@@ -104,8 +106,8 @@ def test_s6_control_cka_only_is_predicted_and_measured_as_no_difference(tiny_run
 def test_every_headline_cell_carries_prediction_measurement_and_selection(tiny_run):
     rows = tiny_run["measured"]["A"]["gd|long"]["validation"]
     headline = [r for r in rows if r["baseline"] == "best"]
-    assert {r["variant"] for r in headline} == set(study.HEADLINE)
-    assert all(r["best_balancer"] in study.BALANCERS for r in headline)
+    assert {r["variant"] for r in headline} == set(regime_cells.HEADLINE)
+    assert all(r["best_balancer"] in regime_cells.BALANCERS for r in headline)
     assert all(math.isfinite(r["se"]) and r["low"] <= r["mean"] <= r["high"] for r in headline)
     assert tiny_run["measured"]["A"]["gd|long"]["oracle"]
     assert tiny_run["verdict"] in ("agrees", "agrees only as qualified", "contradicts")

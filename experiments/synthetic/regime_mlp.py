@@ -157,7 +157,7 @@ def evaluate_chunk(model, units: list[dict], config, deltas, methods: int) -> di
 def measure_mlp(config, seed: int, predicted: dict, progress: bool) -> dict:
     """Model B: train, measure, compare per cell, attach the pre-registered predictions."""
     from coremtl.batched import Settings, StackedMLP, draws, train
-    from experiments.synthetic import study1_regime_map as study
+    from experiments.synthetic import regime_cells as study
     from scm.sampling import sample
 
     mlp = config.mlp

@@ -1,0 +1,223 @@
+"""The cells of the regime map (study 1): the grid's configuration, the methods, and the paired
+comparison of CORE-MTL's variants against the best balancer per cell, with the pre-registered
+prediction attached to each measured row (the rules are in
+:mod:`experiments.synthetic.study1_regime_map`). Models A (:mod:`.regime_angle`) and B
+(:mod:`.regime_mlp`) are both measured and compared through these functions."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+
+import numpy as np
+
+BALANCERS = ("ew", "pcgrad", "mgda")
+
+
+VARIANTS = {
+    "core-mtl": (1.0, 1.0, 1.0),
+    "cka only": (1.0, 0.0, 0.0),
+    "w/o CKA": (0.0, 1.0, 1.0),
+    "w/o CFA": (1.0, 0.0, 1.0),
+    "w/o rec": (1.0, 1.0, 0.0),
+}
+
+
+METHODS = (*BALANCERS, *VARIANTS)
+
+
+HEADLINE = ("core-mtl", "cka only")
+
+
+DIRECTIONS = ("random", "worst")
+
+
+@dataclass(frozen=True)
+class Schedule:
+    """One optimiser: its rate, weight decay and the short and long step counts."""
+
+    lr: float
+    short: int
+    long: int
+    weight_decay: float = 0.0
+
+
+@dataclass(frozen=True)
+class MLPConfig:
+    variances: tuple[float, ...] = (0.01, 0.1, 0.3, 1.0, 3.0)
+    rhos: tuple[float, ...] = (0.0, 0.5, 0.9)
+    mixings: tuple[str, ...] = ("linear", "nonlinear")
+    hidden: tuple[int, ...] = (16, 16)
+    decoder_hidden: tuple[int, ...] = (16,)
+    train: int = 1024
+    validation: int = 1024
+    evaluation: int = 50_000
+    jacobian_points: int = 2048
+    nonlinear_strength: float = 1.0
+    schedules: dict = field(
+        default_factory=lambda: {
+            "gd": Schedule(lr=0.05, short=100, long=800),
+            "adamw": Schedule(lr=3e-3, short=100, long=800, weight_decay=1e-2),
+        }
+    )
+    chunk: int = 512
+
+
+@dataclass(frozen=True)
+class Config:
+    seeds: int = 10
+    k: int = 2
+    tasks: int = 2
+    noise_std: float = 0.1
+    variances: tuple[float, ...] = (0.01, 0.1, 0.3, 1.0, 3.0)
+    rhos: tuple[float, ...] = (0.0, 0.5, 0.9)
+    starts: tuple[float, ...] = (0.3, 0.6, 1.0)
+    deltas: tuple[float, ...] = (0.5, 1.0, 2.0, 4.0)
+    head_scale: float = 0.5
+    a_train: int = 512
+    a_validation: int = 512
+    schedules: dict = field(
+        default_factory=lambda: {
+            "gd": Schedule(lr=0.1, short=30, long=1000),
+            "adamw": Schedule(lr=0.01, short=30, long=1000, weight_decay=1e-2),
+        }
+    )
+    cka_weight: float = 1.0
+    cfa_weight: float = 1.0
+    reconstruction_weight: float = 1.0
+    band_relative: float = 0.05
+    band_absolute: float = 1e-4
+    confidence: float = 0.95
+    agree_share: float = 0.9
+    mlp: MLPConfig | None = field(default_factory=MLPConfig)
+
+
+def method_weights(config: Config, methods: list[str], units: int):
+    """``TermWeights`` over ``methods x units`` models (method-major)."""
+    import torch
+
+    from coremtl.batched import TermWeights
+
+    scale = (config.cka_weight, config.cfa_weight, config.reconstruction_weight)
+    rows = [
+        [VARIANTS[m][i] * scale[i] if m in VARIANTS else 0.0 for m in methods] for i in range(3)
+    ]
+    as_tensor = [torch.tensor(r, dtype=torch.float64).repeat_interleave(units) for r in rows]
+    return TermWeights(*as_tensor)
+
+
+GROUPS = (("ew", *VARIANTS), ("pcgrad", "mgda"))
+"""Methods trained as one batch: Equal Weighting and the CORE-MTL variants (one backward pass per
+step), and the Jacobian balancers (one pass per task)."""
+
+
+def balancer_names(methods: tuple[str, ...], units: int) -> tuple[str, ...]:
+    """The balancer of every model of a ``methods x units`` batch (CORE-MTL variants use EW)."""
+    return tuple(m if m in BALANCERS else "ew" for m in methods for _ in range(units))
+
+
+def classify(mean_difference: float, reference_gap: float, config: Config) -> str:
+    """The predicted outcome of a mean difference ``CORE variant - best balancer``."""
+    band = config.band_relative * abs(reference_gap) + config.band_absolute
+    if mean_difference < -band:
+        return "better"
+    if mean_difference > band:
+        return "worse"
+    return "no difference"
+
+
+def held(prediction: str, low: float, high: float) -> bool:
+    """Whether the interval ``[low, high]`` of the measured difference matches ``prediction``."""
+    if prediction == "better":
+        return high < 0
+    if prediction == "worse":
+        return low > 0
+    return low <= 0 <= high
+
+
+def measured_outcome(low: float, high: float) -> str:
+    return "better" if high < 0 else "worse" if low > 0 else "no difference"
+
+
+def comparisons(
+    evaluated: dict, cells: list, unit_cells: list, config: Config, step: int, oracle: bool = False
+) -> list[dict]:
+    """Per cell, direction and shift size: ``gap(variant) - gap(best balancer)`` for the headline
+    variants, and ``gap(variant) - gap(EW)`` for every variant (the effect of its terms), each as
+    mean, standard error and a two-sided Student-t interval over the cell's paired seeds.
+
+    The best balancer of a cell is the one with the lowest mean validation risk over the cell's
+    seeds (training-domain validation), or, with ``oracle``, the lowest mean target risk in that
+    shift (the labelled target-oracle row).
+    """
+    from scipy.stats import t as student
+
+    rows = []
+    cell_index = np.asarray([cells.index(c) for c in unit_cells])
+    for position, cell in enumerate(cells):
+        idx = np.flatnonzero(cell_index == position)
+        n = idx.size
+        quantile = float(student.ppf(0.5 + config.confidence / 2, n - 1)) if n > 1 else math.inf
+        for direction in DIRECTIONS:
+            for delta in config.deltas:
+                key = f"gap|{direction}|{delta}"
+                select = f"target|{direction}|{delta}" if oracle else "validation"
+                best = min(BALANCERS, key=lambda m: float(evaluated[m][step][select][idx].mean()))
+                pairs = [(v, best, "best") for v in HEADLINE]
+                pairs += [(v, "ew", "ew") for v in VARIANTS]
+                for variant, baseline, role in pairs:
+                    diff = evaluated[variant][step][key][idx] - evaluated[baseline][step][key][idx]
+                    mean = float(diff.mean())
+                    se = float(diff.std(ddof=1) / math.sqrt(n)) if n > 1 else math.inf
+                    rows.append({
+                        "cell": list(cell), "direction": direction, "delta": delta,
+                        "variant": variant, "baseline": role,
+                        "best_balancer": best, "mean": mean, "se": se,
+                        "low": mean - quantile * se, "high": mean + quantile * se,
+                        "reference_gap": float(evaluated[baseline][step][key][idx].mean()),
+                    })  # fmt: skip
+    return rows
+
+
+def summaries(evaluated: dict, cells: list, unit_cells: list, step: int, delta: float) -> list:
+    """Per cell and method: means over seeds of the measurements (worst-case shift ``delta``)."""
+    cell_index = np.asarray([cells.index(c) for c in unit_cells])
+    rows = []
+    for position, cell in enumerate(cells):
+        idx = np.flatnonzero(cell_index == position)
+        for method in METHODS:
+            numbers = evaluated[method][step]
+            entry = {"cell": list(cell), "method": method}
+            for key in ("sin2_psi", "leakage_ratio", "stream_cka", "source_excess"):
+                entry[key] = float(numbers[key][idx].mean())
+            entry["gap_worst"] = float(numbers[f"gap|worst|{delta}"][idx].mean())
+            entry["target_worst"] = float(numbers[f"target|worst|{delta}"][idx].mean())
+            entry["gap_random"] = float(numbers[f"gap|random|{delta}"][idx].mean())
+            if "outside_support|random|" + str(delta) in numbers:
+                entry["outside_support"] = float(
+                    numbers[f"outside_support|random|{delta}"][idx].mean()
+                )
+            rows.append(entry)
+    return rows
+
+
+def _key(row: dict, cell_length: int) -> tuple:
+    return (tuple(row["cell"][:cell_length]), row["direction"], row["delta"], row["variant"],
+            row["baseline"])  # fmt: skip
+
+
+def attach(measured: list[dict], predicted: list[dict], cell_length: int) -> list[dict]:
+    """Each measured row with its pre-registered prediction and whether it held."""
+    lookup = {_key(row, cell_length): row for row in predicted}
+    for row in measured:
+        prediction = lookup[_key(row, cell_length)]
+        row["prediction"] = prediction["prediction"]
+        row["predicted_mean"] = prediction["mean"]
+        row["statement"] = prediction["statement"]
+        row["measured"] = measured_outcome(row["low"], row["high"])
+        row["held"] = held(row["prediction"], row["low"], row["high"])
+    return measured
+
+
+def display_delta(config: Config) -> float:
+    return 1.0 if 1.0 in config.deltas else config.deltas[0]
