@@ -189,7 +189,7 @@ def linear_cka(
 
 
 def expected_biased_cka_independent(batch_size: int, dim_x: int, dim_y: int) -> float:
-    """Expected biased linear CKA of independent isotropic Gaussian features (THEORY.md S8).
+    """Expected biased linear CKA of independent isotropic Gaussian features (docs/THEORY.md S8).
 
     With ``m = n - 1`` and ``Xc = H X``, ``Yc = H Y`` for ``X`` (n x p), ``Y`` (n x q) with i.i.d.
     standard normal entries, ``W_x = X^T H X ~ Wishart_p(m, I)``, so

@@ -1,6 +1,6 @@
 """The CORE-MTL terms added to the (balanced) task losses.
 
-Total loss (VISION.md): ``sum_t w_t L_t + l_cka(step) L_cka + l_cfa L_cfa + l_rec L_rec`` with
+Total loss (docs/VISION.md): ``sum_t w_t L_t + l_cka(step) L_cka + l_cfa L_cfa + l_rec L_rec`` with
 
 - ``L_cka = max(0, CKA(Z_s, Z_r))``, the positive part of the linear CKA of the (pooled) streams,
   debiased by default (docs/THEORY.md S8), and the warm-up ramp

@@ -1,6 +1,6 @@
 """Measurements of a dual-stream model: leakage, gradient alignment, substitution stability.
 
-- Leakage coefficient (THEORY.md S5): through a known generator ``x = observe([z_s; z_r])``,
+- Leakage coefficient (docs/THEORY.md S5): through a known generator ``x = observe([z_s; z_r])``,
   ``lambda_leak = sup_i || d Zhat_s(observe(z_i)) / d z_r ||_op``, the largest operator norm over
   the sample points ``z_i`` of the Jacobian of the semantic stream in the residual factors
   (``torch.func.jacrev`` vectorised with ``vmap``; the model is evaluated in eval mode). For the

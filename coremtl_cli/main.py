@@ -16,7 +16,10 @@ import sys
 SUBCOMMANDS: dict[str, tuple[str, str]] = {
     "scm": ("scm.cli", "build an SCM of setting S and print its closed-form quantities"),
     "bench": ("coremtl_cli.bench", "run a benchmark and print its side-by-side ratios"),
-    "prove": ("proofs.cli", "certify every statement of THEORY.md and print the verdict table"),
+    "prove": (
+        "proofs.cli",
+        "certify every statement of docs/THEORY.md and print the verdict table",
+    ),
     "verify": ("experiments.verify", "run the proofs and the synthetic studies; figures + report"),
     "figures": ("experiments.figures_cli", "redraw the figures and report from a results file"),
     "data": ("experiments.vision.data_cli", "generate data sets (rendered scenes, Cityscapes-C)"),

@@ -74,7 +74,7 @@ def render_report(payload: dict, figures: dict[str, list[Path]], base: Path) -> 
         "",
         "## Verdicts",
         "",
-        "Certificates: *holds*, *holds only as stated here* or *fails* (THEORY.md). Studies: "
+        "Certificates: *holds*, *holds only as stated here* or *fails* (docs/THEORY.md). Studies: "
         "*agrees* (the measurement agrees with the statement it checks), *agrees only as "
         "qualified*, *theory agrees; CORE-MTL advantage contradicted* (the closed forms and the "
         "baselines behave as the theory says, but CORE-MTL does not show the advantage the paper "

@@ -15,7 +15,7 @@
 # # 1. The SCM and the mixing angle
 #
 # This notebook builds the linear-Gaussian structural causal model of *setting S*
-# (`THEORY.md`), looks at what an encoder at mixing angle $\psi$ does to it, and computes the
+# (`docs/THEORY.md`), looks at what an encoder at mixing angle $\psi$ does to it, and computes the
 # exact out-of-distribution (OOD) gap of statement **S1** and its worst case **S2**.
 #
 # **The model.** Semantic factors $Z_s \sim \mathcal N(0, \Sigma_s)$ are the same in every

@@ -1,1 +1,1 @@
-"""Each statement of THEORY.md as a checked certificate with a verdict."""
+"""Each statement of docs/THEORY.md as a checked certificate with a verdict."""

@@ -1,4 +1,4 @@
-"""``coremtl prove``: certify the statements of THEORY.md and print the verdict table.
+"""``coremtl prove``: certify the statements of docs/THEORY.md and print the verdict table.
 
 Writes ``verdicts.md`` (table, then per statement its assumptions, symbolic steps, numerical checks,
 counterexample and findings) and ``verdicts.json`` into ``--output``; when either exists already it
@@ -65,7 +65,7 @@ def format_table(certificates) -> str:
 
 def markdown(certificates, seed: int) -> str:
     lines = [
-        "# Verdicts of THEORY.md",
+        "# Verdicts of docs/THEORY.md",
         "",
         f"Seed {seed}. Verdicts: holds / holds only as stated here / fails.",
         "",

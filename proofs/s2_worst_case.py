@@ -181,7 +181,7 @@ def search_unqualified_counterexample(
 
 
 def _orthogonal_zero_gap(rng: np.random.Generator) -> dict:
-    """THEORY.md's named counterexample: ``Sigma_T = Sigma_S + u u^T`` with ``u`` orthogonal to
+    """docs/THEORY.md's named counterexample: ``Sigma_T = Sigma_S + u u^T`` with ``u`` orthogonal to
     ``w`` (k = 2) leaves the gap of ``w`` at exactly zero."""
     from scm import random_scm
 

@@ -24,7 +24,7 @@ from proofs.symbolic import identity_step
 BATCH_SIZES: tuple[int, ...] = (8, 16, 32, 64)
 DIMENSIONS: tuple[tuple[int, int], ...] = ((512, 256), (64, 64), (8, 8))
 THEORY_POINT = (16, 512, 256, 0.95)
-"""THEORY.md: "about 0.95 at batch 16 with 512 and 256 dimensions" (two decimals)."""
+"""docs/THEORY.md: "about 0.95 at batch 16 with 512 and 256 dimensions" (two decimals)."""
 
 
 def derive() -> list[SymbolicStep]:
@@ -124,7 +124,7 @@ def measure(rng: np.random.Generator, repeats: int = 12) -> Evidence:
     row = next(r for r in rows if (r["batch"], r["dim_x"], r["dim_y"]) == (batch, dim_x, dim_y))
     evidence.checks.append(
         NumericCheck(
-            "THEORY.md: biased CKA about 0.95 at n = 16, p = 512, q = 256",
+            "docs/THEORY.md: biased CKA about 0.95 at n = 16, p = 512, q = 256",
             row["biased_mean"],
             stated,
             0.005 + Z_SCORE * row["biased_se"],

@@ -1,4 +1,4 @@
-"""S9 (THEORY.md's open question): does the counterfactual swap give a gradient on psi?
+"""S9 (docs/THEORY.md's open question): does the counterfactual swap give a gradient on psi?
 
 Setting S with encoder ``E(psi) = R(psi) G^T`` and an exact linear decoder. The swap decodes
 ``(Zhat_s(i), Zhat_r(j))`` and re-encodes it; the head is trained on ``y_i`` from the re-encoded

@@ -1,4 +1,4 @@
-"""A statement of THEORY.md as a certificate: symbolic derivation, numerical checks, verdict.
+"""A statement of docs/THEORY.md as a certificate: symbolic derivation, numerical checks, verdict.
 
 A :class:`Statement` names the paper's claim it formalises, its assumptions (in words and as
 sympy assumptions), a ``derive`` function returning the symbolic steps (each an identity whose
@@ -25,7 +25,7 @@ import numpy as np
 
 
 class Verdict(str, Enum):
-    """The three outcomes a statement can have (THEORY.md)."""
+    """The three outcomes a statement can have (docs/THEORY.md)."""
 
     HOLDS = "holds"
     HOLDS_AS_STATED = "holds only as stated here"
@@ -157,7 +157,7 @@ class Certificate:
 
 @dataclass(frozen=True)
 class Statement:
-    """One statement of THEORY.md with the means to check it."""
+    """One statement of docs/THEORY.md with the means to check it."""
 
     id: str
     claim: str

@@ -1,4 +1,4 @@
-"""Linear-Gaussian structural causal models of setting S (THEORY.md) and their closed forms."""
+"""Linear-Gaussian structural causal models of setting S (docs/THEORY.md) and their closed forms."""
 
 from scm.closed_form import (
     gaussian_w2,

@@ -1,4 +1,4 @@
-"""Exact population quantities of setting S (THEORY.md, statements S1-S3, S5, S6).
+"""Exact population quantities of setting S (docs/THEORY.md, statements S1-S3, S5, S6).
 
 Throughout, ``c = cos psi``, ``s = sin psi``, ``Zhat_s = c Z_s + s Z_r`` and heads
 ``yhat_t = w_t^T Zhat_s + b_t``.

@@ -1,4 +1,4 @@
-"""The linear-Gaussian structural causal model of setting S (THEORY.md).
+"""The linear-Gaussian structural causal model of setting S (docs/THEORY.md).
 
 - Semantic factors ``Z_s ~ N(0, Sigma_s)`` in R^k, the same in every environment.
 - Residual factors ``Z_r ~ N(mu_e, Sigma_e)`` in R^k for ``e in {source, target}``.

@@ -157,7 +157,7 @@ def test_debiased_estimator_is_centred_at_zero_for_independent_features():
 
 
 def test_biased_estimator_reads_about_095_at_batch_16_with_512_and_256_dims():
-    """THEORY.md S8: the biased estimator is far from zero for independent wide features."""
+    """docs/THEORY.md S8: the biased estimator is far from zero for independent wide features."""
     generator = torch.Generator().manual_seed(12)
     repeats = 40
     values = torch.stack(

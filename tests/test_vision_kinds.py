@@ -437,7 +437,7 @@ def test_shipped_configs_label_their_inline_paper_numbers():
     for name in ("nyuv2.yaml", "cityscapes.yaml"):
         reference = resolve_reference(load_config(folder / name))
         assert reference.values and set(reference.sources.values()) == {
-            "inline: paper ResNet-50 (VISION.md)"
+            "inline: paper ResNet-50 (docs/VISION.md)"
         }
 
 

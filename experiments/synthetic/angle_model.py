@@ -1,6 +1,6 @@
 """The encoder of setting S as a trainable model: one shared parameter, the mixing angle psi.
 
-``F = R(psi) G^T x`` (THEORY.md, setting S), split by fixed identity rows into
+``F = R(psi) G^T x`` (docs/THEORY.md, setting S), split by fixed identity rows into
 ``Zhat_s = c Z_s + s Z_r`` and ``Zhat_r = -s Z_s + c Z_r``; heads ``yhat_t = w_t^T Zhat_s + b_t``;
 optionally the exact (tied) linear decoder ``x_hat = G R(psi)^T [Zhat_s; Zhat_r]``, the inverse of
 the encoder at the current angle. Built from :class:`coremtl.representation.DualStreamModel`, so

@@ -1,6 +1,6 @@
 """Pieces shared by the synthetic studies: run modes, seeds, summaries over seeds, JSON values.
 
-Every study module exposes ``NAME`` (a short title), ``STATEMENTS`` (the THEORY.md ids it checks),
+Every study module exposes ``NAME`` (a short title), ``STATEMENTS`` (the docs/THEORY.md ids it checks),
 ``CONFIGS`` (one frozen dataclass per mode in :data:`MODES`), ``run(config, seed, device,
 progress) -> dict`` and ``plot(result, directory) -> list[Path]``. ``run`` returns JSON values only
 and always holds ``finding`` (one line with the numbers) and ``verdict`` (one of

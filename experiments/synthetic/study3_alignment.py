@@ -1,4 +1,4 @@
-"""Study 3: CKA against gradient alignment (THEORY.md S7, claim C3).
+"""Study 3: CKA against gradient alignment (docs/THEORY.md S7, claim C3).
 
 Dual-stream MLPs (:mod:`experiments.synthetic.models`) train on the linear SCM with Equal Weighting
 plus the CKA term at several weights and the reconstruction term. Every ``probe_every`` steps, on

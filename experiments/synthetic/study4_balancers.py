@@ -1,4 +1,4 @@
-"""Study 4: why balancers cannot fix psi (THEORY.md S3 and S4).
+"""Study 4: why balancers cannot fix psi (docs/THEORY.md S3 and S4).
 
 Scalar setting S with K tasks (``Sigma_s = 1``, ``Sigma_S = v``, zero means, ``Y_t = beta_t Z_s +
 eps_t``), the encoder parametrised by the angle itself (:mod:`experiments.synthetic.angle_model`),

@@ -1,4 +1,4 @@
-"""Study 5: what the CKA penalty sees (THEORY.md S6).
+"""Study 5: what the CKA penalty sees (docs/THEORY.md S6).
 
 Scalar setting S (``Sigma_s = 1``, ``Sigma_S = v``, zero means) with the angle-parametrised model
 (:mod:`experiments.synthetic.angle_model`) and the exact tied decoder. From several initial angles

@@ -1,4 +1,4 @@
-"""Study 7: does the counterfactual swap give a gradient on psi in setting S? (THEORY.md, open question)
+"""Study 7: does the counterfactual swap give a gradient on psi in setting S? (docs/THEORY.md, open question)
 
 Scalar setting S (``k = 1``, ``Sigma_s = 1``, ``Z_r ~ N(mu, v)``, ``Y = beta Z_s + eps``), encoder
 ``F = R(psi) G^T x``, head ``yhat = w Zhat_s + b``, exact linear decoder ``G R(psi)^T``. The orthogonal

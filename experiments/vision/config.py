@@ -299,7 +299,7 @@ class ModelConfig:
     ``"auto"`` (:func:`resolve_grounding`: soft for CelebA attributes, hard otherwise).
     ``skip_connection`` (``kind: coremtl`` only; off by default): an ablation whose heads read
     ``concat(Z_s, F)`` with ``F`` the pre-split encoder features, so the residual stream is
-    reachable by the heads (the reference implementation's mistake that VISION.md names).
+    reachable by the heads (the reference implementation's mistake that docs/VISION.md names).
     """
 
     kind: Literal["coremtl", "shared", "mtan", "single", "repmtl", "mtcrl"] = "coremtl"
@@ -608,7 +608,7 @@ class VisionConfig:
 
 
 def resolve_grounding(grounding: str, tasks: list[str]) -> str:
-    """``model.grounding`` made concrete: ``"auto"`` is ``"soft"`` (the AdaIN decoder, VISION.md's
+    """``model.grounding`` made concrete: ``"auto"`` is ``"soft"`` (the AdaIN decoder, docs/VISION.md's
     grounding for attributes) when the tasks are CelebA attributes, ``"hard"`` otherwise."""
     if grounding != "auto":
         return grounding

@@ -1,6 +1,6 @@
 """Single-task references for ``Delta_m``: one single-task run per task, and the reference file.
 
-VISION.md compares a multi-task run with single-task models trained by the toolkit on the same
+docs/VISION.md compares a multi-task run with single-task models trained by the toolkit on the same
 backbone and data: ``Delta_m % = mean_k (-1)^{l_k} (M_k - M_stl,k) / M_stl,k * 100``
 (:func:`experiments.vision.metrics.delta_m`). ``coremtl train --config FILE
 --single-task-references`` trains, for each task ``t`` of ``data.tasks``, the config with

@@ -6,7 +6,7 @@
     h = concat(Z_s, F)          (channels: semantic_channels + encoder channels),
 
 so the pre-split features, and with them everything the residual stream ``Z_r = W_r F + b_r``
-carries, are linearly reachable by the heads. This is the design VISION.md lists among the public
+carries, are linearly reachable by the heads. This is the design docs/VISION.md lists among the public
 reference implementation's mistakes; it exists here only as an ablation switch, off by default,
 to measure what routing information around the split costs. The default model keeps the guarantee
 that heads read ``Z_s`` alone.
