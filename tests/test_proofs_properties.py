@@ -171,7 +171,17 @@ def test_s7_alignment_never_exceeds_cka(seed, d, p, q):
 @SLOW_PROPERTY
 @given(seed=seeds, n=st.integers(8, 32), p=st.integers(4, 64), q=st.integers(4, 64))
 def test_s8_debiased_cka_of_independent_features_is_centred(seed, n, p, q):
+    """The mean of ``DRAWS`` debiased estimates is within the Student-t quantile (``DRAWS - 1``
+    degrees of freedom, the standard error being estimated from the same draws) at the two-sided
+    level of ``Z_SCORE`` normal standard errors. With 16 draws and the normal quantile the bound
+    was exceeded in about 0.4% of cases (the estimates are skewed at small n), which 2,000
+    hypothesis cases hit; 64 draws and the t quantile keep the stated level."""
+    from scipy.stats import norm, t
+
     from coremtl.cka import linear_cka
+
+    draws = 64
+    quantile = t.ppf(1 - norm.sf(Z_SCORE), draws - 1)
 
     generator = torch.Generator().manual_seed(seed)
     values = [
@@ -181,10 +191,10 @@ def test_s8_debiased_cka_of_independent_features_is_centred(seed, n, p, q):
                 torch.randn(n, q, generator=generator, dtype=torch.float64),
             )
         )
-        for _ in range(16)
+        for _ in range(draws)
     ]
     mean, error = mean_and_standard_error(np.array(values))
-    assert abs(mean) <= Z_SCORE * error
+    assert abs(mean) <= quantile * error
 
 
 @SLOW_PROPERTY
