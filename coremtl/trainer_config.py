@@ -14,6 +14,7 @@ import math
 from dataclasses import dataclass, fields
 from typing import Any
 
+from coremtl.devices import check_device
 from scm.validation import InvalidParameterError
 
 LR_SCHEDULES = ("cosine", "constant")
@@ -124,7 +125,7 @@ class TrainerConfig(OptimizationConfig):
             raise InvalidParameterError(
                 f"stop_after_steps: expected a positive integer or None, got {limit!r}"
             )
-        _check_device(self.device)
+        check_device(self.device)
         if not isinstance(self.input_key, str) or not self.input_key:
             raise InvalidParameterError(
                 f"input_key: expected the name of the batch entry holding the input, "
@@ -140,15 +141,3 @@ class TrainerConfig(OptimizationConfig):
         """The run of ``optimization`` (its :class:`OptimizationConfig` fields, by name) with the
         execution ``settings``."""
         return cls(**optimization.optimization_settings(), **settings)
-
-
-def _check_device(device: object) -> None:
-    """``device`` names a torch device (``cpu``, ``cuda``, ``cuda:1``, ``mps``, ...)."""
-    import torch
-
-    try:
-        torch.device(device)
-    except (RuntimeError, TypeError):
-        raise InvalidParameterError(
-            f"device: expected a torch device such as 'cpu', 'cuda' or 'cuda:0', got {device!r}"
-        ) from None

@@ -29,6 +29,7 @@ import time
 import traceback
 from pathlib import Path
 
+from coremtl.devices import check_device
 from scm.validation import OVERWRITE_RULE, InvalidParameterError, refuse_to_overwrite
 
 DEFAULT_RESULTS = Path("results/verify.json")
@@ -114,23 +115,6 @@ def output_paths(
     return results or defaults[0], figures or defaults[1]
 
 
-def check_device(device: str) -> str:
-    """``device`` if torch can use it."""
-    import torch
-
-    try:
-        parsed = torch.device(device)
-    except RuntimeError:
-        raise InvalidParameterError(
-            f"--device: expected a torch device such as cpu or cuda:0, got {device!r}"
-        ) from None
-    if parsed.type == "cuda" and not torch.cuda.is_available():
-        raise InvalidParameterError(f"--device: {device!r} requested but CUDA is not available")
-    if parsed.type == "mps" and not torch.backends.mps.is_available():
-        raise InvalidParameterError(f"--device: {device!r} requested but MPS is not available")
-    return device
-
-
 def versions() -> dict[str, str]:
     """Versions of Python and of every library the studies use."""
     import importlib.metadata as metadata
@@ -197,7 +181,7 @@ def run(args: argparse.Namespace) -> int:
 
     mode = "full" if args.full else "smoke" if args.smoke else "fast"
     numbers = parse_only(args.only, sorted(STUDIES))
-    device = check_device(args.device)
+    device = check_device(args.device, "--device", available=True)
     if args.threads < 1:
         raise InvalidParameterError(f"--threads: expected a positive integer, got {args.threads}")
     torch.set_num_threads(args.threads)

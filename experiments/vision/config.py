@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any, ClassVar, Literal, get_args, get_origin, get_type_hints
 
 from coremtl import defaults as method_defaults
+from coremtl.devices import DEVICE_TYPES, check_device
 from coremtl.trainer_config import OptimizationConfig
 from scm.validation import InvalidParameterError
 
@@ -34,7 +35,6 @@ DATASETS = (
 )
 ARCHITECTURES = ("resnet18", "resnet34", "resnet50", "resnet101")
 OUTPUT_STRIDE = 8
-DEVICE_TYPES = ("cpu", "cuda", "mps")
 _NUMBER = re.compile(r"[-+]?(\d+\.?\d*|\.\d+)([eE][-+]?\d+)?")
 
 
@@ -55,21 +55,6 @@ def check_resolution(resolution: object, key: str) -> None:
         f"at least {OUTPUT_STRIDE})",
         resolution,
     )
-
-
-def check_device(device: str, key: str) -> str:
-    """``device`` if torch parses it as a ``cpu``, ``cuda`` or ``mps`` device (availability is
-    checked where the device is used)."""
-    import torch
-
-    try:
-        parsed = torch.device(device)
-    except (RuntimeError, TypeError):
-        raise InvalidParameterError(
-            f"{key}: expected a torch device such as cpu, cuda or cuda:0, got {device!r}"
-        ) from None
-    _require(parsed.type in DEVICE_TYPES, key, f"a device of type {DEVICE_TYPES}", device)
-    return device
 
 
 @dataclass
@@ -509,7 +494,7 @@ class RunConfig:
     distributed_balancing: str = "exact"
 
     def __post_init__(self) -> None:
-        check_device(self.device, "run.device")
+        check_device(self.device, "run.device", DEVICE_TYPES)
         _require(
             self.distributed_balancing in ("exact", "local"),
             "run.distributed_balancing",

@@ -7,6 +7,8 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from coremtl.devices import DEVICE_TYPES, check_device
+
 
 def parse_resolution(text: str) -> tuple[int, int]:
     """``"64"`` -> ``(64, 64)``, ``"48x64"`` -> ``(48, 64)`` (height x width)."""
@@ -29,22 +31,6 @@ def parse_resolution(text: str) -> tuple[int, int]:
 
     check_resolution(list(values), "--resolution")
     return values
-
-
-def usable_device(device: str) -> str:
-    """``device`` if torch parses it and it is present on this machine."""
-    import torch
-
-    from experiments.vision.config import check_device
-    from scm.validation import InvalidParameterError
-
-    check_device(device, "--device")
-    kind = torch.device(device).type
-    if kind == "cuda" and not torch.cuda.is_available():
-        raise InvalidParameterError(f"--device: {device!r} asked but CUDA is unavailable")
-    if kind == "mps" and not torch.backends.mps.is_available():
-        raise InvalidParameterError(f"--device: {device!r} asked but MPS is unavailable")
-    return device
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -143,7 +129,7 @@ def run(args: argparse.Namespace) -> int:
     if args.seed < 0:
         raise InvalidParameterError(f"--seed: expected a non-negative integer, got {args.seed}")
     resolution = parse_resolution(args.resolution)
-    device = usable_device(args.device)
+    device = check_device(args.device, "--device", DEVICE_TYPES, available=True)
     config = SceneConfig(resolution=resolution, seed=args.seed)
     environment = make_environment(args.env, shift=args.shift, shortcut=args.shortcut)
     folder = write_split(

@@ -214,13 +214,10 @@ def build_run(config: VisionConfig, output: Path | None = None) -> Run:
     reference of ``Delta_m`` is resolved once (:func:`~.reference.resolve_reference`: the file
     wins) and kept with its sources on the returned run; ``config`` is left as it is."""
     from coremtl.balancers import make_balancer
+    from coremtl.devices import check_device
 
     torch.manual_seed(config.run.seed)
-    device = torch.device(config.run.device)
-    if device.type == "cuda" and not torch.cuda.is_available():
-        raise InvalidParameterError(
-            f"run.device: {config.run.device} asked but CUDA is unavailable"
-        )
+    check_device(config.run.device, "run.device", available=True)
     reference = resolve_reference(config)
     splits = build_splits(config.data, config.run.seed)
     model, weights_file = build_model(config.model, config.data.tasks, config.data.num_classes)
