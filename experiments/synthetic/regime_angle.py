@@ -28,6 +28,7 @@ import torch
 from torch import Tensor
 
 from coremtl.batched.stacked import block_rotations
+from scm.correlation import cka_zero_angle
 
 
 def joint_covariance(v: Tensor, rho: Tensor, k: int) -> Tensor:
@@ -99,11 +100,9 @@ def random_direction(k: int, rng: np.random.Generator) -> np.ndarray:
 
 
 def critical_angle(v: float, rho: float) -> float:
-    """The angle where the population stream CKA is zero with ``rho != 0`` (scalar case,
-    ``Cov(Zhat_s, Zhat_r) = 0``): ``tan(2 psi_c) = 2 rho sqrt(v) / (1 - v)``, in ``[0, pi/2)``.
-    At ``v = 1`` with ``rho > 0`` it is ``pi/4``."""
-    angle = 0.5 * math.atan2(2 * rho * math.sqrt(v), 1 - v)
-    return angle % (math.pi / 2)
+    """The angle in ``[0, pi/2)`` where the population stream CKA is zero with ``rho != 0``:
+    S11's ``psi_c`` (:func:`scm.correlation.cka_zero_angle`) brought into the encoder's range."""
+    return cka_zero_angle(v, rho) % (math.pi / 2)
 
 
 def unit_tensors(units: list[dict], dtype=torch.float64) -> dict[str, Tensor]:
