@@ -9,6 +9,7 @@ import sys
 from pathlib import Path
 
 import pytest
+from fresh_interpreter import modules_loaded
 
 from coremtl_cli.main import SUBCOMMANDS, main
 
@@ -45,26 +46,13 @@ def test_scm_bad_angle_is_one_line_with_exit_status_two(capsys):
 
 def _modules_imported_by(*arguments: str) -> set[str]:
     """The modules loaded by a fresh interpreter running ``coremtl ARGUMENTS``."""
-    root = Path(__file__).resolve().parents[1]
-    script = (
-        "import sys\n"
+    return modules_loaded(
         "from coremtl_cli.main import main\n"
         "try:\n"
         f"    main({list(arguments)!r})\n"
         "except SystemExit:\n"
         "    pass\n"
-        "print('\\n'.join(sorted(sys.modules)), file=sys.stderr)\n"
     )
-    environment = {**os.environ, "PYTHONPATH": str(root)}
-    completed = subprocess.run(
-        [sys.executable, "-c", script],
-        capture_output=True,
-        text=True,
-        env=environment,
-        cwd=root,
-        check=True,
-    )
-    return set(completed.stderr.split())
 
 
 def test_top_level_help_imports_no_subcommand_module():

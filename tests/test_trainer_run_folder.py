@@ -7,12 +7,12 @@ import json
 
 import pytest
 import torch
+from test_trainer import trainer
 
 import scm
 from coremtl.checkpoint import CheckpointMismatchError, CorruptCheckpointError
 from coremtl.trainer import TrainerConfig
 from scm.validation import InvalidParameterError
-from tests.test_trainer import trainer
 
 
 @pytest.fixture(scope="module")
