@@ -4,13 +4,12 @@ against one process on the same global batches, for every balancer, in both mode
 from __future__ import annotations
 
 import json
-import os
-import socket
 from pathlib import Path
 
 import pytest
 import torch
 import torch.multiprocessing as mp
+from gloo import free_port, init_gloo
 from torch import nn
 
 from coremtl import distributed
@@ -105,20 +104,6 @@ def run_steps(name: str, mode: str, batch_size: int, draw_seed: int) -> dict:
         "weights": weights,
         "indices": [b.clone() for b in batches],
     }
-
-
-def free_port() -> int:
-    with socket.socket() as handle:
-        handle.bind(("127.0.0.1", 0))
-        return handle.getsockname()[1]
-
-
-def init_gloo(rank: int, world_size: int, port: int) -> None:
-    import torch.distributed as dist
-
-    torch.set_num_threads(1)
-    os.environ.update({"MASTER_ADDR": "127.0.0.1", "MASTER_PORT": str(port)})
-    dist.init_process_group("gloo", rank=rank, world_size=world_size)
 
 
 def _equivalence_worker(rank: int, port: int, output: str, names: list[str]) -> None:

@@ -17,7 +17,8 @@ import numpy as np
 import pytest
 import torch
 import torch.multiprocessing as mp
-from test_distributed_balancing import TASKS, free_port, init_gloo
+from gloo import free_port, init_gloo
+from test_distributed_balancing import TASKS
 from torch import nn
 
 from coremtl.balancers import make_balancer

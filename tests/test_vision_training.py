@@ -5,13 +5,12 @@ from __future__ import annotations
 
 import json
 import math
-import os
-import socket
 from pathlib import Path
 
 import pytest
 import torch
 import torch.multiprocessing as mp
+from gloo import free_port, init_gloo
 
 from coremtl.trainer import NonFiniteError
 from coremtl_cli.main import main
@@ -187,18 +186,10 @@ def test_cli_train_writes_outputs_and_evaluate_reproduces_the_selected_test_metr
     assert "training.epochs: expected a positive integer" in capsys.readouterr().err
 
 
-def _free_port() -> int:
-    with socket.socket() as handle:
-        handle.bind(("127.0.0.1", 0))
-        return handle.getsockname()[1]
-
-
 def _ddp_worker(rank: int, world_size: int, port: int, root: str, output: str) -> None:
     import torch.distributed as dist
 
-    torch.set_num_threads(1)
-    os.environ.update({"MASTER_ADDR": "127.0.0.1", "MASTER_PORT": str(port)})
-    dist.init_process_group("gloo", rank=rank, world_size=world_size)
+    init_gloo(rank, world_size, port)
     try:
         config = tiny_config(
             Path(root),
@@ -225,7 +216,7 @@ def test_two_process_gloo_run_keeps_parameters_equal_across_ranks(data_root, tmp
     world_size = 2
     mp.spawn(
         _ddp_worker,
-        args=(world_size, _free_port(), str(data_root), str(tmp_path)),
+        args=(world_size, free_port(), str(data_root), str(tmp_path)),
         nprocs=world_size,
         join=True,
     )
