@@ -154,7 +154,8 @@ def trainer_config(config: VisionConfig) -> TrainerConfig:
 @dataclass
 class Run:
     """A configured vision run: its trainer, its data splits, where it writes, and the
-    single-task reference of ``Delta_m`` (:func:`.reference.single_task_reference`)."""
+    single-task reference of ``Delta_m`` with the source of each value
+    (:func:`.reference.resolve_reference`)."""
 
     config: VisionConfig
     trainer: Trainer
