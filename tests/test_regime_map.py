@@ -111,3 +111,45 @@ def test_every_headline_cell_carries_prediction_measurement_and_selection(tiny_r
     assert all(math.isfinite(r["se"]) and r["low"] <= r["mean"] <= r["high"] for r in headline)
     assert tiny_run["measured"]["A"]["gd|long"]["oracle"]
     assert tiny_run["verdict"] in ("agrees", "agrees only as qualified", "contradicts")
+
+
+@pytest.mark.parametrize(
+    ("prediction", "low", "high", "expected"),
+    [
+        ("better", -0.3, -0.1, "held"),
+        ("better", 0.05, 0.2, "contradicted"),
+        ("better", -0.005, 0.005, "contradicted"),
+        ("better", -0.3, 0.1, "underpowered"),
+        ("worse", -0.2, -0.05, "contradicted"),
+        ("worse", -0.1, 0.3, "underpowered"),
+        ("no difference", 0.05, 0.2, "contradicted"),
+        ("no difference", 0.001, 0.2, "underpowered"),
+        ("no difference", -0.1, 0.1, "held"),
+    ],
+)
+def test_diagnosis_separates_contradiction_from_low_power(prediction, low, high, expected):
+    band = 0.01
+    held = regime_cells.held(prediction, low, high)
+    assert regime_cells.diagnosis(prediction, band, low, high, held) == expected
+
+
+def test_seeds_needed_grows_as_the_effect_shrinks_against_its_spread():
+    small = regime_cells.seeds_needed(-0.01, sd=0.1)
+    large = regime_cells.seeds_needed(-0.1, sd=0.1)
+    assert small > large >= 2
+    assert small == pytest.approx(100 * large, rel=0.05)
+    assert regime_cells.seeds_needed(0.0, sd=0.1) is None
+
+
+def test_every_headline_row_is_diagnosed_and_counted(tiny_run):
+    rows = [
+        r
+        for tables in tiny_run["measured"]["A"].values()
+        for r in tables["validation"]
+        if r["baseline"] == "best"
+    ]
+    assert {r["diagnosis"] for r in rows} <= set(regime_cells.DIAGNOSES)
+    assert all((r["diagnosis"] == "held") == r["held"] for r in rows)
+    counts = tiny_run["diagnosis"]["A"]
+    assert sum(counts[name] for name in regime_cells.DIAGNOSES) == counts["rows"] == len(rows)
+    assert tiny_run["held_share"]["A"] == pytest.approx(counts["held"] / counts["rows"])

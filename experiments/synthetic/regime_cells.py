@@ -32,6 +32,9 @@ HEADLINE = ("core-mtl", "cka only")
 DIRECTIONS = ("random", "worst")
 
 
+DIAGNOSES = ("held", "contradicted", "underpowered")
+
+
 @dataclass(frozen=True)
 class Schedule:
     """One optimiser: its rate, weight decay and the short and long step counts."""
@@ -116,9 +119,14 @@ def balancer_names(methods: tuple[str, ...], units: int) -> tuple[str, ...]:
     return tuple(m if m in BALANCERS else "ew" for m in methods for _ in range(units))
 
 
+def band_of(reference_gap: float, config: Config) -> float:
+    """The registered band ``band_relative |gap(baseline)| + band_absolute``."""
+    return config.band_relative * abs(reference_gap) + config.band_absolute
+
+
 def classify(mean_difference: float, reference_gap: float, config: Config) -> str:
     """The predicted outcome of a mean difference ``CORE variant - best balancer``."""
-    band = config.band_relative * abs(reference_gap) + config.band_absolute
+    band = band_of(reference_gap, config)
     if mean_difference < -band:
         return "better"
     if mean_difference > band:
@@ -137,6 +145,40 @@ def held(prediction: str, low: float, high: float) -> bool:
 
 def measured_outcome(low: float, high: float) -> str:
     return "better" if high < 0 else "worse" if low > 0 else "no difference"
+
+
+def predicted_region(prediction: str, band: float) -> tuple[float, float]:
+    """The values of the true difference that ``prediction`` asserts: ``d < -band`` (better),
+    ``d > band`` (worse), ``|d| <= band`` (no difference), the regions :func:`classify` cuts."""
+    if prediction == "better":
+        return -math.inf, -band
+    if prediction == "worse":
+        return band, math.inf
+    return -band, band
+
+
+def diagnosis(prediction: str, band: float, low: float, high: float, held_: bool) -> str:
+    """Why a prediction did or did not hold (a reading added after the registered rule, which
+    stays the verdict's): ``held``; ``contradicted`` when the measured interval ``[low, high]``
+    is disjoint from the predicted region (the data exclude what was predicted); otherwise
+    ``underpowered`` (the interval straddles the predicted region and its complement, so more
+    seeds are needed to tell)."""
+    if held_:
+        return "held"
+    start, end = predicted_region(prediction, band)
+    return "contradicted" if high < start or low > end else "underpowered"
+
+
+def seeds_needed(predicted_mean: float, sd: float, power: float = 0.8, confidence: float = 0.95):
+    """Paired seeds for the registered two-sided test to find a true difference equal to the
+    predicted mean with probability ``power``: ``n = ((z_{1-a/2} + z_power) sd / |mean|)^2``
+    (normal approximation); ``None`` for a zero predicted mean."""
+    from scipy.stats import norm
+
+    if predicted_mean == 0 or not math.isfinite(sd):
+        return None
+    z = norm.ppf(0.5 + confidence / 2) + norm.ppf(power)
+    return max(2, math.ceil((z * sd / abs(predicted_mean)) ** 2))
 
 
 def comparisons(
@@ -173,7 +215,7 @@ def comparisons(
                         "cell": list(cell), "direction": direction, "delta": delta,
                         "variant": variant, "baseline": role,
                         "best_balancer": best, "mean": mean, "se": se,
-                        "low": mean - quantile * se, "high": mean + quantile * se,
+                        "low": mean - quantile * se, "high": mean + quantile * se, "seeds": n,
                         "reference_gap": float(evaluated[baseline][step][key][idx].mean()),
                     })  # fmt: skip
     return rows
@@ -213,9 +255,19 @@ def attach(measured: list[dict], predicted: list[dict], cell_length: int) -> lis
         prediction = lookup[_key(row, cell_length)]
         row["prediction"] = prediction["prediction"]
         row["predicted_mean"] = prediction["mean"]
+        row["predicted_band"] = prediction["band"]
         row["statement"] = prediction["statement"]
         row["measured"] = measured_outcome(row["low"], row["high"])
         row["held"] = held(row["prediction"], row["low"], row["high"])
+        row["diagnosis"] = diagnosis(
+            row["prediction"], row["predicted_band"], row["low"], row["high"], row["held"]
+        )
+        sd = row["se"] * math.sqrt(row["seeds"])
+        row["seeds_needed"] = (
+            seeds_needed(row["predicted_mean"], sd)
+            if row["prediction"] != "no difference"
+            else None
+        )
     return measured
 
 

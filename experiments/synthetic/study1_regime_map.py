@@ -33,7 +33,13 @@ the best balancer is chosen per cell by the held-out source validation risk (tra
 validation, the headline) and, in a labelled oracle row, by the target risk. No other
 hyperparameter is tuned: weights, rates and steps are fixed in the configuration. A prediction
 *held* when the two-sided 95% Student-t interval of the mean difference lies below 0 (better),
-above 0 (worse), or contains 0 (no difference).
+above 0 (worse), or contains 0 (no difference); that rule gives the verdict.
+
+Diagnosis (a reading beside the registered rule, added after its first runs, never changing the
+verdict): a prediction that did not hold is *contradicted* when the interval lies outside the
+region the prediction asserts (``d < -band``, ``d > band`` or ``|d| <= band``, the regions of the
+rule that made it), else *underpowered*; for an underpowered better/worse prediction the number of
+paired seeds the registered test would need to find the predicted mean with 80% power is given.
 """
 
 from __future__ import annotations
@@ -45,6 +51,7 @@ import numpy as np
 
 from experiments.synthetic.common import jsonable
 from experiments.synthetic.regime_cells import (
+    DIAGNOSES,
     GROUPS,
     METHODS,
     VARIANTS,
@@ -53,6 +60,7 @@ from experiments.synthetic.regime_cells import (
     Schedule,
     attach,
     balancer_names,
+    band_of,
     classify,
     comparisons,
     display_delta,
@@ -284,6 +292,7 @@ def predictions(config: Config, seed: int) -> dict:
             rows = comparisons(evaluated, cells, unit_cells, config, step)
             for row in rows:
                 row["prediction"] = classify(row["mean"], row["reference_gap"], config)
+                row["band"] = band_of(row["reference_gap"], config)
                 row["statement"] = statement_of(row["cell"][0], row["cell"][1], row["variant"])
             key = f"{name}|{label}"
             out["A"][key] = [r for r in rows if r["cell"][2] in config.starts]
@@ -358,6 +367,8 @@ def regime_verdicts(model_rows: dict, config: Config) -> list[dict]:
                 out.append({
                     "model": model, "setting": key, "regime": regime,
                     "held": sum(r["held"] for r in chosen), "cells": len(chosen),
+                    "contradicted": sum(r["diagnosis"] == "contradicted" for r in chosen),
+                    "underpowered": sum(r["diagnosis"] == "underpowered" for r in chosen),
                     "predicted": sorted({r["prediction"] for r in core}),
                     "core_minus_best": float(np.mean([r["mean"] for r in core])),
                     "core_minus_best_se": float(np.sqrt(np.mean([r["se"] ** 2 for r in core]))),
@@ -395,6 +406,11 @@ def run(config: Config, seed: int = 0, device: str = "cpu", progress: bool = Fal
             "difference (paired seeds) lies below 0 (better), above 0 (worse), or contains 0 "
             "(no difference)"
         ),
+        "diagnosis_rule": (
+            "added after the first runs, not part of the verdict: a prediction not held is "
+            "'contradicted' when the measured interval is disjoint from the predicted region "
+            "(d < -band, d > band, |d| <= band), else 'underpowered'"
+        ),
         "selection": (
             "headline: best balancer per cell by held-out source validation risk (training-domain "
             "validation); oracle row: by target risk; no other hyperparameter is tuned"
@@ -408,29 +424,48 @@ def run(config: Config, seed: int = 0, device: str = "cpu", progress: bool = Fal
 
         model_rows["B"] = measure_mlp(config, seed, predicted["B"], progress)
     regimes = regime_verdicts(model_rows, config)
-    shares = {}
+    shares, diagnoses = {}, {}
     for model, by_key in model_rows.items():
         rows = [r for t in by_key.values() for r in t["validation"] if r["baseline"] == "best"]
         shares[model] = sum(r["held"] for r in rows) / max(1, len(rows))
+        diagnoses[model] = diagnosis_summary(rows)
     control = control_rows(model_rows)
     control_held = all(r["held"] and r["prediction"] == "no difference" for r in control)
     a_ok = shares["A"] >= config.agree_share and control_held
     b_ok = shares.get("B", 1.0) >= config.agree_share
     verdict = "agrees" if a_ok and b_ok else "agrees only as qualified" if a_ok else "contradicts"
-    finding = finding_line(model_rows, regimes, shares, control, config)
+    finding = finding_line(model_rows, regimes, shares, diagnoses, control, config)
     return jsonable({
         "config": config, "pre_registration": pre_registration, "measured": model_rows,
-        "regimes": regimes, "held_share": shares, "s6_control": control,
+        "regimes": regimes, "held_share": shares, "diagnosis": diagnoses, "s6_control": control,
         "s6_control_held": control_held, "finding": finding, "verdict": verdict,
     })  # fmt: skip
 
 
-def finding_line(model_rows, regimes, shares, control, config: Config) -> str:
+def diagnosis_summary(rows: list[dict]) -> dict:
+    """Headline rows by diagnosis (:func:`regime_cells.diagnosis`), and for the underpowered
+    better/worse predictions the median number of paired seeds the registered test would need."""
+    counts = {name: sum(r["diagnosis"] == name for r in rows) for name in DIAGNOSES}
+    needed = [r["seeds_needed"] for r in rows if r["diagnosis"] == "underpowered"
+              and r["seeds_needed"] is not None]  # fmt: skip
+    counts["rows"] = len(rows)
+    counts["median_seeds_needed_underpowered"] = float(np.median(needed)) if needed else None
+    return counts
+
+
+def finding_line(model_rows, regimes, shares, diagnoses, control, config: Config) -> str:
     delta = display_delta(config)
     parts = [
         "pre-registered predictions held in "
         + ", ".join(f"{share:.0%} of model-{m} cells" for m, share in shares.items())
     ]
+    for model, counts in diagnoses.items():
+        needed = counts["median_seeds_needed_underpowered"]
+        parts.append(
+            f"model {model} not held: {counts['contradicted']} of {counts['rows']} contradicted "
+            f"(95% interval outside the predicted region), {counts['underpowered']} underpowered"
+            + (f" (median {needed:.0f} paired seeds needed)" if needed is not None else "")
+        )
     if control:
         worst = max(control, key=lambda r: abs(r["mean"]))
         parts.append(
@@ -443,7 +478,7 @@ def finding_line(model_rows, regimes, shares, control, config: Config) -> str:
                 f"A {entry['setting'].split('|')[0]} {entry['regime']}: CORE-MTL - best "
                 f"{entry['core_minus_best']:+.3g} +- {entry['core_minus_best_se']:.2g} "
                 f"(worst shift, ||dSigma||={delta}; predicted {'/'.join(entry['predicted'])}, "
-                f"held {entry['held']}/{entry['cells']})"
+                f"held {entry['held']}/{entry['cells']}, contradicted {entry['contradicted']})"
             )
     return "; ".join(parts)
 
@@ -451,7 +486,7 @@ def finding_line(model_rows, regimes, shares, control, config: Config) -> str:
 def plot(result: dict, directory: Path) -> list[Path]:
     """Heat maps of the measured ``CORE-MTL - best balancer`` (worst-case shift, headline
     selection) per cell; each cell marked with the prediction (+ worse, - better, 0 none) and
-    whether it held (check mark) or not (cross)."""
+    its diagnosis: held (check mark), contradicted (cross) or underpowered (?)."""
     from experiments.synthetic.plotting import new_figure, save_figure
 
     config = result["config"]
@@ -459,6 +494,7 @@ def plot(result: dict, directory: Path) -> list[Path]:
     panels = [(m, key) for m, by_key in result["measured"].items() for key in by_key]
     figure, axes = new_figure(4, math.ceil(len(panels) / 4), width=3.6, height=3.0)
     symbols = {"better": "-", "worse": "+", "no difference": "0"}
+    marks = {"held": "\u2713", "contradicted": "\u2717", "underpowered": "?"}
     for axis, (model, key) in zip(axes.flat, panels, strict=False):
         rows = [
             r
@@ -472,7 +508,7 @@ def plot(result: dict, directory: Path) -> list[Path]:
         for r in rows:
             i, j = variances.index(r["cell"][0]), columns.index(tuple(r["cell"][1:]))
             grid[i, j] = r["mean"]
-            mark = ("\u2713" if r["held"] else "\u2717") + symbols[r["prediction"]]
+            mark = marks[r["diagnosis"]] + symbols[r["prediction"]]
             axis.text(j, i, mark, ha="center", va="center", fontsize=7)
         limit = np.nanmax(np.abs(grid)) or 1.0
         image = axis.imshow(grid, cmap="RdBu_r", vmin=-limit, vmax=limit, aspect="auto")
@@ -487,7 +523,7 @@ def plot(result: dict, directory: Path) -> list[Path]:
         axis.set_visible(False)
     figure.suptitle(
         f"Study 1: CORE-MTL minus best balancer (validation-selected), worst-case shift "
-        f"||dSigma||_F = {delta}; mark: held/not + predicted sign",
+        f"||dSigma||_F = {delta}; mark: held / contradicted / ? underpowered + predicted sign",
         fontsize=8,
     )
     return save_figure(figure, directory, "study1_regime_map")
