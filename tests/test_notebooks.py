@@ -27,6 +27,7 @@ import pytest
 
 import scm
 from coremtl.cka import biased_cka_approximation_error, expected_biased_cka_independent
+from experiments.synthetic import study4_balancers as study4
 
 NOTEBOOK_DIR = Path(__file__).resolve().parents[1] / "notebooks"
 KEY_MARKER = "KEY_NUMBERS "
@@ -169,14 +170,15 @@ def check_why_reweighting_cannot_help(key: dict) -> None:
     solution = np.linalg.lstsq(design, drawn.y, rcond=None)[0]
     least_squares = np.concatenate([solution[:1].T, solution[1:].T], axis=1)
     rounding = 64 * FLOAT32_EPS * (1 + np.abs(least_squares).max())
+    tolerance = study4.CONFIGS["fast"].head_tolerance
     trained = {}
     for name, heads in key["heads"].items():
         trained[name] = np.stack([heads["weights"], heads["bias"]], axis=1)
         distance = np.linalg.norm(trained[name] - least_squares, axis=1)
-        assert np.all(distance <= np.asarray(heads["radius"]) + rounding), name
-    largest_radius = max(max(heads["radius"]) for heads in key["heads"].values())
+        assert max(heads["radius"]) <= tolerance, f"{name} heads did not converge"
+        assert np.all(distance <= tolerance + rounding), name
     stacked = np.stack(list(trained.values()))
-    assert np.ptp(stacked, axis=0).max() <= 2 * largest_radius + 2 * rounding
+    assert np.ptp(stacked, axis=0).max() <= 2 * tolerance + 2 * rounding
 
     low, high, points = key["profile_grid"]
     grid = np.linspace(low, high, points)
