@@ -19,7 +19,9 @@ from experiments.vision.scenes import (
     SceneClass,
     SceneConfig,
     SceneRenderer,
+    hue_derangement,
     make_environment,
+    permuted_environment,
     write_split,
 )
 from experiments.vision.scenes.appearance import albedo_palette, draw_residuals, hsv_to_rgb
@@ -375,6 +377,26 @@ def test_full_shortcut_gives_each_class_its_own_hue_in_the_source_only():
     assert min(spread) > 0.2
 
 
+def test_permuted_law_gives_class_c_the_hue_of_class_pi_c_and_leaves_the_rest():
+    import colorsys
+
+    num_classes = 5
+    permutation = hue_derangement(num_classes, 0)
+    rng = np.random.default_rng(0)
+    draws = [draw_residuals(rng, num_classes + 1) for _ in range(50)]
+    source = make_environment("source", shortcut=1.0)
+    permuted = permuted_environment(permutation)
+    for draw in draws:
+        own = albedo_palette(draw, source, num_classes)
+        moved = albedo_palette(draw, permuted, num_classes)
+        for c in range(num_classes):
+            hue = colorsys.rgb_to_hsv(*moved[c])[0]
+            offset = (hue - permutation[c] / num_classes + 0.5) % 1.0 - 0.5
+            assert abs(offset) < 5 * 0.02
+            assert np.allclose(colorsys.rgb_to_hsv(*own[c])[1:], colorsys.rgb_to_hsv(*moved[c])[1:])
+        assert np.array_equal(own[num_classes], moved[num_classes])
+
+
 def test_hsv_to_rgb_matches_colorsys():
     import colorsys
 
@@ -463,6 +485,14 @@ def test_cli_renders_a_split_and_reports_bad_input(tmp_path, capsys):
         (lambda: make_environment("target", shift=-0.1), "shift: expected a value in"),
         (lambda: make_environment("moon"), "env: expected one of"),
         (lambda: make_environment("source", shortcut=2.0), "shortcut: expected a value in"),
+        (lambda: permuted_environment((1, 0), strength=2.0), "strength: expected a value in"),
+        (lambda: permuted_environment((0, 0, 1)), "hue_permutation: expected a permutation"),
+        (
+            lambda: albedo_palette(
+                draw_residuals(np.random.default_rng(0), 6), permuted_environment((1, 0)), 5
+            ),
+            "hue_permutation: expected a permutation of the 5 classes",
+        ),
         (lambda: RenderedScenes(0), "length: expected a positive integer"),
         (lambda: RenderedScenes(4, resolution=(0, 8)), "resolution: expected a positive integer"),
         (

@@ -3,9 +3,15 @@ dual-stream conv net, one training run through :class:`coremtl.trainer.Trainer`,
 
 Data (:mod:`experiments.vision.scenes`). Source: the source law with shortcut strength ``p``, the
 probability that a class's albedo takes the class's own hue ``c / C`` instead of a palette draw
-(Colored-Cityscapes at CPU scale). Target: the same law without the shortcut (the target at
-shift 0), so source and target differ in one thing, whether hue follows the class. Every split of
-a seed renders the same layouts whatever the method, so methods are paired.
+(Colored-Cityscapes at CPU scale). Two targets, each differing from the source in one thing,
+whether hue follows the class: the random-hue target, the same law without the shortcut (the
+target at shift 0), where hue is independent of the class; and the permuted-hue target
+(Colored-Cityscapes' own), the same law whose shortcut gives class ``c`` the hue ``pi(c) / C`` of
+class ``pi(c)`` for a derangement ``pi`` of the classes
+(:func:`experiments.vision.scenes.permuted_environment`), so reading the class from the hue is
+wrong on every class rather than at random. Every split of a seed renders the same layouts
+whatever the method, so methods are paired; the two targets render the same split names, so they
+share layouts and every residual draw but the hue (common random numbers), and are paired too.
 
 Model: ``encoder`` (three 3x3 conv-BN-ReLU layers, output stride 4) -> 1x1 split into ``Z_s`` and
 ``Z_r`` maps (:class:`coremtl.representation.StreamSplit`) -> per-task 3x3 conv heads on ``Z_s``
@@ -23,12 +29,19 @@ pooled ``Z_r`` is the reference, and the debiased linear CKA of the pooled strea
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import torch
 from torch import Tensor, nn
 
-from experiments.vision.scenes import SceneConfig, SceneRenderer, make_environment
+from experiments.vision.scenes import (
+    SceneConfig,
+    SceneRenderer,
+    make_environment,
+    permuted_environment,
+)
+from scm.validation import InvalidParameterError
 
 TASKS = ("segmentation", "depth")
 FLOOR_SLOT = 0
@@ -69,17 +82,31 @@ def scene_config(setup: ShortcutSetup, seed: int) -> SceneConfig:
     )
 
 
-def render(setup: ShortcutSetup, seed: int, split: str, n: int, shortcut: float | None) -> dict:
+def render(
+    setup: ShortcutSetup,
+    seed: int,
+    split: str,
+    n: int,
+    shortcut: float | None,
+    permutation: Sequence[int] | None = None,
+) -> dict:
     """``n`` samples of ``split``: the source law with ``shortcut``, or the shortcut-free target
-    (shift 0) for ``shortcut=None``; image, the three task labels and the floor's albedo hue."""
+    (shift 0) for ``shortcut=None``, or with ``permutation`` the permuted target (class ``c``
+    takes the hue of class ``permutation[c]`` with probability ``shortcut``); the image, the task
+    labels and every slot's albedo hue (``slot_hues``)."""
     from coremtl.lighting import linear_to_srgb
 
     renderer = SceneRenderer(scene_config(setup, seed))
-    environment = (
-        make_environment("target", shift=0.0)
-        if shortcut is None
-        else make_environment("source", shortcut=shortcut)
-    )
+    if permutation is not None:
+        if shortcut is None:
+            raise InvalidParameterError(
+                "shortcut: expected the permuted target's strength in [0, 1], got None"
+            )
+        environment = permuted_environment(permutation, shortcut)
+    elif shortcut is None:
+        environment = make_environment("target", shift=0.0)
+    else:
+        environment = make_environment("source", shortcut=shortcut)
     indices = list(range(n))
     fields = renderer.render(indices, split, environment)
     albedo = renderer.appearance(indices, split, environment).albedo
@@ -95,15 +122,19 @@ def slot_hues(srgb: Tensor) -> Tensor:
     return torch.as_tensor(rgb_to_hsv(srgb.clamp(0, 1).numpy())[..., 0], dtype=torch.float32)
 
 
-def hue_class_agreement(hues: Tensor, num_classes: int) -> float:
-    """Share of ``(sample, class)`` slots whose hue is nearest (on the hue circle) to its own
-    class hue ``c / C`` among the ``C`` class hues: 1 when hue names the class, ``~1/C`` when
-    hue is unrelated to it (the data check of the shortcut)."""
+def hue_class_agreement(
+    hues: Tensor, num_classes: int, permutation: Sequence[int] | None = None
+) -> float:
+    """Share of ``(sample, class)`` slots whose hue is nearest (on the hue circle) to the class
+    hue ``pi(c) / C`` among the ``C`` class hues, ``pi`` = ``permutation`` (the identity when
+    ``None``: its own hue): 1 when hue names the class ``pi(c)``, ``~1/C`` when hue is unrelated
+    to the class (the data check of the shortcut)."""
     class_hues = torch.arange(num_classes, dtype=torch.float32) / num_classes
     distance = (hues[:, :num_classes, None] - class_hues).abs()
     distance = torch.minimum(distance, 1 - distance)
     nearest = distance.argmin(dim=-1)
-    return float((nearest == torch.arange(num_classes)).float().mean())
+    expected = torch.arange(num_classes) if permutation is None else torch.tensor(permutation)
+    return float((nearest == expected).float().mean())
 
 
 class SigmoidDecoder(nn.Module):

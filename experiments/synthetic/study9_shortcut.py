@@ -1,9 +1,21 @@
 """Study 9: the class-hue shortcut on rendered scenes (Colored-Cityscapes at CPU scale).
 
 Source: rendered scenes whose class albedo takes the class's own hue with probability ``p`` (the
-shortcut strength, swept); target: the same law with hue independent of the class. Tasks:
-segmentation and depth, 32x32 images, a small dual-stream conv net
-(:mod:`experiments.synthetic.shortcut_scenes`), every run through :class:`coremtl.trainer.Trainer`.
+shortcut strength, swept). Two target environments, both evaluated for every trained model:
+
+- random hue: the same law with hue independent of the class (a model that reads the class from
+  the hue is wrong at random);
+- permuted hue (Colored-Cityscapes' target): the same law in which, with probability
+  ``permuted_strength`` (1 by default), class ``c`` takes the hue ``pi(c) / C`` of class
+  ``pi(c)``, for a derangement ``pi`` of the ``C`` classes drawn from each seed
+  (:func:`experiments.vision.scenes.hue_derangement`, recorded as ``hue_permutations``): a model
+  that reads the class from the hue is wrong on every class, systematically.
+
+The two targets render the same split names, so their images share layouts and every residual
+draw but the hue: per seed, permuted minus random is a paired difference. Tasks: segmentation and
+depth, 32x32 images, a small dual-stream conv net (:mod:`experiments.synthetic.shortcut_scenes`),
+every run through :class:`coremtl.trainer.Trainer`; the permuted target only adds evaluations, no
+training run.
 
 Methods: EW, PCGrad, MGDA (:func:`coremtl.balancers.make_balancer`); CORE-MTL with the paper's
 CFA (decode ``(Z_s(i), Z_r(pi(i)))``, re-encode with frozen batch norm: ``cfa_mode='input'``) at
@@ -15,9 +27,10 @@ Statistics. Seeds are paired: a seed fixes the data (layouts and appearance of e
 the initialisation, the same for every method. Differences are per-seed differences, reported as
 ``mean +- SE`` (``SE = std / sqrt(n)``, ``ddof = 1``), "more than 2 SE" is the test. Selection
 (DomainBed's convention): the best balancer and the "selected" CORE-MTL setting are the ones with
-the highest source-validation mIoU (training-domain validation, the headline); the target-oracle
-row picks by target-validation mIoU and is labelled as such. Target numbers are on a separate
-target test split.
+the highest source-validation mIoU (training-domain validation, the headline; one selection for
+both targets); the target-oracle rows pick, for each target environment, by that environment's
+target-validation mIoU and are labelled as such. Target numbers are on a separate target test
+split of each environment.
 
 The predictions are written into the result before anything is trained (``predictions``, with the
 time ``registered_at``), and each is scored against the measurement afterwards.
@@ -44,6 +57,7 @@ from experiments.synthetic.shortcut_scenes import (
     task_metrics,
     train,
 )
+from experiments.vision.scenes import hue_derangement
 
 NAME = "Class-hue shortcut on rendered scenes"
 STATEMENTS = ("C1", "C4")
@@ -82,7 +96,9 @@ def method_table(config: Config) -> dict[str, Method]:
 @dataclass(frozen=True)
 class Config:
     """``strengths``: shortcut strengths trained with ``grid_methods``; ``sweep_strength``: the
-    strength at which the balancers, the ablations and the CFA / CKA sweeps also train."""
+    strength at which the balancers, the ablations and the CFA / CKA sweeps also train;
+    ``permuted_strength``: the probability that a class takes the hue of ``pi(c)`` in the
+    permuted-hue target."""
 
     setup: ShortcutSetup = field(default_factory=ShortcutSetup)
     seeds: int = 3
@@ -99,6 +115,7 @@ class Config:
     )
     cfa_sweep: tuple[float, ...] = (4.0,)
     cka_sweep: tuple[float, ...] = (10.0,)
+    permuted_strength: float = 1.0
 
 
 CONFIGS = {
@@ -208,6 +225,37 @@ def predictions(config: Config) -> list[dict]:
                 "has the same class hues, so no swap breaks the tie",
             }
         )
+    rows.append(
+        {
+            "id": "P9 the permuted hue misleads",
+            "statement": f"at p = {p:g}, EW's target mIoU on the permuted-hue target is below its "
+            "target mIoU on the random-hue target by more than 2 SE",
+            "from": "construction: a model that reads the class from the hue is wrong on every "
+            "class when the hue is that of pi(c), and only at random when the hue is random",
+        }
+    )
+    if 0.0 in config.strengths and p != 0.0:
+        rows.append(
+            {
+                "id": "P10 the misleading is the shortcut's",
+                "statement": f"EW's random-minus-permuted target mIoU is larger at p = {p:g} than "
+                "at p = 0 by more than 2 SE",
+                "from": "at p = 0 hue carries no class, so the permuted target is only a shift "
+                "of the hue law (class hues c/C around the circle, the palette over 0.4 of it); "
+                "what the shortcut adds is the reading of pi(c) for c",
+            }
+        )
+    rows.append(
+        {
+            "id": "P11 a smaller permuted drop if and only if the shortcut is removed",
+            "statement": f"at p = {p:g}, for every CORE-MTL setting (library weights, ablations, "
+            "sweeps): its permuted-minus-random drop is smaller than EW's by more than 2 SE if "
+            "and only if its random-hue target mIoU is above EW's by more than 2 SE",
+            "from": "the permuted target asks the random one's question more sharply: a model "
+            "that reads less of the class from the hue loses less when the hue lies, and gains "
+            "when the hue is random",
+        }
+    )
     return rows
 
 
@@ -244,16 +292,28 @@ def run(config: Config, seed: int = 0, device: str = "cpu", progress: bool = Fal
     seeds = seeds_for(seed, config.seeds)
     records: list[dict] = []
     data_check: dict = {}
+    permutations = {str(run_seed): hue_derangement(num_classes, run_seed) for run_seed in seeds}
+    result["hue_permutations"] = permutations
     pairs = jobs(config)
     bar = tqdm(total=len(seeds) * len(pairs), desc="study 9 runs", disable=not progress)
     result["first_training_at"] = time.time()
     for run_seed in seeds:
         target_val = render(setup, run_seed, "target_val", setup.val, None)
         target_test = render(setup, run_seed, "target_test", setup.test, None)
+        permutation = permutations[str(run_seed)]
+        strength_t = config.permuted_strength
+        permuted_val = render(setup, run_seed, "target_val", setup.val, strength_t, permutation)
+        permuted_test = render(setup, run_seed, "target_test", setup.test, strength_t, permutation)
         probe_fit = render(setup, run_seed, "probe_fit", setup.probe, None)
         probe_eval = render(setup, run_seed, "probe_eval", setup.probe, None)
         check = data_check.setdefault("target", [])
         check.append(hue_class_agreement(target_test["slot_hues"], num_classes))
+        data_check.setdefault("permuted", []).append(
+            hue_class_agreement(permuted_test["slot_hues"], num_classes)
+        )
+        data_check.setdefault("permuted, against pi(c)", []).append(
+            hue_class_agreement(permuted_test["slot_hues"], num_classes, permutation)
+        )
         for strength in sorted({s for s, _ in pairs}):
             train_data = render(setup, run_seed, "train", setup.train, strength)
             source_val = render(setup, run_seed, "val", setup.val, strength)
@@ -277,6 +337,8 @@ def run(config: Config, seed: int = 0, device: str = "cpu", progress: bool = Fal
                         "source_val": task_metrics(model, source_val, num_classes, device),
                         "target_val": task_metrics(model, target_val, num_classes, device),
                         "target_test": task_metrics(model, target_test, num_classes, device),
+                        "permuted_val": task_metrics(model, permuted_val, num_classes, device),
+                        "permuted_test": task_metrics(model, permuted_test, num_classes, device),
                         "probes": probes,
                         "train_seconds": seconds,
                     }
@@ -286,7 +348,8 @@ def run(config: Config, seed: int = 0, device: str = "cpu", progress: bool = Fal
     result["data_check"] = {
         "hue_class_agreement": {key: mean_se(values) for key, values in data_check.items()},
         "chance": 1.0 / num_classes,
-        "meaning": "share of class slots whose hue is nearest to the class's own hue c/C",
+        "meaning": "share of class slots whose hue is nearest to the class's own hue c/C "
+        "(against pi(c): to the hue pi(c)/C of the class whose hue the permuted target gives c)",
     }
     result["records"] = records
     result.update(summarise(config, records, seeds))
@@ -295,8 +358,9 @@ def run(config: Config, seed: int = 0, device: str = "cpu", progress: bool = Fal
 
 
 def _values(records: list[dict], strength: float, method: str, key: str, seeds: list[int]):
-    """Per-seed values of ``key`` (a metric of ``target_test``, ``source_val``, ``target_val``
-    as ``'split:metric'``, or a probe as ``'probes:name'``) in seed order."""
+    """Per-seed values of ``key`` (a metric of ``target_test``, ``source_val``, ``target_val``,
+    ``permuted_test``, ``permuted_val`` as ``'split:metric'``, or a probe as ``'probes:name'``)
+    in seed order."""
     split, name = key.split(":")
     by_seed = {
         r["seed"]: r[split][name]
@@ -313,6 +377,7 @@ def summarise(config: Config, records: list[dict], seeds: list[int]) -> dict:
     cells: dict[str, dict] = {}
     keys = {
         "target": f"target_test:{METRIC}",
+        "target_permuted": f"permuted_test:{METRIC}",
         "source": f"source_val:{METRIC}",
         "target_depth_abs_err": "target_test:depth/abs_err",
         "hue_probe_semantic": "probes:hue_probe_semantic",
@@ -328,9 +393,14 @@ def summarise(config: Config, records: list[dict], seeds: list[int]) -> dict:
             _values(records, strength, method, keys["source"], seeds),
             _values(records, strength, method, keys["target"], seeds),
         )
-        ew = _values(records, strength, "EW", keys["target"], seeds)
-        entry["target_minus_ew"] = paired(
-            _values(records, strength, method, keys["target"], seeds), ew
+        for label in ("target", "target_permuted"):
+            entry[f"{label}_minus_ew"] = paired(
+                _values(records, strength, method, keys[label], seeds),
+                _values(records, strength, "EW", keys[label], seeds),
+            )
+        entry["permuted_minus_random"] = paired(
+            _values(records, strength, method, keys["target_permuted"], seeds),
+            _values(records, strength, method, keys["target"], seeds),
         )
         runs = [r for r in records if r["method"] == method and r["strength"] == strength]
         for label in ("cfa_colour_shift", "cfa_transfer", "reconstruction_l1"):
@@ -338,8 +408,8 @@ def summarise(config: Config, records: list[dict], seeds: list[int]) -> dict:
                 entry[label] = mean_se([r["probes"][label] for r in runs])
         cells[f"{strength:g}|{method}"] = entry
 
-    def target(method: str, strength: float = p) -> list[float]:
-        return _values(records, strength, method, keys["target"], seeds)
+    def target(method: str, strength: float = p, label: str = "target") -> list[float]:
+        return _values(records, strength, method, keys[label], seeds)
 
     def mean_of(method: str, key: str, strength: float = p) -> float:
         return float(np.mean(_values(records, strength, method, key, seeds)))
@@ -349,10 +419,16 @@ def summarise(config: Config, records: list[dict], seeds: list[int]) -> dict:
     candidates = core_candidates(config)
     selected = max(candidates, key=lambda m: mean_of(m, keys["source"]))
     oracle = max(candidates, key=lambda m: mean_of(m, f"target_val:{METRIC}"))
+    oracle_permuted = max(candidates, key=lambda m: mean_of(m, f"permuted_val:{METRIC}"))
     table = method_table(config)
+
+    def permuted(method: str) -> list[float]:
+        return target(method, label="target_permuted")
+
     selection = {
         "protocol": "training-domain validation: highest mean source-validation mIoU over seeds "
-        f"at p = {p:g}; target oracle: highest mean target-validation mIoU (labelled)",
+        f"at p = {p:g}, one selection for both targets; target oracle: highest mean "
+        "target-validation mIoU of the target environment in question (labelled)",
         "best_balancer": best_balancer,
         "candidates": candidates,
         "selected": selected,
@@ -363,6 +439,14 @@ def summarise(config: Config, records: list[dict], seeds: list[int]) -> dict:
         "selected_matches_defaults": table[selected].weights() == LIBRARY_DEFAULTS,
         "selected_minus_best_balancer": paired(target(selected), target(best_balancer)),
         "oracle_minus_best_balancer (target oracle)": paired(target(oracle), target(best_balancer)),
+        "permuted": {
+            "selected_minus_best_balancer": paired(permuted(selected), permuted(best_balancer)),
+            "oracle": oracle_permuted,
+            "oracle_weights": table[oracle_permuted].weights(),
+            "oracle_minus_best_balancer (target oracle)": paired(
+                permuted(oracle_permuted), permuted(best_balancer)
+            ),
+        },
     }
     drop = paired(target("EW", 0.0), target("EW")) if (0.0, "EW") in present else None
     scored = score_predictions(config, records, seeds, present, selection, drop)
@@ -379,6 +463,11 @@ def summarise(config: Config, records: list[dict], seeds: list[int]) -> dict:
     return {
         "cells": cells,
         "shortcut_drop_ew": drop,
+        "permuted_minus_random_ew": {
+            f"{strength:g}": cells[f"{strength:g}|EW"]["permuted_minus_random"]
+            for strength, method in present
+            if method == "EW"
+        },
         "selection": selection,
         "prediction_outcomes": scored,
         "removes_shortcut": removes,
@@ -404,6 +493,13 @@ def score_predictions(config, records, seeds, present, selection, drop) -> list[
 
     def target(method: str, strength: float = p) -> list[float]:
         return _values(records, strength, method, key, seeds)
+
+    def permuted(method: str, strength: float = p) -> list[float]:
+        return _values(records, strength, method, f"permuted_test:{METRIC}", seeds)
+
+    def permuted_drop(method: str, strength: float = p) -> list[float]:
+        """Per-seed random-minus-permuted target mIoU."""
+        return list(np.subtract(target(method, strength), permuted(method, strength)))
 
     def probe(method: str) -> float:
         return float(np.mean(_values(records, p, method, "probes:hue_probe_semantic", seeds)))
@@ -454,6 +550,33 @@ def score_predictions(config, records, seeds, present, selection, drop) -> list[
             difference = paired(target("CORE-MTL", 1.0), target("EW", 1.0))
             measured = {"core_minus_ew_at_p1": difference}
             held = not above(difference)
+        elif ident == "P9":
+            difference = paired(target("EW"), permuted("EW"))
+            measured = {"ew_random_minus_permuted": difference}
+            held = above(difference)
+        elif ident == "P10":
+            difference = paired(permuted_drop("EW"), permuted_drop("EW", 0.0))
+            measured = {
+                f"ew_random_minus_permuted_p{p:g}_minus_p0": difference,
+                "at_p": paired(target("EW"), permuted("EW")),
+                "at_p0": paired(target("EW", 0.0), permuted("EW", 0.0)),
+            }
+            held = above(difference)
+        elif ident == "P11":
+            table = method_table(config)
+            settings = [n for s, n in present if s == p and table[n].is_core]
+            rows = {}
+            for name in settings:
+                smaller = paired(permuted_drop("EW"), permuted_drop(name))
+                gain = paired(target(name), target("EW"))
+                rows[name] = {
+                    "ew_drop_minus_its_drop": smaller,
+                    "random_target_minus_ew": gain,
+                    "smaller_drop": above(smaller),
+                    "removes": above(gain),
+                }
+            measured = rows
+            held = bool(rows) and all(r["smaller_drop"] == r["removes"] for r in rows.values())
         outcomes.append({**row, "measured": measured, "held": held})
     return outcomes
 
@@ -466,7 +589,7 @@ def _text(difference: dict | None) -> str:
 
 def compose_finding(config, cells, selection, drop, removes, scored) -> str:
     """One line: the shortcut's size, what removes it and what does not, the probes, the
-    selection, and which predictions held."""
+    selection, the same on the permuted-hue target, and which predictions held."""
     p = config.sweep_strength
     cell = {k.split("|", 1)[1]: v for k, v in cells.items() if k.startswith(f"{p:g}|")}
     others = [m for m in cell if m != "EW"]
@@ -504,7 +627,25 @@ def compose_finding(config, cells, selection, drop, removes, scored) -> str:
         f"({'the' if selection['selected_matches_defaults'] else 'not the'} library weights), "
         f"{_text(selection['selected_minus_best_balancer'])} against the best balancer (target "
         f"oracle: {selection['oracle']}, "
-        f"{_text(selection['oracle_minus_best_balancer (target oracle)'])}). Predictions held: "
+        f"{_text(selection['oracle_minus_best_balancer (target oracle)'])})"
+    )
+    permuted = selection["permuted"]
+    ew_at_zero = cells.get("0|EW")
+    permuted_differences = ", ".join(
+        f"{m} {_text(cell[m]['target_permuted_minus_ew'])}" for m in others
+    )
+    text += (
+        f". Permuted-hue target (class c takes the hue of pi(c)): EW's permuted minus random "
+        f"target mIoU {_text(cell['EW']['permuted_minus_random'])} at p = {p:g}"
+        + (
+            f" ({_text(ew_at_zero['permuted_minus_random'])} at p = 0)"
+            if ew_at_zero is not None and p != 0
+            else ""
+        )
+        + f"; permuted target mIoU minus EW: {permuted_differences}; the selected "
+        f"{selection['selected']} {_text(permuted['selected_minus_best_balancer'])} against the "
+        f"best balancer (target oracle on the permuted validation split: {permuted['oracle']}, "
+        f"{_text(permuted['oracle_minus_best_balancer (target oracle)'])}). Predictions held: "
         f"{', '.join(held) if held else 'none'} of {len(scored)}."
     )
     return text
@@ -516,7 +657,7 @@ def plot(result: dict, directory: Path) -> list[Path]:
     cells = list(result["cells"].values())
     config = result["config"]
     p = config["sweep_strength"]
-    figure, axes = new_figure(3, 1, width=4.4)
+    figure, axes = new_figure(4, 1, width=4.4)
     axis = axes[0, 0]
     methods = list(dict.fromkeys(c["method"] for c in cells))
     grid = [m for m in methods if len({c["strength"] for c in cells if c["method"] == m}) > 1]
@@ -529,7 +670,17 @@ def plot(result: dict, directory: Path) -> list[Path]:
             color=colour,
             marker="o",
             capsize=2,
-            label=f"{method} (target)",
+            label=f"{method} (random-hue target)",
+        )
+        axis.errorbar(
+            [c["strength"] for c in rows],
+            [c["target_permuted"]["mean"] for c in rows],
+            yerr=[2 * c["target_permuted"]["se"] for c in rows],
+            color=colour,
+            marker="x",
+            ls=":",
+            capsize=2,
+            label=f"{method} (permuted-hue target)",
         )
         axis.plot(
             [c["strength"] for c in rows],
@@ -592,5 +743,25 @@ def plot(result: dict, directory: Path) -> list[Path]:
     axis.set_xticks(positions + 0.19, names, rotation=40, ha="right")
     axis.set_ylabel("held-out accuracy (chance 0.5) / CKA")
     axis.set_title(f"How much hue the streams hold, p = {p:g}")
+    axis.legend()
+
+    axis = axes[0, 3]
+    for offset, (key, label) in enumerate(
+        (("target", "random-hue target"), ("target_permuted", "permuted-hue target"))
+    ):
+        axis.bar(
+            positions + 0.38 * offset,
+            [at_p[n][key]["mean"] for n in names],
+            width=0.38,
+            yerr=[2 * at_p[n][key]["se"] for n in names],
+            capsize=2,
+            label=label,
+        )
+    if "EW" in at_p:
+        for key, style in (("target", ":"), ("target_permuted", "--")):
+            axis.axhline(at_p["EW"][key]["mean"], color="k", ls=style, lw=0.8)
+    axis.set_xticks(positions + 0.19, names, rotation=40, ha="right")
+    axis.set_ylabel("target mIoU (mean +- 2 SE; lines: EW)")
+    axis.set_title(f"Random-hue against permuted-hue target, p = {p:g}")
     axis.legend()
     return save_figure(figure, directory, "study9_shortcut")

@@ -9,7 +9,13 @@ differ in the residual one by a shift in ``[0, 1]``.
 
 from .config import DEFAULT_CLASSES, SHAPES, SceneClass, SceneConfig
 from .dataset import RenderedScenes
-from .environments import ENVIRONMENTS, ResidualDistribution, make_environment
+from .environments import (
+    ENVIRONMENTS,
+    ResidualDistribution,
+    hue_derangement,
+    make_environment,
+    permuted_environment,
+)
 from .renderer import FIELDS, SceneRenderer
 from .writer import write_split
 
@@ -23,6 +29,8 @@ __all__ = [
     "SceneClass",
     "SceneConfig",
     "SceneRenderer",
+    "hue_derangement",
     "make_environment",
+    "permuted_environment",
     "write_split",
 ]

@@ -28,6 +28,7 @@ import torch
 from torch import Tensor
 
 from coremtl.lighting import directional_light_coefficients, linear_to_srgb, shade, srgb_to_linear
+from scm.validation import InvalidParameterError
 
 from .environments import ResidualDistribution
 from .geometry import SurfaceHits
@@ -103,11 +104,20 @@ def palette_colours(
 ) -> np.ndarray:
     """``(..., slots, 3)`` sRGB-valued albedo of every slot from the ``(..., slots, 4)`` palette
     uniforms (hue, saturation, value, shortcut) and the ``(..., slots)`` shortcut hue noise:
-    the palette's colour, or with probability ``law.shortcut`` the class's own hue ``c / C``."""
+    the palette's colour, or with probability ``law.shortcut`` the hue ``pi(c) / C`` of class
+    ``pi(c)``, ``pi = law.hue_permutation`` (the identity when ``None``: the class's own hue);
+    a slot past the classes (an unlabelled ground) keeps ``pi`` the identity."""
     hue_u, saturation_u, value_u, shortcut_u = np.moveaxis(palette, -1, 0)
     hue = law.palette_hue + law.palette_hue_width * (hue_u - 0.5)
-    class_hue = np.arange(palette.shape[-2]) / num_classes
-    class_hue = class_hue + SHORTCUT_HUE_JITTER * hue_noise
+    hue_of = np.arange(palette.shape[-2])
+    if law.hue_permutation is not None:
+        if len(law.hue_permutation) != num_classes:
+            raise InvalidParameterError(
+                f"hue_permutation: expected a permutation of the {num_classes} classes, got "
+                f"{len(law.hue_permutation)} entries"
+            )
+        hue_of[:num_classes] = law.hue_permutation
+    class_hue = hue_of / num_classes + SHORTCUT_HUE_JITTER * hue_noise
     hue = np.where(shortcut_u < law.shortcut, class_hue, hue)
     saturation = law.palette_saturation[0] + np.diff(law.palette_saturation)[0] * saturation_u
     value = law.palette_value[0] + np.diff(law.palette_value)[0] * value_u

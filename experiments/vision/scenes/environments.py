@@ -9,13 +9,17 @@ colour and sensor noise all move with ``s``.
 
 The optional shortcut (source only, as in Colored-Cityscapes): with probability ``shortcut`` a
 class's albedo takes the class's own hue ``c / C`` instead of a palette draw, so colour predicts
-the class in the source and not in the target.
+the class in the source and not in the target. Colored-Cityscapes' permuted target
+(:func:`permuted_environment`) is the source law whose shortcut gives class ``c`` the hue
+``pi(c) / C`` of class ``pi(c)``, for a derangement ``pi`` of the classes
+(:func:`hue_derangement`): colour still names a class, always the wrong one.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 from scm.validation import InvalidParameterError, check_in_range
@@ -35,7 +39,10 @@ class ResidualDistribution:
     saturation and value uniform in their ranges, an HSV colour in sRGB converted to linear albedo.
     Texture: albedo times ``1 + texture_strength * mean_k sin(w_k . p + phi_k)`` over three random
     plane waves in world position ``p``. Sky radiance ``sky_colour`` (linear), sensor noise
-    ``N(0, noise_std^2)`` per pixel and channel in linear RGB.
+    ``N(0, noise_std^2)`` per pixel and channel in linear RGB. Shortcut: with probability
+    ``shortcut`` class ``c`` takes the hue ``pi(c) / C`` instead of a palette draw, ``pi`` =
+    ``hue_permutation`` (a permutation of the ``C`` classes; ``None``: the identity, each class
+    its own hue).
     """
 
     name: str
@@ -53,9 +60,18 @@ class ResidualDistribution:
     sky_colour: tuple[float, float, float]
     noise_std: float
     shortcut: float = 0.0
+    hue_permutation: tuple[int, ...] | None = None
 
     def __post_init__(self) -> None:
         check_in_range(self.shortcut, "shortcut", 0.0, 1.0)
+        if self.hue_permutation is not None:
+            permutation = tuple(self.hue_permutation)
+            if sorted(permutation) != list(range(len(permutation))):
+                raise InvalidParameterError(
+                    "hue_permutation: expected a permutation of 0..C-1, got "
+                    f"{self.hue_permutation!r}"
+                )
+            object.__setattr__(self, "hue_permutation", tuple(int(k) for k in permutation))
         check_in_range(self.noise_std, "noise_std", 0.0, 1.0)
         check_in_range(self.texture_strength, "texture_strength", 0.0, 1.0)
         check_in_range(self.light_elevation_deg, "light_elevation_deg", -90.0, 90.0)
@@ -102,7 +118,7 @@ FAR_TARGET = dataclasses.replace(
 def _interpolate(source: object, far: object, shift: float) -> object:
     if isinstance(source, tuple):
         return tuple(_interpolate(a, b, shift) for a, b in zip(source, far, strict=True))
-    if isinstance(source, str):
+    if isinstance(source, str) or source is None:
         return far
     return (1.0 - shift) * source + shift * far
 
@@ -122,3 +138,25 @@ def make_environment(name: str, shift: float = 1.0, shortcut: float = 0.0) -> Re
     }
     values["shortcut"] = 0.0
     return ResidualDistribution(**values)
+
+
+def hue_derangement(num_classes: int, seed: int) -> tuple[int, ...]:
+    """A uniformly random derangement ``pi`` of ``num_classes`` classes (``pi(c) != c`` for every
+    ``c``; :func:`coremtl.counterfactual.derangement`) drawn from the stream
+    ``derive_seed(seed, "hue_derangement")`` (:func:`scm.seeds.derive_seed`)."""
+    import torch
+
+    from coremtl.counterfactual import derangement
+    from scm.seeds import derive_seed
+
+    generator = torch.Generator().manual_seed(derive_seed(seed, "hue_derangement"))
+    return tuple(int(k) for k in derangement(num_classes, generator))
+
+
+def permuted_environment(permutation: Sequence[int], strength: float = 1.0) -> ResidualDistribution:
+    """Colored-Cityscapes' permuted target: the source law with shortcut strength ``strength``
+    whose class ``c`` takes the hue of class ``permutation[c]`` (module docstring)."""
+    strength = check_in_range(strength, "strength", 0.0, 1.0)
+    return dataclasses.replace(
+        SOURCE, name="permuted", shortcut=strength, hue_permutation=tuple(permutation)
+    )
