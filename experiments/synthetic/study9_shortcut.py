@@ -32,6 +32,7 @@ from pathlib import Path
 
 import numpy as np
 
+from coremtl import defaults as method_defaults
 from experiments.synthetic.common import jsonable, seeds_for
 from experiments.synthetic.shortcut_scenes import (
     Method,
@@ -48,7 +49,12 @@ from experiments.synthetic.shortcut_scenes import (
 NAME = "Class-hue shortcut on rendered scenes"
 STATEMENTS = ("C1", "C4")
 METRIC = "segmentation/miou"
-LIBRARY_DEFAULTS = {"cka": 0.1, "cfa": 0.5, "cfa_probability": 0.5, "reconstruction": 1.0}
+LIBRARY_DEFAULTS = {
+    "cka": method_defaults.CKA_WEIGHT,
+    "cfa": method_defaults.CFA_WEIGHT,
+    "cfa_probability": method_defaults.CFA_PROBABILITY,
+    "reconstruction": method_defaults.RECONSTRUCTION_WEIGHT,
+}
 BALANCERS = ("EW", "PCGrad", "MGDA")
 PROBE_ENCODES = 0.75
 """A hue-probe accuracy above this (chance 0.5) counts as "the stream still encodes hue"."""
