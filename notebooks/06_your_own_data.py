@@ -186,12 +186,12 @@ print(
 #   about 0.52 on `hollow` in the target, where the colour agrees with it by chance: each reads
 #   the colour shortcut, CORE-MTL at its default weights included;
 # * the probe reads the colour from CORE-MTL's $Z_s$ about as well as from the EW and PCGrad
-#   features (0.74 against 0.77 and 0.75): the CKA penalty (its estimate falls to about 0.002)
+#   features (0.76 against 0.73 and 0.72): the CKA penalty (its estimate falls to about 0.001)
 #   decorrelates the pooled streams, yet the colour stays in $Z_s$, as issue 13 reports on the
 #   project's image shortcut benchmark;
-# * CORE-MTL is clearly worse on `count` (about 0.69 against 0.86 on the target). The heads
+# * CORE-MTL is clearly worse on `count` (about 0.74 against 0.86 on the target). The heads
 #   scored on the decoder's own reconstructions say why: there `count` is read correctly only
-#   about 59% of the time, so CFA trains `count` on decoded images that mostly lost the second
+#   about 61% of the time, so CFA trains `count` on decoded images that mostly lost the second
 #   square, against labels that say it is there. A decoder too weak for a task turns CFA into
 #   label noise for that task.
 #

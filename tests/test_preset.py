@@ -290,7 +290,11 @@ def test_the_vision_method_config_reads_the_library_defaults():
         "reconstruction_weight",
     ):
         assert getattr(method, name) == getattr(objective, name), name
-    assert (method.cka_weight, method.cfa_weight, method.cfa_probability) == (0.1, 0.5, 0.5)
+    assert (method.cka_weight, method.cfa_weight, method.cfa_probability) == (
+        defaults.CKA_WEIGHT,
+        defaults.CFA_WEIGHT,
+        defaults.CFA_PROBABILITY,
+    )
 
 
 @pytest.mark.parametrize("balancer", ["pcgrad", "uw"])

@@ -19,7 +19,7 @@ training run.
 
 Methods: EW, PCGrad, MGDA (:func:`coremtl.balancers.make_balancer`); CORE-MTL with the paper's
 CFA (decode ``(Z_s(i), Z_r(pi(i)))``, re-encode with frozen batch norm: ``cfa_mode='input'``) at
-the library's weights (CKA 0.1, CFA 0.5 with probability 0.5, reconstruction 1.0, every weight
+the library's default weights (:mod:`coremtl.defaults`, every weight
 passed explicitly), its ablations (each term dropped, CKA only), and sweeps of the CFA and CKA
 weights at one shortcut strength.
 
@@ -45,6 +45,7 @@ from pathlib import Path
 
 import numpy as np
 
+from coremtl import defaults as method_defaults
 from experiments.synthetic.common import jsonable, seeds_for
 from experiments.synthetic.shortcut_scenes import (
     Method,
@@ -62,7 +63,12 @@ from experiments.vision.scenes import hue_derangement
 NAME = "Class-hue shortcut on rendered scenes"
 STATEMENTS = ("C1", "C4")
 METRIC = "segmentation/miou"
-LIBRARY_DEFAULTS = {"cka": 0.1, "cfa": 0.5, "cfa_probability": 0.5, "reconstruction": 1.0}
+LIBRARY_DEFAULTS = {
+    "cka": method_defaults.CKA_WEIGHT,
+    "cfa": method_defaults.CFA_WEIGHT,
+    "cfa_probability": method_defaults.CFA_PROBABILITY,
+    "reconstruction": method_defaults.RECONSTRUCTION_WEIGHT,
+}
 BALANCERS = ("EW", "PCGrad", "MGDA")
 PROBE_ENCODES = 0.75
 """A hue-probe accuracy above this (chance 0.5) counts as "the stream still encodes hue"."""
