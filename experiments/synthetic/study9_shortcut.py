@@ -19,8 +19,8 @@ training run.
 
 Methods: EW, PCGrad, MGDA (:func:`coremtl.balancers.make_balancer`); CORE-MTL with the paper's
 CFA (decode ``(Z_s(i), Z_r(pi(i)))``, re-encode with frozen batch norm: ``cfa_mode='input'``) at
-the library's default weights (:mod:`coremtl.defaults`, every weight
-passed explicitly), its ablations (each term dropped, CKA only), and sweeps of the CFA and CKA
+the library's default weights (:mod:`coremtl.defaults`, every weight passed explicitly), its
+ablations (each term dropped, CKA only), and sweeps of the CFA and CKA
 weights at one shortcut strength.
 
 Statistics. Seeds are paired: a seed fixes the data (layouts and appearance of every split) and
@@ -197,7 +197,8 @@ def predictions(config: Config) -> list[dict]:
         {
             "id": "P4 CFA in proportion to its strength",
             "statement": "target mIoU increases with the CFA weight (the per-seed least-squares "
-            "slope against log(1 + weight), weights 0 = w/o CFA, the library 0.5 and the sweep, "
+            "slope against log(1 + weight), weights 0 = w/o CFA, the library's "
+            f"{LIBRARY_DEFAULTS['cfa']:g} and the sweep, "
             "is above 0 by more than 2 SE)",
             "from": "the method: CFA trains the heads on images whose residual is swapped; "
             "issue 13: a much stronger CFA removed much of the shortcut",
