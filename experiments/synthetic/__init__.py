@@ -16,6 +16,7 @@ STUDIES: dict[int, str] = {
     8: "experiments.synthetic.study8_cost",
     9: "experiments.synthetic.study9_shortcut",
     10: "experiments.synthetic.study10_mtcrl",
+    11: "experiments.synthetic.study11_closed_form",
 }
 
 
