@@ -154,11 +154,15 @@ class SeededRandomStream:
         self.seed = int(seed)
         self.calls = 0
 
+    def seed_of(self, call: int) -> int:
+        """The seed of call ``call``: ``derive_seed(seed, "balancer", call)``."""
+        return derive_seed(self.seed, "balancer", call)
+
     @contextmanager
     def active(self) -> Iterator[None]:
         devices = list(range(torch.cuda.device_count())) if torch.cuda.is_initialized() else []
         with torch.random.fork_rng(devices=devices):
-            seed = derive_seed(self.seed, "balancer", self.calls)
+            seed = self.seed_of(self.calls)
             torch.random.default_generator.manual_seed(seed)
             if devices:
                 torch.cuda.manual_seed_all(seed)
