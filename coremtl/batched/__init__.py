@@ -8,7 +8,10 @@ for each model, exactly the gradient that model would get alone, so an elementwi
 
 - :mod:`coremtl.batched.stacked`: the stacked architectures (the setting-S angle encoder, the
   dual-stream MLP) and their per-model library modules;
-- :mod:`coremtl.batched.balancing`: Equal Weighting, PCGrad and MGDA on per-model Jacobians;
+- :mod:`coremtl.batched.balancing`: the balancers on per-model Gramians (Equal Weighting, RLW,
+  PCGrad, MGDA, IMTL-G, Aligned-MTL, UPGrad, DualProj, CAGrad);
+- :mod:`coremtl.batched.faces`: the exact batched solvers of the dual-cone projection (UPGrad,
+  DualProj) and of CAGrad's inner problem;
 - :mod:`coremtl.batched.terms`: the CORE-MTL terms per model (positive part of the debiased linear
   CKA, the input-level counterfactual swap, reconstruction);
 - :mod:`coremtl.batched.training`: the training loop, and the per-model reference loop built from

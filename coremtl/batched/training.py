@@ -4,9 +4,10 @@ Per model ``m`` and step, with task losses ``L_t`` (squared error) on the model'
 
     loss_m = balanced(L_1..L_K) + l_cka max(0, CKA_u(Z_s, Z_r)) + l_cfa L_cfa + l_rec L_rec
 
-(:mod:`coremtl.batched.terms`; the weights may differ per model). The balancer (Equal Weighting,
-PCGrad or MGDA, :mod:`coremtl.batched.balancing`) acts on the shared parameters only; heads get
-their task gradients, and every parameter the gradient of the CORE-MTL terms. The optimiser is
+(:mod:`coremtl.batched.terms`; the weights may differ per model). A Gramian-weighted balancer
+(:data:`~coremtl.batched.balancing.GRAMIAN_WEIGHTINGS`) acts on the shared parameters only; heads
+get their task gradients, and every parameter the gradient of the CORE-MTL terms. A loss weighting
+(Equal Weighting, RLW) back-propagates ``sum_t w_t L_t`` into every parameter. The optimiser is
 plain gradient descent (``torch.optim.SGD``) or AdamW, applied to the stacked tensors: both are
 elementwise, so each model takes exactly its own step.
 
@@ -15,7 +16,10 @@ Randomness (minibatch rows, CFA derangements, PCGrad's visiting orders) comes fr
 :class:`~coremtl.representation.DualStreamModel` at a time, through
 :func:`coremtl.balancers.make_balancer`, :func:`coremtl.cka.linear_cka`,
 :func:`coremtl.counterfactual.input_counterfactual_predictions` and
-:func:`coremtl.grounding.reconstruction_loss`) see the same draws.
+:func:`coremtl.grounding.reconstruction_loss`) see the same draws. RLW's normals are those the
+library's RLW balancer draws with seed :meth:`Draws.balancer_seed` (its
+:class:`~coremtl.balancers.base.SeededRandomStream`, call ``k`` at step ``k``), one generator per
+model and step, so model ``m`` of a batched RLW run is that balancer's run.
 """
 
 from __future__ import annotations
@@ -26,7 +30,15 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
-from coremtl.batched.balancing import BATCHED_BALANCERS, check_balancer, task_weights
+from coremtl.balancers.base import SeededRandomStream
+from coremtl.batched.balancing import (
+    GRAMIAN_WEIGHTINGS,
+    LOSS_WEIGHTINGS,
+    PROJECTION_EPS,
+    check_balancer,
+    rlw_weights,
+    task_weights,
+)
 from coremtl.batched.terms import (
     counterfactual_loss,
     gather_rows,
@@ -34,6 +46,7 @@ from coremtl.batched.terms import (
     reconstruction_loss,
     squared_task_losses,
 )
+from scm.seeds import derive_seed
 from scm.validation import InvalidParameterError
 
 OPTIMIZERS = ("gd", "adamw")
@@ -52,24 +65,45 @@ class Settings:
     batch_size: int | None = None
     mgda_epsilon: float = 1e-3
     mgda_max_iters: int = 100
+    cagrad_c: float = 0.5
 
     def __post_init__(self) -> None:
+        if not isinstance(self.steps, int) or self.steps < 0:
+            raise InvalidParameterError(f"steps: expected an integer >= 0, got {self.steps!r}")
         if self.optimizer not in OPTIMIZERS:
             raise InvalidParameterError(
                 f"optimizer: expected one of {OPTIMIZERS}, got {self.optimizer!r}"
             )
-        for name in (self.balancer,) if isinstance(self.balancer, str) else self.balancer:
+        if not self.cagrad_c > 0:
+            raise InvalidParameterError(f"cagrad_c: expected a number > 0, got {self.cagrad_c!r}")
+        for name in self.names:
             check_balancer(name)
+
+    @property
+    def names(self) -> tuple[str, ...]:
+        return (self.balancer,) if isinstance(self.balancer, str) else self.balancer
 
     def balancer_of(self, index: int) -> str:
         return self.balancer if isinstance(self.balancer, str) else self.balancer[index]
 
+    def options_of(self, name: str) -> dict[str, float | int]:
+        """The registry options (:func:`coremtl.balancers.balancer_options`) of balancer ``name``
+        in this run."""
+        if name == "mgda":
+            return {"epsilon": self.mgda_epsilon, "max_iters": self.mgda_max_iters}
+        if name == "cagrad":
+            return {"c": self.cagrad_c, "norm_eps": PROJECTION_EPS}
+        return {}
+
+    def models_of(self, name: str, num_models: int) -> Tensor:
+        """Which of ``num_models`` models use balancer ``name``, ``(M,)`` booleans."""
+        if isinstance(self.balancer, str):
+            return torch.full((num_models,), self.balancer == name)
+        return torch.tensor([item == name for item in self.balancer])
+
     @property
-    def only_equal_weighting(self) -> bool:
-        names = (self.balancer,) if isinstance(self.balancer, str) else self.balancer
-        return all(name == "ew" for name in names)
-        if not isinstance(self.steps, int) or self.steps < 0:
-            raise InvalidParameterError(f"steps: expected an integer >= 0, got {self.steps!r}")
+    def only_loss_weighting(self) -> bool:
+        return all(name in LOSS_WEIGHTINGS for name in self.names)
 
 
 @dataclass
@@ -104,7 +138,8 @@ def random_cycles(shape: tuple[int, ...], n: int, generator: torch.Generator) ->
 class Draws:
     """The random numbers of a run, drawn step by step from a generator seeded with
     ``(seed, step)`` (nothing is stored): for every model, the minibatch rows ``(M, b)`` (None:
-    full batch), a derangement of the batch ``(M, b)`` and PCGrad's visiting orders ``(M, K, K)``."""
+    full batch), a derangement of the batch ``(M, b)`` and PCGrad's visiting orders ``(M, K, K)``;
+    RLW's normals come from :meth:`balancer_normals`."""
 
     seed: int
     num_models: int
@@ -121,6 +156,21 @@ class Draws:
         permutation = random_cycles(shape, self.batch, generator)
         orders = torch.rand((*shape, self.num_tasks, self.num_tasks), generator=generator)
         return rows, permutation, orders.argsort(-1)
+
+    def balancer_seed(self, model: int) -> int:
+        """The seed of model ``model``'s balancer stream: ``derive_seed(seed, "balancer", m)``."""
+        return derive_seed(self.seed, "balancer", model)
+
+    def balancer_normals(self, step: int, models: Sequence[int], dtype: torch.dtype) -> Tensor:
+        """RLW's normals ``(len(models), K)`` at ``step``: what ``torch.randn(K, dtype=dtype)``
+        draws inside call ``step`` of :class:`~coremtl.balancers.base.SeededRandomStream` seeded
+        with :meth:`balancer_seed` (on the CPU generator)."""
+        rows = []
+        for model in models:
+            seed = SeededRandomStream(self.balancer_seed(model)).seed_of(step)
+            generator = torch.Generator().manual_seed(seed)
+            rows.append(torch.randn(self.num_tasks, generator=generator, dtype=dtype))
+        return torch.stack(rows) if rows else torch.zeros(0, self.num_tasks, dtype=dtype)
 
 
 def draws(settings: Settings, num_models: int, n: int, num_tasks: int, seed: int) -> Draws:
@@ -159,13 +209,32 @@ def extra_terms(model, x: Tensor, y: Tensor, z_s, z_r, weights: TermWeights, per
     return extra
 
 
-def balanced_backward(model, settings: Settings, losses: Tensor, extra: Tensor, orders) -> None:
-    """Fill ``.grad`` from task losses ``(M, K)`` (balanced on the shared parameters) and extra
-    terms ``(M,)``; a parameter that no term reaches keeps ``grad = None``, as in the per-model
-    loop, so AdamW skips it."""
+def loss_scales(settings: Settings, random: Draws | None, step: int, losses: Tensor):
+    """The loss weights ``(M, K)`` of the loss weightings at ``step`` (1 for Equal Weighting and
+    for the Gramian weightings, ``softmax(xi)`` for RLW), or None when no model uses RLW."""
+    chosen = settings.models_of("rlw", losses.shape[0])
+    if not bool(chosen.any()):
+        return None
+    if random is None:
+        raise InvalidParameterError("random: RLW draws its weights from the run's Draws")
+    models = torch.nonzero(chosen).flatten().tolist()
+    normals = random.balancer_normals(step, models, losses.dtype)
+    scales = torch.ones(losses.shape, dtype=losses.dtype, device=losses.device)
+    scales[chosen.to(losses.device)] = rlw_weights(normals).to(losses.device)
+    return scales
+
+
+def balanced_backward(
+    model, settings: Settings, losses: Tensor, extra: Tensor, orders, scales=None
+) -> None:
+    """Fill ``.grad`` from task losses ``(M, K)`` (balanced on the shared parameters, or weighted
+    by the loss weights ``scales`` ``(M, K)`` of :func:`loss_scales`) and extra terms ``(M,)``; a
+    parameter that no term reaches keeps ``grad = None``, as in the per-model loop, so AdamW skips
+    it."""
     everything = list(model.params.values())
-    if settings.only_equal_weighting:
-        total = losses.sum() + extra.sum()
+    weighted = losses.sum() if scales is None else (scales * losses).sum()
+    if settings.only_loss_weighting:
+        total = weighted + extra.sum()
         grads = list(torch.autograd.grad(total, everything, allow_unused=True))
     else:
         shared = model.group(model.shared_names)
@@ -178,26 +247,21 @@ def balanced_backward(model, settings: Settings, losses: Tensor, extra: Tensor, 
         jacobian = torch.stack(rows, dim=1)
         gramian = torch.bmm(jacobian, jacobian.transpose(1, 2))
         balance = torch.ones(gramian.shape[:2], dtype=gramian.dtype, device=gramian.device)
-        names = settings.balancer
-        for name in BATCHED_BALANCERS[1:]:
-            if names == name:
-                chosen = torch.ones(num_models, dtype=torch.bool)
-            elif isinstance(names, tuple):
-                chosen = torch.tensor([item == name for item in names])
-            else:
-                continue
+        if scales is not None:
+            balance = scales.clone()
+        for name in GRAMIAN_WEIGHTINGS:
+            chosen = settings.models_of(name, num_models).to(gramian.device)
             if bool(chosen.any()):
-                picked = None if orders is None else orders[chosen]
-                balance[chosen] = task_weights(
-                    name, gramian[chosen], picked, settings.mgda_epsilon, settings.mgda_max_iters
-                )
+                picked = None if orders is None else orders[chosen.cpu()].to(gramian.device)
+                options = settings.options_of(name)
+                balance[chosen] = task_weights(name, gramian[chosen], picked, **options)
         update = torch.einsum("mk,mkp->mp", balance, jacobian)
         pieces = update.split([p[0].numel() for p in shared], dim=1)
         by_name = {
             name: piece.reshape(p.shape)
             for name, piece, p in zip(model.shared_names, pieces, shared, strict=True)
         }
-        head_grads = torch.autograd.grad(losses.sum(), heads, retain_graph=True)
+        head_grads = torch.autograd.grad(weighted, heads, retain_graph=True)
         by_name.update(zip(model.head_names, head_grads, strict=True))
         extra_grads = [None] * len(everything)
         if extra.requires_grad:
@@ -218,7 +282,8 @@ def train_objective(
     snapshots: Sequence[int] = (),
 ) -> dict[int, dict[str, Tensor]]:
     """Train ``model`` in place on ``objective(step) -> (task losses (M, K), extra terms (M,))``
-    (e.g. an exact population risk); ``random`` gives PCGrad's visiting orders per step.
+    (e.g. an exact population risk); ``random`` gives PCGrad's visiting orders and RLW's weights
+    per step.
 
     Returns copies of the parameters after each step count in ``snapshots`` (0 = initial).
     """
@@ -234,7 +299,8 @@ def train_objective(
         optimizer.zero_grad(set_to_none=True)
         losses, extra = objective(step)
         orders = None if random is None else random.at(step)[2]
-        balanced_backward(model, settings, losses, extra, orders)
+        scales = loss_scales(settings, random, step, losses)
+        balanced_backward(model, settings, losses, extra, orders, scales)
         optimizer.step()
         save(step + 1)
     return saved
@@ -276,7 +342,8 @@ def loop_reference(
     """Train each library module alone, in place, on its slice of the data and the draws.
 
     PCGrad's visiting orders come from torch's global generator inside torchjd and cannot be
-    shared; with ``K = 2`` tasks the order does not matter.
+    shared; with ``K = 2`` tasks the order does not matter. RLW of model ``m`` is the library's
+    balancer seeded with ``random.balancer_seed(m)``.
     """
     from coremtl.balancers import make_balancer
     from coremtl.cka import linear_cka
@@ -286,10 +353,11 @@ def loop_reference(
     steps = [random.at(step) for step in range(settings.steps)]
     for m, module in enumerate(modules):
         names = list(module.task_names)
-        options = {}
-        if settings.balancer_of(m) == "mgda":
-            options = {"epsilon": settings.mgda_epsilon, "max_iters": settings.mgda_max_iters}
-        balancer = make_balancer(settings.balancer_of(m), names, **options)
+        name = settings.balancer_of(m)
+        options = settings.options_of(name)
+        if name == "rlw":
+            options = {"seed": random.balancer_seed(m)}
+        balancer = make_balancer(name, names, **options)
         params = [p for p in module.parameters() if p.requires_grad]
         shared = [p for p in module.shared_parameters() if p.requires_grad]
         optimizer = make_optimizer(settings, params)
