@@ -4,7 +4,7 @@ The same ``M`` dual-stream MLPs (:class:`~coremtl.batched.stacked.StackedMLP`, f
 data and the same random draws, trained for a few steps by :func:`~coremtl.batched.training.train`
 (one computation) and by :func:`~coremtl.batched.training.loop_reference` (each model alone through
 the library's balancer, CKA, counterfactual and reconstruction code), measured side by side in one
-run; the ratio loop / batched is printed per method (Equal Weighting, PCGrad, MGDA, CORE-MTL).
+run; the ratio loop / batched is printed per method (every batched balancer, and CORE-MTL).
 """
 
 from __future__ import annotations
@@ -14,13 +14,12 @@ import time
 
 import torch
 
+from coremtl.batched.balancing import BATCHED_BALANCERS
 from coremtl.batched.stacked import StackedMLP
 from coremtl.batched.training import Settings, TermWeights, draws, loop_reference, train
 
 METHODS = {
-    "ew": ("ew", TermWeights()),
-    "pcgrad": ("pcgrad", TermWeights()),
-    "mgda": ("mgda", TermWeights()),
+    **{name: (name, TermWeights()) for name in BATCHED_BALANCERS},
     "core-mtl": ("ew", TermWeights(cka=1.0, cfa=1.0, reconstruction=1.0)),
 }
 
