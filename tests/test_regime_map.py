@@ -153,3 +153,15 @@ def test_every_headline_row_is_diagnosed_and_counted(tiny_run):
     counts = tiny_run["diagnosis"]["A"]
     assert sum(counts[name] for name in regime_cells.DIAGNOSES) == counts["rows"] == len(rows)
     assert tiny_run["held_share"]["A"] == pytest.approx(counts["held"] / counts["rows"])
+
+
+def test_groups_split_the_balancers_by_backward_passes():
+    from coremtl.batched.balancing import BATCHED_BALANCERS, LOSS_WEIGHTINGS
+
+    assert set(regime_cells.BALANCERS) <= set(BATCHED_BALANCERS)
+    assert set(regime_cells.LOSS_BALANCERS) == set(regime_cells.BALANCERS) & set(LOSS_WEIGHTINGS)
+    loss, jacobian = regime_cells.GROUPS
+    assert set(jacobian) == set(regime_cells.BALANCERS) - set(LOSS_WEIGHTINGS)
+    assert sorted((*loss, *jacobian)) == sorted(regime_cells.METHODS)
+    names = regime_cells.balancer_names(loss, 2)
+    assert names == tuple(m if m in LOSS_WEIGHTINGS else "ew" for m in loss for _ in range(2))

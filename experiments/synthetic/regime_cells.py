@@ -11,7 +11,11 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-BALANCERS = ("ew", "pcgrad", "mgda")
+BALANCERS = ("ew", "pcgrad", "mgda", "rlw", "imtl", "alignedmtl", "upgrad", "cagrad")
+"""The balancers compared (registry names, all batched in :mod:`coremtl.batched.balancing`)."""
+
+LOSS_BALANCERS = ("ew", "rlw")
+"""The balancers among them that weight the losses (one backward pass per step)."""
 
 
 VARIANTS = {
@@ -109,9 +113,12 @@ def method_weights(config: Config, methods: list[str], units: int):
     return TermWeights(*as_tensor)
 
 
-GROUPS = (("ew", *VARIANTS), ("pcgrad", "mgda"))
-"""Methods trained as one batch: Equal Weighting and the CORE-MTL variants (one backward pass per
-step), and the Jacobian balancers (one pass per task)."""
+GROUPS = (
+    (*LOSS_BALANCERS, *VARIANTS),
+    tuple(m for m in BALANCERS if m not in LOSS_BALANCERS),
+)
+"""Methods trained as one batch: the loss weightings (Equal Weighting, RLW) and the CORE-MTL
+variants (one backward pass per step), and the Jacobian balancers (one pass per task)."""
 
 
 def balancer_names(methods: tuple[str, ...], units: int) -> tuple[str, ...]:
