@@ -221,7 +221,7 @@ def task_weights(
     orders: Tensor | None = None,
     epsilon: float = 1e-3,
     max_iters: int = 100,
-    c: float = 0.5,
+    c: float = 0.4,
     norm_eps: float = PROJECTION_EPS,
     scale_mode: str = "min",
 ) -> Tensor:

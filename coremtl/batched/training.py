@@ -55,7 +55,9 @@ OPTIMIZERS = ("gd", "adamw")
 @dataclass(frozen=True)
 class Settings:
     """Optimiser and schedule shared by every model of one batched run; ``balancer`` is one name
-    for every model or a tuple with one name per model."""
+    for every model or a tuple with one name per model. ``mgda_*`` and ``cagrad_c`` are those
+    balancers' registry options ``epsilon``, ``max_iters`` and ``c`` (the registry's default ``c``
+    is 0.4)."""
 
     steps: int
     lr: float
@@ -212,9 +214,9 @@ def extra_terms(model, x: Tensor, y: Tensor, z_s, z_r, weights: TermWeights, per
 def loss_scales(settings: Settings, random: Draws | None, step: int, losses: Tensor):
     """The loss weights ``(M, K)`` of the loss weightings at ``step`` (1 for Equal Weighting and
     for the Gramian weightings, ``softmax(xi)`` for RLW), or None when no model uses RLW."""
-    chosen = settings.models_of("rlw", losses.shape[0])
-    if not bool(chosen.any()):
+    if "rlw" not in settings.names:
         return None
+    chosen = settings.models_of("rlw", losses.shape[0])
     if random is None:
         raise InvalidParameterError("random: RLW draws its weights from the run's Draws")
     models = torch.nonzero(chosen).flatten().tolist()
@@ -250,11 +252,13 @@ def balanced_backward(
         if scales is not None:
             balance = scales.clone()
         for name in GRAMIAN_WEIGHTINGS:
-            chosen = settings.models_of(name, num_models).to(gramian.device)
-            if bool(chosen.any()):
-                picked = None if orders is None else orders[chosen.cpu()].to(gramian.device)
-                options = settings.options_of(name)
-                balance[chosen] = task_weights(name, gramian[chosen], picked, **options)
+            if name not in settings.names:
+                continue
+            chosen = settings.models_of(name, num_models)
+            picked = None if orders is None else orders[chosen].to(gramian.device)
+            chosen = chosen.to(gramian.device)
+            options = settings.options_of(name)
+            balance[chosen] = task_weights(name, gramian[chosen], picked, **options)
         update = torch.einsum("mk,mkp->mp", balance, jacobian)
         pieces = update.split([p[0].numel() for p in shared], dim=1)
         by_name = {
