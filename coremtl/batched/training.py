@@ -26,6 +26,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from functools import cache
 
 import torch
 from torch import Tensor
@@ -161,18 +162,23 @@ class Draws:
 
     def balancer_seed(self, model: int) -> int:
         """The seed of model ``model``'s balancer stream: ``derive_seed(seed, "balancer", m)``."""
-        return derive_seed(self.seed, "balancer", model)
+        return _balancer_seed(self.seed, model)
 
     def balancer_normals(self, step: int, models: Sequence[int], dtype: torch.dtype) -> Tensor:
         """RLW's normals ``(len(models), K)`` at ``step``: what ``torch.randn(K, dtype=dtype)``
         draws inside call ``step`` of :class:`~coremtl.balancers.base.SeededRandomStream` seeded
         with :meth:`balancer_seed` (on the CPU generator)."""
         rows = []
+        generator = torch.Generator()
         for model in models:
-            seed = SeededRandomStream(self.balancer_seed(model)).seed_of(step)
-            generator = torch.Generator().manual_seed(seed)
+            generator.manual_seed(SeededRandomStream(self.balancer_seed(model)).seed_of(step))
             rows.append(torch.randn(self.num_tasks, generator=generator, dtype=dtype))
         return torch.stack(rows) if rows else torch.zeros(0, self.num_tasks, dtype=dtype)
+
+
+@cache
+def _balancer_seed(seed: int, model: int) -> int:
+    return derive_seed(seed, "balancer", model)
 
 
 def draws(settings: Settings, num_models: int, n: int, num_tasks: int, seed: int) -> Draws:
