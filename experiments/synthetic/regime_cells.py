@@ -11,8 +11,11 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-BALANCERS = ("ew", "pcgrad", "mgda", "rlw", "imtl", "alignedmtl", "upgrad", "cagrad")
-"""The balancers compared (registry names, all batched in :mod:`coremtl.batched.balancing`)."""
+BALANCERS = ("ew", "pcgrad", "mgda", "rlw", "alignedmtl", "upgrad", "cagrad")
+"""The balancers compared (registry names, all batched in :mod:`coremtl.batched.balancing`).
+IMTL-G is left out: model A has one shared parameter, so ``J = j`` is ``K x 1`` and torchjd's
+IMTL-G (``w = G^+ d / 1^T G^+ d``) updates it by ``||j||^2 / sum_i j_i``, unbounded when the task
+derivatives nearly cancel; the runs diverge."""
 
 LOSS_BALANCERS = ("ew", "rlw")
 """The balancers among them that weight the losses (one backward pass per step)."""
