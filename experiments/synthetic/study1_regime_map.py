@@ -14,8 +14,10 @@ room to carry all of ``x`` in ``Z_s``), on linear and nonlinear mixing
 (:mod:`experiments.synthetic.regime_mlp`), evaluated by Monte Carlo. All models of one balancer
 are trained as one batched computation (:mod:`coremtl.batched`).
 
-Methods. EW, PCGrad, MGDA; CORE-MTL (EW + ``max(0, CKA_u)`` + the paper's input-level CFA with
-gradient into the encoder + reconstruction), CKA only, and CORE-MTL with each term dropped.
+Methods. The balancers of :data:`~experiments.synthetic.regime_cells.BALANCERS` (EW, PCGrad,
+MGDA, RLW, Aligned-MTL, UPGrad, CAGrad); CORE-MTL (EW + ``max(0, CKA_u)`` + the paper's
+input-level CFA with gradient into the encoder + reconstruction), CKA only, and CORE-MTL with each
+term dropped.
 
 Pre-registration. Before any model is trained, :func:`predictions` (which takes the configuration
 and the seed only) runs the exact deterministic population dynamics of every method of model A
