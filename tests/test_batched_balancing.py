@@ -1,9 +1,10 @@
 """The batched balancers (coremtl.batched.balancing, coremtl.batched.faces) against torchjd.
 
 Every weighting is checked model by model against torchjd's weighting and aggregator on one batch
-of float64 Jacobians per task count: random ones and the degenerate cases (conflicting, opposite
-and parallel gradients, a zero gradient, an all-zero Jacobian, one below torchjd's normalisation
-threshold ``||J||_F^2 < 1e-4``, a row that is the sum of two others, more tasks than parameters).
+of float64 Jacobians per task count: random ones and the degenerate cases (conflicting gradients,
+opposite ones, also of equal norms, parallel ones, a zero gradient, an all-zero Jacobian, one below
+torchjd's normalisation threshold ``||J||_F^2 < 1e-4``, a row that is the sum of two others, more
+tasks than parameters).
 """
 
 from __future__ import annotations
@@ -45,7 +46,7 @@ stops: its objective may exceed the optimum by this much."""
 
 
 def jacobians(num_tasks: int) -> torch.Tensor:
-    """Random Jacobians ``(M, K, P)``; models 0-7 are the degenerate cases."""
+    """Random Jacobians ``(M, K, P)``; models 0-8 are the degenerate cases."""
     generator = torch.Generator().manual_seed(num_tasks)
     jacobian = torch.randn(16, num_tasks, PARAMETERS, generator=generator, dtype=torch.float64)
     jacobian[0, 1] = -0.7 * jacobian[0, 0] + 0.1 * jacobian[0, 1]
@@ -56,6 +57,7 @@ def jacobians(num_tasks: int) -> torch.Tensor:
     jacobian[5] *= 1e-3
     jacobian[6, -1] = jacobian[6, 0] + jacobian[6, 1]
     jacobian[7, :, 2:] = 0.0
+    jacobian[8, 1] = -jacobian[8, 0]
     return jacobian
 
 
@@ -148,7 +150,8 @@ def test_batched_cagrad_reaches_torchjd_objective_within_clarabel_gap(tasks):
 @pytest.mark.parametrize("tasks", (*TASK_COUNTS, 8))
 def test_batched_cagrad_direction_satisfies_the_optimality_conditions(tasks):
     """KKT on the simplex: with ``grad = b + s G w / ||g_w||`` and ``mu = w^T grad``,
-    ``grad_i >= mu`` for every task and ``w_i (grad_i - mu) = 0``, to float64 rounding."""
+    ``grad_i >= mu`` for every task and ``w_i (grad_i - mu) = 0``, to float64 rounding, wherever
+    the objective is differentiable at the solution (``g_w != 0``) and not constant (``s > 0``)."""
     jacobian = jacobians(tasks)
     unit = normalized(gramians(jacobian))
     s = 0.5 * unit.sum(dim=(1, 2)).sqrt() / tasks
@@ -156,7 +159,7 @@ def test_batched_cagrad_direction_satisfies_the_optimality_conditions(tasks):
     assert bool((w >= 0).all())
     torch.testing.assert_close(w.sum(dim=1), torch.ones(w.shape[0], dtype=w.dtype))
     norm = torch.einsum("mi,mij,mj->m", w, unit, w).sqrt()
-    smooth = norm > 1e-4
+    smooth = (norm > 1e-4) & (s > 0)
     grad = (
         unit.sum(dim=2) / tasks
         + s[:, None] * torch.einsum("mij,mj->mi", unit, w) / (norm.clamp_min(1e-300)[:, None])
@@ -164,7 +167,7 @@ def test_batched_cagrad_direction_satisfies_the_optimality_conditions(tasks):
     mu = (w * grad).sum(dim=1, keepdim=True)
     scale = grad.abs().amax(dim=1, keepdim=True)
     residual = (grad - mu) / scale
-    assert int(smooth.sum()) >= 12
+    assert int(smooth.sum()) >= jacobian.shape[0] // 2
     assert float(residual[smooth].min()) > -1e-12
     assert float((w * residual)[smooth].abs().max()) < 1e-12
 

@@ -88,7 +88,9 @@ def dual_cone_weights(u: Tensor, gramian: Tensor) -> Tensor:
 
 def cagrad_simplex(gramian: Tensor, s: Tensor) -> Tensor:
     """``argmin_{w in simplex} w^T G 1/K + s sqrt(w^T G w)`` for positive semi-definite
-    ``gramian`` ``(M, K, K)`` and ``s`` ``(M,)``; returns ``(M, K)``."""
+    ``gramian`` ``(M, K, K)`` and ``s`` ``(M,)``; returns ``(M, K)``. With ``s = 0`` (``g_0 = 0``,
+    so ``G 1 = 0`` and the objective is 0 on the whole simplex) it returns the centre ``1/K``,
+    the point an interior-point solver such as torchjd's Clarabel lands on."""
     num_models, num_tasks, _ = gramian.shape
     check_tasks(num_tasks)
     dtype, device = gramian.dtype, gramian.device
@@ -125,4 +127,5 @@ def cagrad_simplex(gramian: Tensor, s: Tensor) -> Tensor:
     value = (safe * b[:, None]).sum(-1) + s[:, None] * quadratic(gramian, safe).clamp_min(0).sqrt()
     objective = torch.where(feasible, value, math.inf)
     best = objective.argmin(dim=-1)
-    return candidates[torch.arange(num_models, device=device), best]
+    chosen = candidates[torch.arange(num_models, device=device), best]
+    return torch.where((s == 0)[:, None], 1.0 / num_tasks, chosen)
