@@ -52,7 +52,7 @@ def check_tasks(num_tasks: int) -> None:
 
 
 def subsets(num_tasks: int, device: torch.device) -> Tensor:
-    """All subsets of ``0..K-1`` as a boolean ``(2^K, K)`` table (row ``c`` holds bit ``i`` of ``c``)."""
+    """All subsets of ``0..K-1``: a ``(2^K, K)`` boolean table, row ``c`` the bits of ``c``."""
     codes = torch.arange(2**num_tasks, device=device)
     return (codes[:, None] >> torch.arange(num_tasks, device=device)) & 1 == 1
 
