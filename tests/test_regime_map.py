@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 import torch
 
-from experiments.synthetic import regime_angle, regime_cells
+from experiments.synthetic import regime_angle, regime_cells, regime_mlp
 from experiments.synthetic import study1_regime_map as study
 from scm.closed_form import population_cka, risks
 
@@ -153,3 +153,30 @@ def test_every_headline_row_is_diagnosed_and_counted(tiny_run):
     counts = tiny_run["diagnosis"]["A"]
     assert sum(counts[name] for name in regime_cells.DIAGNOSES) == counts["rows"] == len(rows)
     assert tiny_run["held_share"]["A"] == pytest.approx(counts["held"] / counts["rows"])
+
+
+def test_worker_processes_give_the_serial_result():
+    import json
+    from concurrent.futures import ProcessPoolExecutor
+    from multiprocessing import get_context
+
+    tiny_b = replace(
+        TINY,
+        mlp=replace(
+            study.FAST_MLP, variances=(0.1,), rhos=(0.0,), train=32, validation=32,
+            evaluation=256, jacobian_points=32, chunk=24,
+            schedules={"gd": regime_cells.Schedule(lr=0.05, short=2, long=4)},
+        ),
+    )  # fmt: skip
+    serial = study.run(tiny_b, seed=0)
+    with ProcessPoolExecutor(2, mp_context=get_context("spawn")) as pool:
+
+        def mapper(jobs):
+            return [f.result() for f in [pool.submit(fn, *args) for fn, args in jobs]]
+
+        parallel = study.run(tiny_b, seed=0, mapper=mapper)
+    assert len(regime_mlp.mlp_chunks(tiny_b)) > 1
+    for result in (serial, parallel):
+        for key in ("seconds", "registered_at", "measurement_started_at"):
+            result["pre_registration"].pop(key)
+    assert json.dumps(parallel, sort_keys=True) == json.dumps(serial, sort_keys=True)
