@@ -90,7 +90,8 @@ FAST_MLP = MLPConfig(
 )
 """The fast subset of model B: v in {0.1, 1}, rho in {0, 0.9}, both mixings, 256 training
 samples, 150 steps, 20k Monte Carlo samples per environment (the full setting: the whole grid,
-1024 samples, 800 steps, 50k)."""
+512 samples, 500 steps, 50k; sized to run in under 30 minutes on 2 cores with
+``coremtl verify --full --jobs 2``)."""
 CONFIGS = {
     "smoke": Config(
         seeds=4,
