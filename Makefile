@@ -6,7 +6,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 TORCH_PINS ?= torch==2.14.1 torchvision==0.29.1
 
-.PHONY: verify test test-slow test-deep lint bench clean-venv
+.PHONY: verify verify-full test test-slow test-deep lint bench clean-venv
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -17,8 +17,15 @@ $(STAMP): pyproject.toml
 
 # --overwrite: make verify refreshes results/ and the reference figures/ (a partial run, ARGS=--only
 # or --no-proofs, writes under results/partial/ instead); plain `coremtl verify` refuses to replace them.
+# JOBS worker processes (the results are those of one process; see coremtl verify --help).
+JOBS ?= 2
+
 verify: $(STAMP)
-	$(BIN)/coremtl verify --overwrite $(ARGS)
+	$(BIN)/coremtl verify --overwrite --jobs $(JOBS) $(ARGS)
+
+# The paper-grade setting, written under results/full/ (the reference figures/ stay the fast run's).
+verify-full: $(STAMP)
+	$(BIN)/coremtl verify --full --jobs $(JOBS) --results results/full/verify.json --figures results/full/figures $(ARGS)
 
 test: $(STAMP)
 	$(BIN)/ruff check .

@@ -51,7 +51,8 @@ def run(args: argparse.Namespace) -> int:
 
     from experiments.synthetic.default_weights import CONFIGS
     from experiments.synthetic.default_weights import run as select_weights
-    from experiments.verify import git_commit, versions, write_json
+    from experiments.verify import git_commit, versions
+    from experiments.verify_steps import write_json
 
     mode = "full" if args.full else "smoke" if args.smoke else "fast"
     device = check_device(args.device, "--device", available=True)

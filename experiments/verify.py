@@ -21,15 +21,20 @@ into the reference ``figures/`` unless that folder is asked for with ``--figures
 from __future__ import annotations
 
 import argparse
-import json
 import platform
 import subprocess
 import sys
 import time
-import traceback
 from pathlib import Path
 
 from coremtl.devices import check_device
+from experiments.verify_steps import (
+    SMOKE_STATEMENTS,
+    proof_result,
+    record_proofs,
+    study_result,
+    write_json,
+)
 from scm.validation import OVERWRITE_RULE, InvalidParameterError, refuse_to_overwrite
 
 DEFAULT_RESULTS = Path("results/verify.json")
@@ -82,6 +87,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument(
         "--threads", type=int, default=1, help="torch CPU threads (small models run best on 1)"
+    )
+    parser.add_argument(
+        "--jobs",
+        type=int,
+        default=1,
+        help="worker processes (each with --threads threads): the proofs and the studies run "
+        "side by side, and study 1's training jobs are spread over them; the results are those "
+        "of one process",
     )
 
 
@@ -139,37 +152,45 @@ def git_commit() -> str:
     return completed.stdout.strip() or "unknown"
 
 
-def write_json(path: Path, payload: dict) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    temporary = path.with_suffix(path.suffix + ".tmp")
-    temporary.write_text(json.dumps(payload, indent=1, allow_nan=False))
-    temporary.replace(path)
-
-
-SMOKE_STATEMENTS = ("S1", "S6", "S7", "S8", "S9")
-
-
-def run_proofs(seed: int, ids: tuple[str, ...] | None = None) -> dict:
-    """The certificates of ``coremtl prove`` (``proofs.registry.certify_all``), run in process;
-    ``ids`` selects statements (all when None)."""
-    import warnings
-
-    from proofs.registry import certify_all
-
-    begin = time.perf_counter()
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        certificates = certify_all(ids, seed=seed)
-    return {
-        "seed": seed,
-        "seconds": time.perf_counter() - begin,
-        "certificates": [certificate.to_dict() for certificate in certificates],
-        "mismatches": [c.statement for c in certificates if not c.matches],
-    }
-
-
 def stage(index: int, total: int, text: str) -> None:
     print(f"[verify {index}/{total}] {text}", flush=True)
+
+
+def run_serial(
+    args: argparse.Namespace,
+    mode: str,
+    numbers: list[int],
+    device: str,
+    payload: dict,
+    results_path: Path,
+    total: int,
+) -> int:
+    """The proofs, then the studies one after the other in this process, rewriting the results
+    file after each; returns the number of failures."""
+    from experiments.synthetic import study_module
+
+    index, failures = 0, 0
+    if not args.no_proofs:
+        index += 1
+        stage(
+            index,
+            total,
+            "proofs: statement certificates (coremtl prove)"
+            + (f", smoke subset {', '.join(SMOKE_STATEMENTS)}" if mode == "smoke" else ""),
+        )
+        record_proofs(payload, proof_result(args.seed, mode))
+        failures += "error" in payload["proofs"]
+        write_json(results_path, payload)
+    for number in numbers:
+        index += 1
+        module = study_module(number)
+        stage(index, total, f"study {number}: {module.NAME} ({', '.join(module.STATEMENTS)})")
+        result = study_result(number, mode, args.seed, device)
+        failures += result["verdict"] == "error"
+        payload["studies"][str(number)] = result
+        print(f"    {result['finding']} ({result['seconds']:.0f} s)", flush=True)
+        write_json(results_path, payload)
+    return failures
 
 
 def run(args: argparse.Namespace) -> int:
@@ -184,6 +205,8 @@ def run(args: argparse.Namespace) -> int:
     device = check_device(args.device, "--device", available=True)
     if args.threads < 1:
         raise InvalidParameterError(f"--threads: expected a positive integer, got {args.threads}")
+    if args.jobs < 1:
+        raise InvalidParameterError(f"--jobs: expected a positive integer, got {args.jobs}")
     torch.set_num_threads(args.threads)
     partial = numbers != sorted(STUDIES) or args.no_proofs
     results_path, figures_dir = output_paths(mode, partial, args.results, args.figures)
@@ -200,6 +223,7 @@ def run(args: argparse.Namespace) -> int:
             "seed": args.seed,
             "device": device,
             "threads": args.threads,
+            "jobs": args.jobs,
             "studies": numbers,
             "proofs": not args.no_proofs,
             "partial": partial,
@@ -213,49 +237,13 @@ def run(args: argparse.Namespace) -> int:
         "studies": {},
     }
     total = len(numbers) + (0 if args.no_proofs else 1) + 1
-    index = 0
-    failures = 0
-    if not args.no_proofs:
-        index += 1
-        stage(
-            index,
-            total,
-            "proofs: statement certificates (coremtl prove)"
-            + (f", smoke subset {', '.join(SMOKE_STATEMENTS)}" if mode == "smoke" else ""),
-        )
-        begin = time.time()
-        try:
-            statements = SMOKE_STATEMENTS if mode == "smoke" else None
-            payload["proofs"] = jsonable(run_proofs(args.seed, statements))
-        except Exception:
-            failures += 1
-            payload["proofs"] = {"error": traceback.format_exc()}
-            print(traceback.format_exc(), file=sys.stderr)
-        payload["proofs_seconds"] = time.time() - begin
-        write_json(results_path, payload)
-    for number in numbers:
-        index += 1
-        module = study_module(number)
-        stage(index, total, f"study {number}: {module.NAME} ({', '.join(module.STATEMENTS)})")
-        begin = time.time()
-        try:
-            result = module.run(module.CONFIGS[mode], args.seed, device, progress=True)
-        except Exception:
-            failures += 1
-            result = {
-                "error": traceback.format_exc(),
-                "verdict": "error",
-                "finding": "the study raised an error (see the results file)",
-            }
-            print(traceback.format_exc(), file=sys.stderr)
-        result["seconds"] = time.time() - begin
-        result["name"] = module.NAME
-        result["statements"] = list(module.STATEMENTS)
-        payload["studies"][str(number)] = result
-        print(f"    {result['finding']} ({result['seconds']:.0f} s)", flush=True)
-        write_json(results_path, payload)
-    index += 1
-    stage(index, total, f"figures and report -> {figures_dir}/, {results_path.parent}/REPORT.md")
+    if args.jobs > 1:
+        from experiments.verify_pool import run_parallel
+
+        failures = run_parallel(args, mode, numbers, device, payload, results_path)
+    else:
+        failures = run_serial(args, mode, numbers, device, payload, results_path, total)
+    stage(total, total, f"figures and report -> {figures_dir}/, {results_path.parent}/REPORT.md")
     payload["runtime_seconds"] = time.time() - started
     write_json(results_path, payload)
     figures = figures_cli.render(payload, figures_dir)

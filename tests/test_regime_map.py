@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 import torch
 
-from experiments.synthetic import regime_angle, regime_cells
+from experiments.synthetic import regime_angle, regime_cells, regime_mlp
 from experiments.synthetic import study1_regime_map as study
 from scm.closed_form import population_cka, risks
 
@@ -165,3 +165,30 @@ def test_groups_split_the_balancers_by_backward_passes():
     assert sorted((*loss, *jacobian)) == sorted(regime_cells.METHODS)
     names = regime_cells.balancer_names(loss, 2)
     assert names == tuple(m if m in LOSS_WEIGHTINGS else "ew" for m in loss for _ in range(2))
+
+
+def test_worker_processes_give_the_serial_result():
+    import json
+    from concurrent.futures import ProcessPoolExecutor
+    from multiprocessing import get_context
+
+    tiny_b = replace(
+        TINY,
+        mlp=replace(
+            study.FAST_MLP, variances=(0.1,), rhos=(0.0,), train=32, validation=32,
+            evaluation=256, jacobian_points=32, chunk=24,
+            schedules={"gd": regime_cells.Schedule(lr=0.05, short=2, long=4)},
+        ),
+    )  # fmt: skip
+    serial = study.run(tiny_b, seed=0)
+    with ProcessPoolExecutor(2, mp_context=get_context("spawn")) as pool:
+
+        def mapper(jobs):
+            return [f.result() for f in [pool.submit(fn, *args) for fn, args in jobs]]
+
+        parallel = study.run(tiny_b, seed=0, mapper=mapper)
+    assert len(regime_mlp.mlp_chunks(tiny_b)) > 1
+    for result in (serial, parallel):
+        for key in ("seconds", "registered_at", "measurement_started_at"):
+            result["pre_registration"].pop(key)
+    assert json.dumps(parallel, sort_keys=True) == json.dumps(serial, sort_keys=True)

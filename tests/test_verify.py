@@ -73,3 +73,36 @@ def test_figures_rejects_a_file_that_is_not_a_results_file(tmp_path):
 def test_verify_rejects_an_unknown_device(capsys):
     assert main(["verify", "--smoke", "--device", "nonsense"]) == 2
     assert "--device: expected a torch device" in capsys.readouterr().err
+
+
+def _without_timings(value):
+    """The results with every measured time (``*seconds``) and timestamp (``*_at``) removed."""
+    if isinstance(value, dict):
+        return {
+            k: _without_timings(v)
+            for k, v in value.items()
+            if not (k.endswith("seconds") or k.endswith("_at"))
+        }
+    if isinstance(value, list):
+        return [_without_timings(v) for v in value]
+    return value
+
+
+def test_worker_processes_give_the_results_of_one_process(smoke_run, tmp_path):
+    _, serial_path, _ = smoke_run
+    results = tmp_path / "verify.json"
+    chosen = ["1", "4", "9"]
+    argv = ["verify", "--smoke", "--jobs", "2", "--only", ",".join(chosen), "--results"]
+    assert main([*argv, str(results), "--figures", str(tmp_path / "figures")]) == 0
+    serial, parallel = json.loads(serial_path.read_text()), json.loads(results.read_text())
+    assert parallel["configuration"]["jobs"] == 2
+    assert list(parallel["studies"]) == chosen
+    for number in chosen:
+        ours, reference = parallel["studies"][number], serial["studies"][number]
+        assert _without_timings(ours) == _without_timings(reference), number
+    assert _without_timings(parallel["proofs"]) == _without_timings(serial["proofs"])
+
+
+def test_verify_rejects_a_non_positive_jobs(capsys):
+    assert main(["verify", "--smoke", "--jobs", "0"]) == 2
+    assert "--jobs: expected a positive integer" in capsys.readouterr().err

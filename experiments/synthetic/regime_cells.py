@@ -59,15 +59,15 @@ class MLPConfig:
     mixings: tuple[str, ...] = ("linear", "nonlinear")
     hidden: tuple[int, ...] = (16, 16)
     decoder_hidden: tuple[int, ...] = (16,)
-    train: int = 1024
-    validation: int = 1024
+    train: int = 512
+    validation: int = 512
     evaluation: int = 50_000
     jacobian_points: int = 2048
     nonlinear_strength: float = 1.0
     schedules: dict = field(
         default_factory=lambda: {
-            "gd": Schedule(lr=0.05, short=100, long=800),
-            "adamw": Schedule(lr=3e-3, short=100, long=800, weight_decay=1e-2),
+            "gd": Schedule(lr=0.05, short=100, long=500),
+            "adamw": Schedule(lr=3e-3, short=100, long=500, weight_decay=1e-2),
         }
     )
     chunk: int = 512
@@ -84,8 +84,8 @@ class Config:
     starts: tuple[float, ...] = (0.3, 0.6, 1.0)
     deltas: tuple[float, ...] = (0.5, 1.0, 2.0, 4.0)
     head_scale: float = 0.5
-    a_train: int = 512
-    a_validation: int = 512
+    a_train: int = 256
+    a_validation: int = 256
     schedules: dict = field(
         default_factory=lambda: {
             "gd": Schedule(lr=0.1, short=30, long=1000),

@@ -27,6 +27,8 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from experiments.synthetic.regime_cells import METHODS
+
 
 def mlp_units(config, seed: int) -> list[dict]:
     from experiments.synthetic.regime_angle import random_direction
@@ -154,85 +156,95 @@ def evaluate_chunk(model, units: list[dict], config, deltas, methods: int) -> di
     return {key: torch.stack(values, dim=1) for key, values in out.items()}
 
 
-def measure_mlp(config, seed: int, predicted: dict, progress: bool) -> dict:
-    """Model B: train, measure, compare per cell, attach the pre-registered predictions."""
+def mlp_chunks(config) -> list[int]:
+    """The first unit of every chunk of units trained as one batch (``chunk`` models at most)."""
+    per_chunk = max(1, config.mlp.chunk // len(METHODS))
+    return list(range(0, len(mlp_units(config, 0)), per_chunk))
+
+
+def mlp_job(config, seed: int, name: str, start: int, progress: bool = False) -> dict:
+    """Model B with optimiser ``name`` on the chunk of units from ``start``: train every method
+    from the same initialisation, measure at the short and long steps. Returns
+    ``{step: {method: {key: array over the chunk's units}}}``."""
     from coremtl.batched import Settings, StackedMLP, draws, train
     from experiments.synthetic import regime_cells as study
     from scm.sampling import sample
 
     mlp = config.mlp
+    schedule = mlp.schedules[name]
     units = mlp_units(config, seed)
-    unit_cells = [u["cell"] for u in units]
-    cells = list(dict.fromkeys(unit_cells))
-    methods = study.METHODS
-    per_chunk = max(1, mlp.chunk // len(methods))
-    evaluated: dict = {}
-    for name, schedule in mlp.schedules.items():
-        if progress:
-            print(f"    study 1 model B, {name}: {len(units) * len(methods)} models", flush=True)
-        collected: dict = {}
-        for start in range(0, len(units), per_chunk):
-            chunk = units[start : start + per_chunk]
-            count = len(chunk)
-            splits = []
-            for size, offset in ((mlp.train, 0), (mlp.validation, 500_000)):
-                drawn = [
-                    sample(unit_scm(config, u), size, "source", [seed, u["seed"], offset, 3])
-                    for u in chunk
-                ]
-                x = torch.as_tensor(np.stack([d.x for d in drawn]), dtype=torch.float32)
-                y = torch.as_tensor(np.stack([d.y for d in drawn]), dtype=torch.float32)
-                splits.append((x, y))
-            (x, y), (x_val, y_val) = splits
-            generator = torch.Generator().manual_seed(seed * 100_003 + start)
-            base = StackedMLP(
-                count, 2 * config.k, mlp.hidden, config.k, config.tasks, mlp.decoder_hidden,
-                generator,
-            )  # fmt: skip
-            for group in study.GROUPS:
-                tile = len(group)
-                model = copy.copy(base)
-                model.params = {
-                    key: value.detach().repeat(tile, 1, 1).requires_grad_(True)
-                    for key, value in base.params.items()
-                }
-                settings = Settings(
-                    steps=schedule.long, lr=schedule.lr, optimizer=name,
-                    weight_decay=schedule.weight_decay,
-                    balancer=study.balancer_names(group, count),
-                )  # fmt: skip
-                weights = study.method_weights(config, list(group), count)
-                weights = type(weights)(
-                    weights.cka.float(), weights.cfa.float(), weights.reconstruction.float()
-                )
-                random = draws(settings, count * tile, x.shape[1], config.tasks, seed + start)
-                saved = train(
-                    model, x.repeat(tile, 1, 1), y.repeat(tile, 1, 1), settings, weights,
-                    random, (schedule.short, schedule.long),
-                )  # fmt: skip
-                for step, params in saved.items():
-                    model.params = params
-                    numbers = evaluate_chunk(model, chunk, config, config.deltas, tile)
-                    with torch.no_grad():
-                        val_x = x_val.repeat(tile, 1, 1)
-                        prediction = model.predict(model.encode_semantic(val_x))
-                        val = (prediction - y_val.repeat(tile, 1, 1)).square().mean(dim=(1, 2))
-                    numbers["validation"] = val.reshape(tile, count)
-                    for index, method in enumerate(group):
-                        target = collected.setdefault(step, {}).setdefault(method, {})
-                        for key, value in numbers.items():
-                            target.setdefault(key, []).append(value.reshape(tile, count)[index])
-        evaluated[name] = {
-            step: {
-                method: {key: torch.cat(values).numpy() for key, values in by_key.items()}
-                for method, by_key in by_method.items()
-            }
-            for step, by_method in collected.items()
+    chunk = units[start : start + max(1, mlp.chunk // len(METHODS))]
+    count = len(chunk)
+    if progress:
+        print(f"    study 1 model B, {name}: units {start}-{start + count - 1} of {len(units)}, "
+              f"{count * len(METHODS)} models", flush=True)  # fmt: skip
+    splits = []
+    for size, offset in ((mlp.train, 0), (mlp.validation, 500_000)):
+        drawn = [
+            sample(unit_scm(config, u), size, "source", [seed, u["seed"], offset, 3]) for u in chunk
+        ]
+        x = torch.as_tensor(np.stack([d.x for d in drawn]), dtype=torch.float32)
+        y = torch.as_tensor(np.stack([d.y for d in drawn]), dtype=torch.float32)
+        splits.append((x, y))
+    (x, y), (x_val, y_val) = splits
+    generator = torch.Generator().manual_seed(seed * 100_003 + start)
+    base = StackedMLP(
+        count, 2 * config.k, mlp.hidden, config.k, config.tasks, mlp.decoder_hidden, generator
+    )
+    collected: dict = {}
+    for group in study.GROUPS:
+        tile = len(group)
+        model = copy.copy(base)
+        model.params = {
+            key: value.detach().repeat(tile, 1, 1).requires_grad_(True)
+            for key, value in base.params.items()
         }
+        settings = Settings(
+            steps=schedule.long, lr=schedule.lr, optimizer=name,
+            weight_decay=schedule.weight_decay, balancer=study.balancer_names(group, count),
+        )  # fmt: skip
+        weights = study.method_weights(config, list(group), count)
+        weights = type(weights)(
+            weights.cka.float(), weights.cfa.float(), weights.reconstruction.float()
+        )
+        random = draws(settings, count * tile, x.shape[1], config.tasks, seed + start)
+        saved = train(
+            model, x.repeat(tile, 1, 1), y.repeat(tile, 1, 1), settings, weights, random,
+            (schedule.short, schedule.long),
+        )  # fmt: skip
+        for step, params in saved.items():
+            model.params = params
+            numbers = evaluate_chunk(model, chunk, config, config.deltas, tile)
+            with torch.no_grad():
+                prediction = model.predict(model.encode_semantic(x_val.repeat(tile, 1, 1)))
+                val = (prediction - y_val.repeat(tile, 1, 1)).square().mean(dim=(1, 2))
+            numbers["validation"] = val.reshape(tile, count)
+            for index, method in enumerate(group):
+                target = collected.setdefault(step, {}).setdefault(method, {})
+                for key, value in numbers.items():
+                    target[key] = value.reshape(tile, count)[index].numpy()
+    return collected
+
+
+def mlp_tables(config, seed: int, parts: dict, predicted: dict) -> dict:
+    """Model B's comparisons per optimiser and step label from :func:`mlp_job`'s outputs
+    (``parts[optimiser]``: one per chunk, in chunk order), with the predictions attached."""
+    from experiments.synthetic import regime_cells as study
+
+    unit_cells = [u["cell"] for u in mlp_units(config, seed)]
+    cells = list(dict.fromkeys(unit_cells))
     out: dict = {}
-    for name, schedule in mlp.schedules.items():
+    for name, schedule in config.mlp.schedules.items():
         for label, step in (("short", schedule.short), ("long", schedule.long)):
-            by_method = {m: {step: evaluated[name][step][m]} for m in methods}
+            by_method = {
+                method: {
+                    step: {
+                        key: np.concatenate([part[step][method][key] for part in parts[name]])
+                        for key in parts[name][0][step][method]
+                    }
+                }
+                for method in METHODS
+            }
             key = f"{name}|{label}"
             headline = study.comparisons(by_method, cells, unit_cells, config, step)
             oracle = study.comparisons(by_method, cells, unit_cells, config, step, oracle=True)

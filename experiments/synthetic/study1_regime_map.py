@@ -92,7 +92,8 @@ FAST_MLP = MLPConfig(
 )
 """The fast subset of model B: v in {0.1, 1}, rho in {0, 0.9}, both mixings, 256 training
 samples, 150 steps, 20k Monte Carlo samples per environment (the full setting: the whole grid,
-1024 samples, 800 steps, 50k)."""
+512 samples, 500 steps, 50k; sized to run in under 30 minutes on 2 cores with
+``coremtl verify --full --jobs 2``)."""
 CONFIGS = {
     "smoke": Config(
         seeds=4,
@@ -278,27 +279,42 @@ def evaluate_runs(runs: dict, units: list[dict], config: Config, validation=None
     return out
 
 
-def predictions(config: Config, seed: int) -> dict:
-    """The pre-registration: predicted outcome per cell from the exact population dynamics of
-    model A (no sample, no trained measurement enters). Returns ``{"A": rows, "B": rows}`` with
-    ``rows`` keyed by optimiser and step label."""
+def prediction_job(config: Config, seed: int, name: str) -> dict:
+    """The pre-registration of optimiser ``name``: predicted outcome per cell from the exact
+    population dynamics of model A (no sample, no trained measurement enters). Returns
+    ``{"A": rows, "B": rows}`` with ``rows`` keyed by ``"<optimiser>|<short or long>"``."""
     out: dict = {"A": {}, "B": {}}
     starts = tuple(dict.fromkeys((*config.starts, round(math.pi / 4, 6))))
     units = angle_units(config, seed, starts)
     unit_cells = [u["cell"] for u in units]
     cells = list(dict.fromkeys(unit_cells))
-    for name, schedule in config.schedules.items():
-        runs = angle_runs(config, units, name, population=True)
-        evaluated = evaluate_runs(runs, units, config)
-        for label, step in (("short", schedule.short), ("long", schedule.long)):
-            rows = comparisons(evaluated, cells, unit_cells, config, step)
-            for row in rows:
-                row["prediction"] = classify(row["mean"], row["reference_gap"], config)
-                row["band"] = band_of(row["reference_gap"], config)
-                row["statement"] = statement_of(row["cell"][0], row["cell"][1], row["variant"])
-            key = f"{name}|{label}"
-            out["A"][key] = [r for r in rows if r["cell"][2] in config.starts]
-            out["B"][key] = [r for r in rows if r["cell"][2] == round(math.pi / 4, 6)]
+    schedule = config.schedules[name]
+    runs = angle_runs(config, units, name, population=True)
+    evaluated = evaluate_runs(runs, units, config)
+    for label, step in (("short", schedule.short), ("long", schedule.long)):
+        rows = comparisons(evaluated, cells, unit_cells, config, step)
+        for row in rows:
+            row["prediction"] = classify(row["mean"], row["reference_gap"], config)
+            row["band"] = band_of(row["reference_gap"], config)
+            row["statement"] = statement_of(row["cell"][0], row["cell"][1], row["variant"])
+        key = f"{name}|{label}"
+        out["A"][key] = [r for r in rows if r["cell"][2] in config.starts]
+        out["B"][key] = [r for r in rows if r["cell"][2] == round(math.pi / 4, 6)]
+    return out
+
+
+def serial_map(jobs: list[tuple]) -> list:
+    """Run ``(function, arguments)`` jobs one after the other (``coremtl verify --jobs`` maps
+    them over worker processes instead; every job is a pure function of its arguments)."""
+    return [function(*arguments) for function, arguments in jobs]
+
+
+def predictions(config: Config, seed: int, mapper=serial_map) -> dict:
+    """The pre-registration of every optimiser (:func:`prediction_job`)."""
+    out: dict = {"A": {}, "B": {}}
+    for part in mapper([(prediction_job, (config, seed, name)) for name in config.schedules]):
+        for model in out:
+            out[model].update(part[model])
     return out
 
 
@@ -330,28 +346,51 @@ def regime_of(v: float, rho: float) -> str:
     return f"{base}, " + ("rho = 0" if rho == 0 else "rho > 0")
 
 
-def measure_angle(config: Config, seed: int, predicted: dict, progress: bool) -> dict:
-    """Model A: train on samples, evaluate in closed form, compare, attach the predictions."""
+def angle_job(config: Config, seed: int, name: str, progress: bool = False) -> dict:
+    """Model A trained on samples with optimiser ``name``: ``{method: {step: measurements}}``
+    (closed form; validation risk on a held-out source split)."""
     units = angle_units(config, seed, config.starts)
-    unit_cells = [u["cell"] for u in units]
-    cells = list(dict.fromkeys(unit_cells))
     train_split, validation = angle_data(config, units, seed)
+    if progress:
+        print(f"    study 1 model A, {name}: {len(units) * len(METHODS)} models", flush=True)
+    runs = angle_runs(config, units, name, population=False, data=train_split)
+    return evaluate_runs(runs, units, config, validation)
+
+
+def angle_tables(config: Config, seed: int, evaluated: dict, predicted: dict) -> dict:
+    """Model A's comparisons per optimiser and step label, with the predictions attached;
+    ``evaluated`` is :func:`angle_job`'s output per optimiser."""
+    unit_cells = [u["cell"] for u in angle_units(config, seed, config.starts)]
+    cells = list(dict.fromkeys(unit_cells))
     out: dict = {}
     for name, schedule in config.schedules.items():
-        if progress:
-            print(f"    study 1 model A, {name}: {len(units) * len(METHODS)} models", flush=True)
-        runs = angle_runs(config, units, name, population=False, data=train_split)
-        evaluated = evaluate_runs(runs, units, config, validation)
         for label, step in (("short", schedule.short), ("long", schedule.long)):
             key = f"{name}|{label}"
-            headline = comparisons(evaluated, cells, unit_cells, config, step)
-            oracle = comparisons(evaluated, cells, unit_cells, config, step, oracle=True)
+            headline = comparisons(evaluated[name], cells, unit_cells, config, step)
+            oracle = comparisons(evaluated[name], cells, unit_cells, config, step, oracle=True)
             out[key] = {
                 "validation": attach(headline, predicted[key], 3),
                 "oracle": attach([r for r in oracle if r["baseline"] == "best"], predicted[key], 3),
-                "summary": summaries(evaluated, cells, unit_cells, step, display_delta(config)),
+                "summary": summaries(
+                    evaluated[name], cells, unit_cells, step, display_delta(config)
+                ),
             }
     return out
+
+
+def measurement_jobs(config: Config, seed: int, progress: bool = False) -> list[tuple]:
+    """The training jobs of the measurement, ``(model, optimiser, function, arguments)``: model A
+    per optimiser, model B per optimiser and chunk of units."""
+    jobs = [("A", name, angle_job, (config, seed, name, progress)) for name in config.schedules]
+    if config.mlp is not None:
+        from experiments.synthetic.regime_mlp import mlp_chunks, mlp_job
+
+        jobs += [
+            ("B", name, mlp_job, (config, seed, name, start, progress))
+            for name in config.mlp.schedules
+            for start in mlp_chunks(config)
+        ]
+    return jobs
 
 
 def regime_verdicts(model_rows: dict, config: Config) -> list[dict]:
@@ -390,11 +429,31 @@ def control_rows(model_rows: dict) -> list[dict]:
     ]  # fmt: skip
 
 
-def run(config: Config, seed: int = 0, device: str = "cpu", progress: bool = False) -> dict:
+def run(
+    config: Config, seed: int = 0, device: str = "cpu", progress: bool = False, mapper=serial_map
+) -> dict:
+    """Pre-register, then train and measure; ``mapper`` runs lists of jobs (serially by default,
+    over worker processes under ``coremtl verify --jobs``; the result is the same)."""
+    pre_registration = register(config, seed, mapper)
+    jobs = measurement_jobs(config, seed, progress)
+    pre_registration["measurement_started_at"] = timestamp()
+    outputs = mapper([(function, arguments) for _, _, function, arguments in jobs])
+    return assemble(config, seed, pre_registration, outputs)
+
+
+def timestamp() -> str:
+    import time
+
+    return time.strftime("%Y-%m-%dT%H:%M:%S%z")
+
+
+def register(config: Config, seed: int, mapper=serial_map) -> dict:
+    """The pre-registration: the rules and every cell's predicted outcome, computed before any
+    model is trained on samples (:func:`predictions`)."""
     import time
 
     begin = time.time()
-    predicted = predictions(config, seed)
+    predicted = predictions(config, seed, mapper)
     pre_registration = {
         "rule": (
             "predicted from the exact population dynamics of model A (no samples); 'better' if the "
@@ -418,13 +477,27 @@ def run(config: Config, seed: int = 0, device: str = "cpu", progress: bool = Fal
             "validation); oracle row: by target risk; no other hyperparameter is tuned"
         ),
         "seconds": time.time() - begin,
+        "registered_at": timestamp(),
         "predictions": predicted,
     }
-    model_rows = {"A": measure_angle(config, seed, predicted["A"], progress)}
-    if config.mlp is not None:
-        from experiments.synthetic.regime_mlp import measure_mlp
+    return pre_registration
 
-        model_rows["B"] = measure_mlp(config, seed, predicted["B"], progress)
+
+def assemble(config: Config, seed: int, pre_registration: dict, outputs: list) -> dict:
+    """The study's result from the pre-registration and the outputs of
+    :func:`measurement_jobs` (in their order)."""
+    jobs = measurement_jobs(config, seed)
+    by_model: dict = {"A": {}, "B": {}}
+    for (model, name, _, arguments), output in zip(jobs, outputs, strict=True):
+        by_model[model].setdefault(name, []).append((arguments, output))
+    predicted = pre_registration["predictions"]
+    evaluated_a = {name: parts[0][1] for name, parts in by_model["A"].items()}
+    model_rows = {"A": angle_tables(config, seed, evaluated_a, predicted["A"])}
+    if config.mlp is not None:
+        from experiments.synthetic.regime_mlp import mlp_tables
+
+        parts_b = {name: [output for _, output in parts] for name, parts in by_model["B"].items()}
+        model_rows["B"] = mlp_tables(config, seed, parts_b, predicted["B"])
     regimes = regime_verdicts(model_rows, config)
     shares, diagnoses = {}, {}
     for model, by_key in model_rows.items():
