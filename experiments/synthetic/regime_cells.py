@@ -66,8 +66,8 @@ class MLPConfig:
     nonlinear_strength: float = 1.0
     schedules: dict = field(
         default_factory=lambda: {
-            "gd": Schedule(lr=0.05, short=100, long=500),
-            "adamw": Schedule(lr=3e-3, short=100, long=500, weight_decay=1e-2),
+            "gd": Schedule(lr=0.05, short=100, long=400),
+            "adamw": Schedule(lr=3e-3, short=100, long=400, weight_decay=1e-2),
         }
     )
     chunk: int = 512
@@ -88,8 +88,8 @@ class Config:
     a_validation: int = 256
     schedules: dict = field(
         default_factory=lambda: {
-            "gd": Schedule(lr=0.1, short=30, long=1000),
-            "adamw": Schedule(lr=0.01, short=30, long=1000, weight_decay=1e-2),
+            "gd": Schedule(lr=0.1, short=30, long=600),
+            "adamw": Schedule(lr=0.01, short=30, long=600, weight_decay=1e-2),
         }
     )
     cka_weight: float = 1.0

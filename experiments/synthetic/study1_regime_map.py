@@ -20,14 +20,15 @@ input-level CFA with gradient into the encoder + reconstruction), CKA only, and 
 term dropped.
 
 Pre-registration. Before any model is trained, :func:`predictions` (which takes the configuration
-and the seed only) runs the exact deterministic population dynamics of every method of model A
-from each seed's SCM and initialisation (same optimiser, rate and steps as the measurement, on the
-population risk instead of samples), selects the best balancer by population source risk, and
-classifies the mean over seeds of ``gap(CORE variant) - gap(best balancer)``: *better* below
+and the seed only) runs the exact population dynamics of every method of model A from each seed's
+SCM and initialisation (same optimiser, rate and steps as the measurement, on the population risk
+instead of samples; deterministic given the seed, RLW's random weights included), selects the
+best balancer by population source risk, and classifies the mean over seeds of ``gap(CORE variant) - gap(best balancer)``: *better* below
 ``-band``, *worse* above ``band``, else *no difference*, with ``band = band_relative |gap(best)| +
 band_absolute``. Model B's prediction is model A's at ``psi_0 = pi/4`` (a random MLP starts mixed),
 an extrapolation from setting S that S10 says need not hold for a free encoder. The predictions
-are written into the results before training starts.
+are computed (``registered_at``) before any model is trained on samples
+(``measurement_started_at``).
 
 Measurement and statistics. Paired seeds (same SCM, data and initialisation for every method);
 per cell the difference ``CORE variant - best balancer`` per seed, its mean and standard error;
@@ -92,7 +93,7 @@ FAST_MLP = MLPConfig(
 )
 """The fast subset of model B: v in {0.1, 1}, rho in {0, 0.9}, both mixings, 256 training
 samples, 150 steps, 20k Monte Carlo samples per environment (the full setting: the whole grid,
-512 samples, 500 steps, 50k; sized to run in under 30 minutes on 2 cores with
+512 samples, 400 steps, 50k; sized to run in under 30 minutes on 2 cores with
 ``coremtl verify --full --jobs 2``)."""
 CONFIGS = {
     "smoke": Config(
