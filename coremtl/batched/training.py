@@ -330,8 +330,10 @@ def train(
 
     def objective(step: int) -> tuple[Tensor, Tensor]:
         rows, permutation, _ = random.at(step)
+        permutation = permutation.to(x.device)
         batch_x, batch_y = x, y
         if rows is not None:
+            rows = rows.to(x.device)
             batch_x, batch_y = gather_rows(x, rows), gather_rows(y, rows)
         z_s, z_r = model.encode(batch_x)
         losses = squared_task_losses(model.predict(z_s), batch_y)

@@ -33,7 +33,7 @@ from scm.correlation import cka_zero_angle
 
 def joint_covariance(v: Tensor, rho: Tensor, k: int) -> Tensor:
     """Source ``Cov([Z_s; Z_r])`` per model: ``[[I, rho sqrt(v) I], [rho sqrt(v) I, v I]]``."""
-    eye = torch.eye(k, dtype=v.dtype)
+    eye = torch.eye(k, dtype=v.dtype, device=v.device)
     cross = (rho * v.sqrt())[:, None, None] * eye
     top = torch.cat([eye.expand_as(cross), cross], dim=2)
     bottom = torch.cat([cross, v[:, None, None] * eye], dim=2)
@@ -43,9 +43,10 @@ def joint_covariance(v: Tensor, rho: Tensor, k: int) -> Tensor:
 def target_covariance(v: Tensor, direction: Tensor, delta: float) -> Tensor:
     """Target ``Cov([Z_s; Z_r])``: ``[[I, 0], [0, v I + delta D]]``."""
     k = direction.shape[1]
-    joint = torch.zeros(v.shape[0], 2 * k, 2 * k, dtype=v.dtype)
-    joint[:, :k, :k] = torch.eye(k, dtype=v.dtype)
-    joint[:, k:, k:] = v[:, None, None] * torch.eye(k, dtype=v.dtype) + delta * direction
+    eye = torch.eye(k, dtype=v.dtype, device=v.device)
+    joint = torch.zeros(v.shape[0], 2 * k, 2 * k, dtype=v.dtype, device=v.device)
+    joint[:, :k, :k] = eye
+    joint[:, k:, k:] = v[:, None, None] * eye + delta * direction
     return joint
 
 
@@ -105,13 +106,17 @@ def critical_angle(v: float, rho: float) -> float:
     return cka_zero_angle(v, rho) % (math.pi / 2)
 
 
-def unit_tensors(units: list[dict], dtype=torch.float64) -> dict[str, Tensor]:
-    """Per-unit arrays of a list of ``(cell, seed)`` units stacked into tensors."""
+def unit_tensors(units: list[dict], dtype=torch.float64, device="cpu") -> dict[str, Tensor]:
+    """Per-unit arrays of a list of ``(cell, seed)`` units stacked into tensors on ``device``."""
     keys = ("beta", "mixing", "head_w", "direction")
     stacked = {key: torch.as_tensor(np.stack([u[key] for u in units]), dtype=dtype) for key in keys}
     for key in ("v", "rho", "psi0", "noise_var"):
         stacked[key] = torch.as_tensor([u[key] for u in units], dtype=dtype)
-    return stacked
+    return {key: value.to(device) for key, value in stacked.items()}
+
+
+def to_numpy(tensor: Tensor) -> np.ndarray:
+    return tensor.detach().cpu().numpy()
 
 
 def evaluate(params: dict, units: dict, deltas: tuple[float, ...]) -> dict[str, np.ndarray]:
@@ -128,11 +133,11 @@ def evaluate(params: dict, units: dict, deltas: tuple[float, ...]) -> dict[str, 
             units["noise_var"][:, None],
         ).mean(1)
         out = {
-            "source_excess": (source - units["noise_var"]).numpy(),
-            "source_risk": source.numpy(),
-            "sin2_psi": torch.sin(psi).square().numpy(),
-            "leakage_ratio": torch.tan(psi).abs().numpy(),
-            "stream_cka": stream_cka(psi, joint_covariance(units["v"], units["rho"], k)).numpy(),
+            "source_excess": to_numpy(source - units["noise_var"]),
+            "source_risk": to_numpy(source),
+            "sin2_psi": to_numpy(torch.sin(psi).square()),
+            "leakage_ratio": to_numpy(torch.tan(psi).abs()),
+            "stream_cka": to_numpy(stream_cka(psi, joint_covariance(units["v"], units["rho"], k))),
         }
         directions = {"random": units["direction"], "worst": worst_direction(weights)}
         for kind, direction in directions.items():
@@ -141,6 +146,6 @@ def evaluate(params: dict, units: dict, deltas: tuple[float, ...]) -> dict[str, 
                 target = task_risks(params, units["beta"], joint, units["noise_var"][:, None]).mean(
                     1
                 )
-                out[f"target|{kind}|{delta}"] = target.numpy()
-                out[f"gap|{kind}|{delta}"] = (target - source).numpy()
+                out[f"target|{kind}|{delta}"] = to_numpy(target)
+                out[f"gap|{kind}|{delta}"] = to_numpy(target - source)
     return out

@@ -102,8 +102,8 @@ class Config:
     mlp: MLPConfig | None = field(default_factory=MLPConfig)
 
 
-def method_weights(config: Config, methods: list[str], units: int):
-    """``TermWeights`` over ``methods x units`` models (method-major)."""
+def method_weights(config: Config, methods: list[str], units: int, device="cpu"):
+    """``TermWeights`` over ``methods x units`` models (method-major), on ``device``."""
     import torch
 
     from coremtl.batched import TermWeights
@@ -112,7 +112,9 @@ def method_weights(config: Config, methods: list[str], units: int):
     rows = [
         [VARIANTS[m][i] * scale[i] if m in VARIANTS else 0.0 for m in methods] for i in range(3)
     ]
-    as_tensor = [torch.tensor(r, dtype=torch.float64).repeat_interleave(units) for r in rows]
+    as_tensor = [
+        torch.tensor(r, dtype=torch.float64, device=device).repeat_interleave(units) for r in rows
+    ]
     return TermWeights(*as_tensor)
 
 

@@ -96,19 +96,22 @@ def evaluate_chunk(model, units: list[dict], config, deltas, methods: int) -> di
     count = len(units)
     n = mlp.evaluation
     threshold = float(chi2.ppf(0.999, 2 * k))
+    device = next(iter(model.params.values())).device
     out: dict[str, list] = {}
     for u_index, unit in enumerate(units):
         generator = torch.Generator().manual_seed(int(unit["seed"]) * 7919 + 13)
-        z_s, xi, noise = _latents(unit, n, generator, k, tasks)
+        z_s, xi, noise = (t.to(device) for t in _latents(unit, n, generator, k, tasks))
         v, rho = unit["v"], unit["rho"]
         source_r = math.sqrt(v) * (rho * z_s + math.sqrt(1 - rho**2) * xi)
-        beta = torch.as_tensor(unit["beta"], dtype=torch.float32)
+        beta = torch.as_tensor(unit["beta"], dtype=torch.float32, device=device)
         y = z_s @ beta.T + config.noise_std * noise
         rows = slice(u_index, methods * count, count)
         view = _subset(model, rows)
-        mixing = torch.as_tensor(unit["mixing"], dtype=torch.float32).expand(methods, 2 * k, 2 * k)
-        rotation = torch.as_tensor(unit["rotation"], dtype=torch.float32).expand_as(mixing)
-        strength = torch.full((methods,), float(unit["strength"]))
+        mixing = torch.as_tensor(unit["mixing"], dtype=torch.float32, device=device)
+        mixing = mixing.expand(methods, 2 * k, 2 * k)
+        rotation = torch.as_tensor(unit["rotation"], dtype=torch.float32, device=device)
+        rotation = rotation.expand_as(mixing)
+        strength = torch.full((methods,), float(unit["strength"]), device=device)
 
         def risk(z, view=view, mixing=mixing, rotation=rotation, strength=strength, labels=y):
             x = observe(z.expand(methods, -1, -1), mixing, rotation, strength)
@@ -135,15 +138,16 @@ def evaluate_chunk(model, units: list[dict], config, deltas, methods: int) -> di
         with torch.no_grad():
             z_s_hat, z_r_hat = view.encode(x.detach())
             record["stream_cka"] = debiased_cka(z_s_hat, z_r_hat)
-        random = torch.as_tensor(unit["direction"], dtype=torch.float32)
+        random = torch.as_tensor(unit["direction"], dtype=torch.float32, device=device)
         source_cov = np.block([[np.eye(k), rho * math.sqrt(v) * np.eye(k)],
                                [rho * math.sqrt(v) * np.eye(k), v * np.eye(k)]])  # fmt: skip
-        precision = torch.as_tensor(np.linalg.inv(source_cov), dtype=torch.float32)
+        precision = torch.as_tensor(np.linalg.inv(source_cov), dtype=torch.float32, device=device)
+        eye = torch.eye(k, device=device)
         for kind in ("random", "worst"):
             for delta in deltas:
                 direction = random.expand(methods, k, k) if kind == "random" else worst.detach()
-                cov = v * torch.eye(k) + delta * direction
-                factor = torch.linalg.cholesky(cov + 1e-9 * torch.eye(k))
+                cov = v * eye + delta * direction
+                factor = torch.linalg.cholesky(cov + 1e-9 * eye)
                 target_r = torch.bmm(xi.expand(methods, -1, -1), factor.transpose(1, 2))
                 target_z = torch.cat([z_s.expand(methods, -1, -1), target_r], dim=2)
                 target = risk(target_z)
@@ -162,9 +166,11 @@ def mlp_chunks(config) -> list[int]:
     return list(range(0, len(mlp_units(config, 0)), per_chunk))
 
 
-def mlp_job(config, seed: int, name: str, start: int, progress: bool = False) -> dict:
-    """Model B with optimiser ``name`` on the chunk of units from ``start``: train every method
-    from the same initialisation, measure at the short and long steps. Returns
+def mlp_job(
+    config, seed: int, name: str, start: int, progress: bool = False, device: str = "cpu"
+) -> dict:
+    """Model B with optimiser ``name`` on the chunk of units from ``start``, on ``device``: train
+    every method from the same initialisation, measure at the short and long steps. Returns
     ``{step: {method: {key: array over the chunk's units}}}``."""
     from coremtl.batched import Settings, StackedMLP, draws, train
     from experiments.synthetic import regime_cells as study
@@ -185,7 +191,7 @@ def mlp_job(config, seed: int, name: str, start: int, progress: bool = False) ->
         ]
         x = torch.as_tensor(np.stack([d.x for d in drawn]), dtype=torch.float32)
         y = torch.as_tensor(np.stack([d.y for d in drawn]), dtype=torch.float32)
-        splits.append((x, y))
+        splits.append((x.to(device), y.to(device)))
     (x, y), (x_val, y_val) = splits
     generator = torch.Generator().manual_seed(seed * 100_003 + start)
     base = StackedMLP(
@@ -196,14 +202,14 @@ def mlp_job(config, seed: int, name: str, start: int, progress: bool = False) ->
         tile = len(group)
         model = copy.copy(base)
         model.params = {
-            key: value.detach().repeat(tile, 1, 1).requires_grad_(True)
+            key: value.detach().to(device).repeat(tile, 1, 1).requires_grad_(True)
             for key, value in base.params.items()
         }
         settings = Settings(
             steps=schedule.long, lr=schedule.lr, optimizer=name,
             weight_decay=schedule.weight_decay, balancer=study.balancer_names(group, count),
         )  # fmt: skip
-        weights = study.method_weights(config, list(group), count)
+        weights = study.method_weights(config, list(group), count, device)
         weights = type(weights)(
             weights.cka.float(), weights.cfa.float(), weights.reconstruction.float()
         )
@@ -222,7 +228,7 @@ def mlp_job(config, seed: int, name: str, start: int, progress: bool = False) ->
             for index, method in enumerate(group):
                 target = collected.setdefault(step, {}).setdefault(method, {})
                 for key, value in numbers.items():
-                    target[key] = value.reshape(tile, count)[index].numpy()
+                    target[key] = value.reshape(tile, count)[index].cpu().numpy()
     return collected
 
 

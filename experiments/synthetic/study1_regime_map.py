@@ -172,8 +172,10 @@ def angle_scm(config: Config, unit: dict):
     )
 
 
-def angle_runs(config: Config, units: list[dict], name: str, population: bool, data=None) -> dict:
-    """Train every method of model A on ``units`` with optimiser ``name``; returns
+def angle_runs(
+    config: Config, units: list[dict], name: str, population: bool, data=None, device="cpu"
+) -> dict:
+    """Train every method of model A on ``units`` with optimiser ``name`` on ``device``; returns
     ``{method: {step: params}}`` at the short and long step counts. ``population=True`` trains on
     the exact population risk (the prediction), otherwise on ``data`` (the measurement)."""
     import torch
@@ -181,7 +183,7 @@ def angle_runs(config: Config, units: list[dict], name: str, population: bool, d
     from coremtl.batched import Settings, StackedAngle, draws, train, train_objective
     from experiments.synthetic import regime_angle as exact
 
-    tensors = exact.unit_tensors(units)
+    tensors = exact.unit_tensors(units, device=device)
     schedule = config.schedules[name]
     count = len(units)
     out: dict = {}
@@ -191,7 +193,7 @@ def angle_runs(config: Config, units: list[dict], name: str, population: bool, d
         def tile(t, reps=reps):
             return t.repeat(reps, *([1] * (t.ndim - 1)))
 
-        head_b = torch.zeros(count * reps, 1, config.tasks, dtype=torch.float64)
+        head_b = torch.zeros(count * reps, 1, config.tasks, dtype=torch.float64, device=device)
         model = StackedAngle(
             tile(tensors["mixing"]), tile(tensors["psi0"]), tile(tensors["head_w"]), head_b
         )
@@ -202,7 +204,7 @@ def angle_runs(config: Config, units: list[dict], name: str, population: bool, d
             weight_decay=schedule.weight_decay,
             balancer=balancer_names(methods, count),
         )
-        weights = method_weights(config, list(methods), count)
+        weights = method_weights(config, list(methods), count, device)
         snapshots = (schedule.short, schedule.long)
         if population:
             joint = tile(exact.joint_covariance(tensors["v"], tensors["rho"], config.k))
@@ -217,7 +219,7 @@ def angle_runs(config: Config, units: list[dict], name: str, population: bool, d
             random = draws(settings, count * reps, 8, config.tasks, 0)
             saved = train_objective(model, settings, objective, random, snapshots)
         else:
-            x, y = tile(data["x"]), tile(data["y"])
+            x, y = tile(data["x"].to(device)), tile(data["y"].to(device))
             random = draws(settings, count * reps, x.shape[1], config.tasks, 17)
             saved = train(model, x, y, settings, weights, random, snapshots)
         for index, method in enumerate(methods):
@@ -251,13 +253,15 @@ def angle_validation(params: dict, units: list[dict], validation: dict) -> np.nd
     import torch
 
     from coremtl.batched import StackedAngle
-    from experiments.synthetic.regime_angle import unit_tensors
+    from experiments.synthetic.regime_angle import to_numpy, unit_tensors
 
-    mixing = unit_tensors(units)["mixing"]
+    device = params["psi"].device
+    mixing = unit_tensors(units, device=device)["mixing"]
+    x, y = validation["x"].to(device), validation["y"].to(device)
     with torch.no_grad():
         model = StackedAngle(mixing, params["psi"], params["head_w"], params["head_b"])
-        predictions = model.predict(model.encode_semantic(validation["x"]))
-        return (predictions - validation["y"]).square().mean(dim=(1, 2)).numpy()
+        predictions = model.predict(model.encode_semantic(x))
+        return to_numpy((predictions - y).square().mean(dim=(1, 2)))
 
 
 def evaluate_runs(runs: dict, units: list[dict], config: Config, validation=None) -> dict:
@@ -265,11 +269,11 @@ def evaluate_runs(runs: dict, units: list[dict], config: Config, validation=None
     held-out split when given, else the population source risk)."""
     from experiments.synthetic.regime_angle import evaluate, unit_tensors
 
-    tensors = unit_tensors(units)
     out: dict = {}
     for method, by_step in runs.items():
         out[method] = {}
         for step, params in by_step.items():
+            tensors = unit_tensors(units, device=params["psi"].device)
             numbers = evaluate(params, tensors, config.deltas)
             numbers["validation"] = (
                 angle_validation(params, units, validation)
@@ -280,7 +284,7 @@ def evaluate_runs(runs: dict, units: list[dict], config: Config, validation=None
     return out
 
 
-def prediction_job(config: Config, seed: int, name: str) -> dict:
+def prediction_job(config: Config, seed: int, name: str, device: str = "cpu") -> dict:
     """The pre-registration of optimiser ``name``: predicted outcome per cell from the exact
     population dynamics of model A (no sample, no trained measurement enters). Returns
     ``{"A": rows, "B": rows}`` with ``rows`` keyed by ``"<optimiser>|<short or long>"``."""
@@ -290,7 +294,7 @@ def prediction_job(config: Config, seed: int, name: str) -> dict:
     unit_cells = [u["cell"] for u in units]
     cells = list(dict.fromkeys(unit_cells))
     schedule = config.schedules[name]
-    runs = angle_runs(config, units, name, population=True)
+    runs = angle_runs(config, units, name, population=True, device=device)
     evaluated = evaluate_runs(runs, units, config)
     for label, step in (("short", schedule.short), ("long", schedule.long)):
         rows = comparisons(evaluated, cells, unit_cells, config, step)
@@ -310,10 +314,11 @@ def serial_map(jobs: list[tuple]) -> list:
     return [function(*arguments) for function, arguments in jobs]
 
 
-def predictions(config: Config, seed: int, mapper=serial_map) -> dict:
+def predictions(config: Config, seed: int, mapper=serial_map, device: str = "cpu") -> dict:
     """The pre-registration of every optimiser (:func:`prediction_job`)."""
     out: dict = {"A": {}, "B": {}}
-    for part in mapper([(prediction_job, (config, seed, name)) for name in config.schedules]):
+    jobs = [(prediction_job, (config, seed, name, device)) for name in config.schedules]
+    for part in mapper(jobs):
         for model in out:
             out[model].update(part[model])
     return out
@@ -347,14 +352,16 @@ def regime_of(v: float, rho: float) -> str:
     return f"{base}, " + ("rho = 0" if rho == 0 else "rho > 0")
 
 
-def angle_job(config: Config, seed: int, name: str, progress: bool = False) -> dict:
+def angle_job(
+    config: Config, seed: int, name: str, progress: bool = False, device: str = "cpu"
+) -> dict:
     """Model A trained on samples with optimiser ``name``: ``{method: {step: measurements}}``
     (closed form; validation risk on a held-out source split)."""
     units = angle_units(config, seed, config.starts)
     train_split, validation = angle_data(config, units, seed)
     if progress:
         print(f"    study 1 model A, {name}: {len(units) * len(METHODS)} models", flush=True)
-    runs = angle_runs(config, units, name, population=False, data=train_split)
+    runs = angle_runs(config, units, name, population=False, data=train_split, device=device)
     return evaluate_runs(runs, units, config, validation)
 
 
@@ -379,15 +386,19 @@ def angle_tables(config: Config, seed: int, evaluated: dict, predicted: dict) ->
     return out
 
 
-def measurement_jobs(config: Config, seed: int, progress: bool = False) -> list[tuple]:
+def measurement_jobs(
+    config: Config, seed: int, progress: bool = False, device: str = "cpu"
+) -> list[tuple]:
     """The training jobs of the measurement, ``(model, optimiser, function, arguments)``: model A
     per optimiser, model B per optimiser and chunk of units."""
-    jobs = [("A", name, angle_job, (config, seed, name, progress)) for name in config.schedules]
+    jobs = [
+        ("A", name, angle_job, (config, seed, name, progress, device)) for name in config.schedules
+    ]
     if config.mlp is not None:
         from experiments.synthetic.regime_mlp import mlp_chunks, mlp_job
 
         jobs += [
-            ("B", name, mlp_job, (config, seed, name, start, progress))
+            ("B", name, mlp_job, (config, seed, name, start, progress, device))
             for name in config.mlp.schedules
             for start in mlp_chunks(config)
         ]
@@ -435,8 +446,8 @@ def run(
 ) -> dict:
     """Pre-register, then train and measure; ``mapper`` runs lists of jobs (serially by default,
     over worker processes under ``coremtl verify --jobs``; the result is the same)."""
-    pre_registration = register(config, seed, mapper)
-    jobs = measurement_jobs(config, seed, progress)
+    pre_registration = register(config, seed, mapper, device)
+    jobs = measurement_jobs(config, seed, progress, device)
     pre_registration["measurement_started_at"] = timestamp()
     outputs = mapper([(function, arguments) for _, _, function, arguments in jobs])
     return assemble(config, seed, pre_registration, outputs)
@@ -448,13 +459,13 @@ def timestamp() -> str:
     return time.strftime("%Y-%m-%dT%H:%M:%S%z")
 
 
-def register(config: Config, seed: int, mapper=serial_map) -> dict:
+def register(config: Config, seed: int, mapper=serial_map, device: str = "cpu") -> dict:
     """The pre-registration: the rules and every cell's predicted outcome, computed before any
     model is trained on samples (:func:`predictions`)."""
     import time
 
     begin = time.time()
-    predicted = predictions(config, seed, mapper)
+    predicted = predictions(config, seed, mapper, device)
     pre_registration = {
         "rule": (
             "predicted from the exact population dynamics of model A (no samples); 'better' if the "
