@@ -114,23 +114,28 @@ def test_every_headline_cell_carries_prediction_measurement_and_selection(tiny_r
 
 
 @pytest.mark.parametrize(
-    ("prediction", "low", "high", "expected"),
+    ("prediction", "predicted", "low", "high", "expected"),
     [
-        ("better", -0.3, -0.1, "held"),
-        ("better", 0.05, 0.2, "contradicted"),
-        ("better", -0.005, 0.005, "contradicted"),
-        ("better", -0.3, 0.1, "underpowered"),
-        ("worse", -0.2, -0.05, "contradicted"),
-        ("worse", -0.1, 0.3, "underpowered"),
-        ("no difference", 0.05, 0.2, "contradicted"),
-        ("no difference", 0.001, 0.2, "underpowered"),
-        ("no difference", -0.1, 0.1, "held"),
+        ("better", -0.2, -0.3, -0.1, "held"),
+        ("better", -0.2, 0.05, 0.2, "contradicted"),
+        ("better", -0.2, -0.005, 0.005, "contradicted"),
+        ("better", -0.2, -0.3, 0.1, "inconclusive"),
+        ("better", -0.2, -0.1, 0.1, "off in size"),
+        ("worse", 0.2, -0.2, -0.05, "contradicted"),
+        ("worse", 0.2, -0.1, 0.3, "inconclusive"),
+        ("worse", 0.2, -0.05, 0.1, "off in size"),
+        ("no difference", 0.0, 0.05, 0.2, "contradicted"),
+        ("no difference", 0.0, 0.001, 0.2, "off in size"),
+        ("no difference", 0.005, 0.001, 0.2, "inconclusive"),
+        ("no difference", 0.0, -0.1, 0.1, "held"),
     ],
 )
-def test_diagnosis_separates_contradiction_from_low_power(prediction, low, high, expected):
+def test_diagnosis_separates_contradiction_size_and_low_power(
+    prediction, predicted, low, high, expected
+):
     band = 0.01
     held = regime_cells.held(prediction, low, high)
-    assert regime_cells.diagnosis(prediction, band, low, high, held) == expected
+    assert regime_cells.diagnosis(prediction, band, predicted, low, high, held) == expected
 
 
 def test_seeds_needed_grows_as_the_effect_shrinks_against_its_spread():

@@ -39,7 +39,7 @@ HEADLINE = ("core-mtl", "cka only")
 DIRECTIONS = ("random", "worst")
 
 
-DIAGNOSES = ("held", "contradicted", "underpowered")
+DIAGNOSES = ("held", "contradicted", "off in size", "inconclusive")
 
 
 @dataclass(frozen=True)
@@ -169,16 +169,25 @@ def predicted_region(prediction: str, band: float) -> tuple[float, float]:
     return -band, band
 
 
-def diagnosis(prediction: str, band: float, low: float, high: float, held_: bool) -> str:
+def diagnosis(
+    prediction: str, band: float, predicted_mean: float, low: float, high: float, held_: bool
+) -> str:
     """Why a prediction did or did not hold (a reading added after the registered rule, which
-    stays the verdict's): ``held``; ``contradicted`` when the measured interval ``[low, high]``
-    is disjoint from the predicted region (the data exclude what was predicted); otherwise
-    ``underpowered`` (the interval straddles the predicted region and its complement, so more
-    seeds are needed to tell)."""
+    stays the verdict's), from the measured interval ``[low, high]``:
+
+    - ``held``;
+    - ``contradicted``: the interval is disjoint from the predicted region (the data exclude
+      what was predicted);
+    - ``off in size``: the interval overlaps the predicted region but excludes the predicted mean
+      (the effect is demonstrably smaller, or larger, than predicted);
+    - ``inconclusive``: the interval contains the predicted mean and the registered test could not
+      decide (more seeds are needed, :func:`seeds_needed`)."""
     if held_:
         return "held"
     start, end = predicted_region(prediction, band)
-    return "contradicted" if high < start or low > end else "underpowered"
+    if high < start or low > end:
+        return "contradicted"
+    return "inconclusive" if low <= predicted_mean <= high else "off in size"
 
 
 def seeds_needed(predicted_mean: float, sd: float, power: float = 0.8, confidence: float = 0.95):
@@ -272,8 +281,9 @@ def attach(measured: list[dict], predicted: list[dict], cell_length: int) -> lis
         row["measured"] = measured_outcome(row["low"], row["high"])
         row["held"] = held(row["prediction"], row["low"], row["high"])
         row["diagnosis"] = diagnosis(
-            row["prediction"], row["predicted_band"], row["low"], row["high"], row["held"]
-        )
+            row["prediction"], row["predicted_band"], row["predicted_mean"], row["low"],
+            row["high"], row["held"],
+        )  # fmt: skip
         sd = row["se"] * math.sqrt(row["seeds"])
         row["seeds_needed"] = (
             seeds_needed(row["predicted_mean"], sd)

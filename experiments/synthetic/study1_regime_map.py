@@ -41,7 +41,8 @@ above 0 (worse), or contains 0 (no difference); that rule gives the verdict.
 Diagnosis (a reading beside the registered rule, added after its first runs, never changing the
 verdict): a prediction that did not hold is *contradicted* when the interval lies outside the
 region the prediction asserts (``d < -band``, ``d > band`` or ``|d| <= band``, the regions of the
-rule that made it), else *underpowered*; for an underpowered better/worse prediction the number of
+rule that made it), *off in size* when the interval overlaps that region but excludes the
+predicted mean, else *inconclusive*; for an inconclusive better/worse prediction the number of
 paired seeds the registered test would need to find the predicted mean with 80% power is given.
 """
 
@@ -421,7 +422,8 @@ def regime_verdicts(model_rows: dict, config: Config) -> list[dict]:
                     "model": model, "setting": key, "regime": regime,
                     "held": sum(r["held"] for r in chosen), "cells": len(chosen),
                     "contradicted": sum(r["diagnosis"] == "contradicted" for r in chosen),
-                    "underpowered": sum(r["diagnosis"] == "underpowered" for r in chosen),
+                    "off_in_size": sum(r["diagnosis"] == "off in size" for r in chosen),
+                    "inconclusive": sum(r["diagnosis"] == "inconclusive" for r in chosen),
                     "predicted": sorted({r["prediction"] for r in core}),
                     "core_minus_best": float(np.mean([r["mean"] for r in core])),
                     "core_minus_best_se": float(np.sqrt(np.mean([r["se"] ** 2 for r in core]))),
@@ -482,7 +484,8 @@ def register(config: Config, seed: int, mapper=serial_map, device: str = "cpu") 
         "diagnosis_rule": (
             "added after the first runs, not part of the verdict: a prediction not held is "
             "'contradicted' when the measured interval is disjoint from the predicted region "
-            "(d < -band, d > band, |d| <= band), else 'underpowered'"
+            "(d < -band, d > band, |d| <= band), 'off in size' when it overlaps that region but "
+            "excludes the predicted mean, else 'inconclusive'"
         ),
         "selection": (
             "headline: best balancer per cell by held-out source validation risk (training-domain "
@@ -530,13 +533,13 @@ def assemble(config: Config, seed: int, pre_registration: dict, outputs: list) -
 
 
 def diagnosis_summary(rows: list[dict]) -> dict:
-    """Headline rows by diagnosis (:func:`regime_cells.diagnosis`), and for the underpowered
+    """Headline rows by diagnosis (:func:`regime_cells.diagnosis`), and for the inconclusive
     better/worse predictions the median number of paired seeds the registered test would need."""
     counts = {name: sum(r["diagnosis"] == name for r in rows) for name in DIAGNOSES}
-    needed = [r["seeds_needed"] for r in rows if r["diagnosis"] == "underpowered"
+    needed = [r["seeds_needed"] for r in rows if r["diagnosis"] == "inconclusive"
               and r["seeds_needed"] is not None]  # fmt: skip
     counts["rows"] = len(rows)
-    counts["median_seeds_needed_underpowered"] = float(np.median(needed)) if needed else None
+    counts["median_seeds_needed_inconclusive"] = float(np.median(needed)) if needed else None
     return counts
 
 
@@ -547,10 +550,11 @@ def finding_line(model_rows, regimes, shares, diagnoses, control, config: Config
         + ", ".join(f"{share:.0%} of model-{m} cells" for m, share in shares.items())
     ]
     for model, counts in diagnoses.items():
-        needed = counts["median_seeds_needed_underpowered"]
+        needed = counts["median_seeds_needed_inconclusive"]
         parts.append(
             f"model {model} not held: {counts['contradicted']} of {counts['rows']} contradicted "
-            f"(95% interval outside the predicted region), {counts['underpowered']} underpowered"
+            f"(95% interval outside the predicted region), {counts['off in size']} off in size "
+            f"(predicted mean outside the interval), {counts['inconclusive']} inconclusive"
             + (f" (median {needed:.0f} paired seeds needed)" if needed is not None else "")
         )
     if control:
@@ -565,7 +569,8 @@ def finding_line(model_rows, regimes, shares, diagnoses, control, config: Config
                 f"A {entry['setting'].split('|')[0]} {entry['regime']}: CORE-MTL - best "
                 f"{entry['core_minus_best']:+.3g} +- {entry['core_minus_best_se']:.2g} "
                 f"(worst shift, ||dSigma||={delta}; predicted {'/'.join(entry['predicted'])}, "
-                f"held {entry['held']}/{entry['cells']}, contradicted {entry['contradicted']})"
+                f"held {entry['held']}/{entry['cells']}, contradicted {entry['contradicted']}, "
+                f"off in size {entry['off_in_size']})"
             )
     return "; ".join(parts)
 
@@ -573,7 +578,7 @@ def finding_line(model_rows, regimes, shares, diagnoses, control, config: Config
 def plot(result: dict, directory: Path) -> list[Path]:
     """Heat maps of the measured ``CORE-MTL - best balancer`` (worst-case shift, headline
     selection) per cell; each cell marked with the prediction (+ worse, - better, 0 none) and
-    its diagnosis: held (check mark), contradicted (cross) or underpowered (?)."""
+    its diagnosis: held (check mark), contradicted (cross), off in size (~) or inconclusive (?)."""
     from experiments.synthetic.plotting import new_figure, save_figure
 
     config = result["config"]
@@ -581,7 +586,7 @@ def plot(result: dict, directory: Path) -> list[Path]:
     panels = [(m, key) for m, by_key in result["measured"].items() for key in by_key]
     figure, axes = new_figure(4, math.ceil(len(panels) / 4), width=3.6, height=3.0)
     symbols = {"better": "-", "worse": "+", "no difference": "0"}
-    marks = {"held": "\u2713", "contradicted": "\u2717", "underpowered": "?"}
+    marks = {"held": "\u2713", "contradicted": "\u2717", "off in size": "~", "inconclusive": "?"}
     for axis, (model, key) in zip(axes.flat, panels, strict=False):
         rows = [
             r
@@ -610,7 +615,8 @@ def plot(result: dict, directory: Path) -> list[Path]:
         axis.set_visible(False)
     figure.suptitle(
         f"Study 1: CORE-MTL minus best balancer (validation-selected), worst-case shift "
-        f"||dSigma||_F = {delta}; mark: held / contradicted / ? underpowered + predicted sign",
+        f"||dSigma||_F = {delta}; mark: held / contradicted / ~ off in size / ? inconclusive, "
+        "then the predicted sign",
         fontsize=8,
     )
     return save_figure(figure, directory, "study1_regime_map")
