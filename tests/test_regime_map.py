@@ -197,3 +197,34 @@ def test_worker_processes_give_the_serial_result():
         for key in ("seconds", "registered_at", "measurement_started_at"):
             result["pre_registration"].pop(key)
     assert json.dumps(parallel, sort_keys=True) == json.dumps(serial, sort_keys=True)
+
+
+def _evaluated(values: dict[str, list[float]], config) -> dict:
+    """``{method: {step 1: measurements}}`` with every measurement of a method set to its
+    per-seed ``values`` (one cell)."""
+    keys = ["validation"] + [
+        f"{kind}|{direction}|{delta}"
+        for kind in ("gap", "target")
+        for direction in regime_cells.DIRECTIONS
+        for delta in config.deltas
+    ]
+    return {
+        method: {1: {key: np.asarray(values.get(method, [2.0, 2.1, 2.2]), float) for key in keys}}
+        for method in regime_cells.METHODS
+    }
+
+
+def test_a_diverged_run_is_counted_left_out_and_never_selected():
+    config = replace(TINY, deltas=(1.0,))
+    values = {"ew": [1.0, 1.0, 1.0], "pcgrad": [0.5, np.nan, 0.5], "mgda": [0.9, 0.9, 0.9]}
+    values["core-mtl"] = [0.5, np.inf, 0.7]
+    rows = regime_cells.comparisons(_evaluated(values, config), [("c",)], [("c",)] * 3, config, 1)
+    headline = [r for r in rows if r["baseline"] == "best" and r["variant"] == "core-mtl"]
+    assert {r["best_balancer"] for r in headline} == {"mgda"}
+    for row in headline:
+        assert row["diverged"] == 1 and row["seeds"] == 2
+        assert row["mean"] == pytest.approx(np.mean([0.5 - 0.9, 0.7 - 0.9]))
+    predicted = [dict(r, prediction="better", band=0.01, statement="") for r in rows]
+    attached = regime_cells.attach(rows, predicted, 1)
+    diverged = [r for r in attached if r["diverged"]]
+    assert diverged and all(not r["held"] and r["diagnosis"] == "diverged" for r in diverged)

@@ -39,7 +39,7 @@ HEADLINE = ("core-mtl", "cka only")
 DIRECTIONS = ("random", "worst")
 
 
-DIAGNOSES = ("held", "contradicted", "off in size", "inconclusive")
+DIAGNOSES = ("held", "contradicted", "off in size", "inconclusive", "diverged")
 
 
 @dataclass(frozen=True)
@@ -211,7 +211,9 @@ def comparisons(
 
     The best balancer of a cell is the one with the lowest mean validation risk over the cell's
     seeds (training-domain validation), or, with ``oracle``, the lowest mean target risk in that
-    shift (the labelled target-oracle row).
+    shift (the labelled target-oracle row); a balancer with a diverged (non-finite) run is never
+    selected. A seed on which the variant or its baseline diverged is counted in ``diverged`` and
+    left out of the mean and interval, which are over the remaining seeds.
     """
     from scipy.stats import t as student
 
@@ -219,27 +221,48 @@ def comparisons(
     cell_index = np.asarray([cells.index(c) for c in unit_cells])
     for position, cell in enumerate(cells):
         idx = np.flatnonzero(cell_index == position)
-        n = idx.size
-        quantile = float(student.ppf(0.5 + config.confidence / 2, n - 1)) if n > 1 else math.inf
         for direction in DIRECTIONS:
             for delta in config.deltas:
                 key = f"gap|{direction}|{delta}"
                 select = f"target|{direction}|{delta}" if oracle else "validation"
-                best = min(BALANCERS, key=lambda m: float(evaluated[m][step][select][idx].mean()))
+                best = min(
+                    BALANCERS, key=lambda m: selection_score(evaluated[m][step][select][idx])
+                )
                 pairs = [(v, best, "best") for v in HEADLINE]
                 pairs += [(v, "ew", "ew") for v in VARIANTS]
                 for variant, baseline, role in pairs:
                     diff = evaluated[variant][step][key][idx] - evaluated[baseline][step][key][idx]
-                    mean = float(diff.mean())
-                    se = float(diff.std(ddof=1) / math.sqrt(n)) if n > 1 else math.inf
+                    kept = diff[np.isfinite(diff)]
+                    n = kept.size
+                    mean = float(kept.mean()) if n else math.nan
+                    se = float(kept.std(ddof=1) / math.sqrt(n)) if n > 1 else math.inf
+                    quantile = (
+                        float(student.ppf(0.5 + config.confidence / 2, n - 1))
+                        if n > 1
+                        else math.inf
+                    )
+                    reference = evaluated[baseline][step][key][idx]
                     rows.append({
                         "cell": list(cell), "direction": direction, "delta": delta,
                         "variant": variant, "baseline": role,
                         "best_balancer": best, "mean": mean, "se": se,
                         "low": mean - quantile * se, "high": mean + quantile * se, "seeds": n,
-                        "reference_gap": float(evaluated[baseline][step][key][idx].mean()),
+                        "diverged": int(diff.size - n),
+                        "reference_gap": finite_mean(reference),
                     })  # fmt: skip
     return rows
+
+
+def finite_mean(values: np.ndarray) -> float:
+    """The mean over the finite values (diverged runs left out; NaN when none is finite)."""
+    kept = values[np.isfinite(values)]
+    return float(kept.mean()) if kept.size else math.nan
+
+
+def selection_score(values: np.ndarray) -> float:
+    """The mean of a balancer's selection metric over a cell's seeds; ``inf`` when a run
+    diverged, so that a diverged balancer is never the best."""
+    return float(values.mean()) if np.isfinite(values).all() else math.inf
 
 
 def summaries(evaluated: dict, cells: list, unit_cells: list, step: int, delta: float) -> list:
@@ -250,15 +273,19 @@ def summaries(evaluated: dict, cells: list, unit_cells: list, step: int, delta: 
         idx = np.flatnonzero(cell_index == position)
         for method in METHODS:
             numbers = evaluated[method][step]
-            entry = {"cell": list(cell), "method": method}
+            entry = {
+                "cell": list(cell),
+                "method": method,
+                "diverged": int((~np.isfinite(numbers["source_risk"][idx])).sum()),
+            }
             for key in ("sin2_psi", "leakage_ratio", "stream_cka", "source_excess"):
-                entry[key] = float(numbers[key][idx].mean())
-            entry["gap_worst"] = float(numbers[f"gap|worst|{delta}"][idx].mean())
-            entry["target_worst"] = float(numbers[f"target|worst|{delta}"][idx].mean())
-            entry["gap_random"] = float(numbers[f"gap|random|{delta}"][idx].mean())
+                entry[key] = finite_mean(numbers[key][idx])
+            entry["gap_worst"] = finite_mean(numbers[f"gap|worst|{delta}"][idx])
+            entry["target_worst"] = finite_mean(numbers[f"target|worst|{delta}"][idx])
+            entry["gap_random"] = finite_mean(numbers[f"gap|random|{delta}"][idx])
             if "outside_support|random|" + str(delta) in numbers:
-                entry["outside_support"] = float(
-                    numbers[f"outside_support|random|{delta}"][idx].mean()
+                entry["outside_support"] = finite_mean(
+                    numbers[f"outside_support|random|{delta}"][idx]
                 )
             rows.append(entry)
     return rows
@@ -279,7 +306,11 @@ def attach(measured: list[dict], predicted: list[dict], cell_length: int) -> lis
         row["predicted_band"] = prediction["band"]
         row["statement"] = prediction["statement"]
         row["measured"] = measured_outcome(row["low"], row["high"])
-        row["held"] = held(row["prediction"], row["low"], row["high"])
+        row["held"] = held(row["prediction"], row["low"], row["high"]) and not row["diverged"]
+        if row["diverged"]:
+            row["measured"] = row["diagnosis"] = "diverged"
+            row["seeds_needed"] = None
+            continue
         row["diagnosis"] = diagnosis(
             row["prediction"], row["predicted_band"], row["predicted_mean"], row["low"],
             row["high"], row["held"],

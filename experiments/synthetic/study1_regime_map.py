@@ -424,6 +424,7 @@ def regime_verdicts(model_rows: dict, config: Config) -> list[dict]:
                     "contradicted": sum(r["diagnosis"] == "contradicted" for r in chosen),
                     "off_in_size": sum(r["diagnosis"] == "off in size" for r in chosen),
                     "inconclusive": sum(r["diagnosis"] == "inconclusive" for r in chosen),
+                    "diverged": sum(r["diagnosis"] == "diverged" for r in chosen),
                     "predicted": sorted({r["prediction"] for r in core}),
                     "core_minus_best": float(np.mean([r["mean"] for r in core])),
                     "core_minus_best_se": float(np.sqrt(np.mean([r["se"] ** 2 for r in core]))),
@@ -554,7 +555,8 @@ def finding_line(model_rows, regimes, shares, diagnoses, control, config: Config
         parts.append(
             f"model {model} not held: {counts['contradicted']} of {counts['rows']} contradicted "
             f"(95% interval outside the predicted region), {counts['off in size']} off in size "
-            f"(predicted mean outside the interval), {counts['inconclusive']} inconclusive"
+            f"(predicted mean outside the interval), {counts['inconclusive']} inconclusive, "
+            f"{counts['diverged']} with a diverged run"
             + (f" (median {needed:.0f} paired seeds needed)" if needed is not None else "")
         )
     if control:
@@ -578,7 +580,8 @@ def finding_line(model_rows, regimes, shares, diagnoses, control, config: Config
 def plot(result: dict, directory: Path) -> list[Path]:
     """Heat maps of the measured ``CORE-MTL - best balancer`` (worst-case shift, headline
     selection) per cell; each cell marked with the prediction (+ worse, - better, 0 none) and
-    its diagnosis: held (check mark), contradicted (cross), off in size (~) or inconclusive (?)."""
+    its diagnosis: held (check mark), contradicted (cross), off in size (~), inconclusive (?) or
+    a diverged run (!)."""
     from experiments.synthetic.plotting import new_figure, save_figure
 
     config = result["config"]
@@ -586,7 +589,10 @@ def plot(result: dict, directory: Path) -> list[Path]:
     panels = [(m, key) for m, by_key in result["measured"].items() for key in by_key]
     figure, axes = new_figure(4, math.ceil(len(panels) / 4), width=3.6, height=3.0)
     symbols = {"better": "-", "worse": "+", "no difference": "0"}
-    marks = {"held": "\u2713", "contradicted": "\u2717", "off in size": "~", "inconclusive": "?"}
+    marks = {
+        "held": "\u2713", "contradicted": "\u2717", "off in size": "~", "inconclusive": "?",
+        "diverged": "!",
+    }  # fmt: skip
     for axis, (model, key) in zip(axes.flat, panels, strict=False):
         rows = [
             r
@@ -615,7 +621,8 @@ def plot(result: dict, directory: Path) -> list[Path]:
         axis.set_visible(False)
     figure.suptitle(
         f"Study 1: CORE-MTL minus best balancer (validation-selected), worst-case shift "
-        f"||dSigma||_F = {delta}; mark: held / contradicted / ~ off in size / ? inconclusive, "
+        f"||dSigma||_F = {delta}; mark: held / contradicted / ~ off in size / ? inconclusive / "
+        "! diverged, "
         "then the predicted sign",
         fontsize=8,
     )
