@@ -606,9 +606,12 @@ def plot(result: dict, directory: Path) -> list[Path]:
         for r in rows:
             i, j = variances.index(r["cell"][0]), columns.index(tuple(r["cell"][1:]))
             grid[i, j] = r["mean"]
-            mark = marks[r["diagnosis"]] + symbols[r["prediction"]]
-            axis.text(j, i, mark, ha="center", va="center", fontsize=7)
         limit = np.nanmax(np.abs(grid)) or 1.0
+        for r in rows:
+            i, j = variances.index(r["cell"][0]), columns.index(tuple(r["cell"][1:]))
+            dark = abs(grid[i, j]) > 0.6 * limit
+            mark = marks[r["diagnosis"]] + symbols[r["prediction"]]
+            axis.text(j, i, mark, ha="center", va="center", fontsize=7, color="w" if dark else "k")
         image = axis.imshow(grid, cmap="RdBu_r", vmin=-limit, vmax=limit, aspect="auto")
         axis.set_xticks(range(len(columns)), ["\n".join(map(str, c)) for c in columns], fontsize=6)
         axis.set_yticks(range(len(variances)), [str(v) for v in variances])

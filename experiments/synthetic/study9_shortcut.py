@@ -658,6 +658,21 @@ def compose_finding(config, cells, selection, drop, removes, scored) -> str:
     return text
 
 
+def paired_bars(axis, at_p: dict, series: tuple[tuple[str, str], tuple[str, str]]) -> None:
+    """Two bars per method (mean, 2 SE error bars) for the two ``(key, label)`` of ``series``."""
+    names = list(at_p)
+    positions = np.arange(len(names))
+    for offset, (key, label) in enumerate(series):
+        axis.bar(
+            positions + 0.38 * offset,
+            [at_p[n][key]["mean"] for n in names],
+            width=0.38,
+            yerr=[2 * at_p[n][key]["se"] for n in names],
+            capsize=2,
+            label=label,
+        )
+
+
 def plot(result: dict, directory: Path) -> list[Path]:
     from experiments.synthetic.plotting import colours, new_figure, save_figure
 
@@ -729,17 +744,11 @@ def plot(result: dict, directory: Path) -> list[Path]:
     axis = axes[0, 2]
     names = list(at_p)
     positions = np.arange(len(names))
-    for offset, (key, label) in enumerate(
-        (("hue_probe_semantic", "hue probe from Z_s"), ("hue_probe_residual", "from Z_r"))
-    ):
-        axis.bar(
-            positions + 0.38 * offset,
-            [at_p[n][key]["mean"] for n in names],
-            width=0.38,
-            yerr=[2 * at_p[n][key]["se"] for n in names],
-            capsize=2,
-            label=label,
-        )
+    paired_bars(
+        axis,
+        at_p,
+        (("hue_probe_semantic", "hue probe from Z_s"), ("hue_probe_residual", "from Z_r")),
+    )
     axis.plot(
         positions + 0.19,
         [at_p[n]["stream_cka"]["mean"] for n in names],
@@ -753,17 +762,9 @@ def plot(result: dict, directory: Path) -> list[Path]:
     axis.legend()
 
     axis = axes[0, 3]
-    for offset, (key, label) in enumerate(
-        (("target", "random-hue target"), ("target_permuted", "permuted-hue target"))
-    ):
-        axis.bar(
-            positions + 0.38 * offset,
-            [at_p[n][key]["mean"] for n in names],
-            width=0.38,
-            yerr=[2 * at_p[n][key]["se"] for n in names],
-            capsize=2,
-            label=label,
-        )
+    paired_bars(
+        axis, at_p, (("target", "random-hue target"), ("target_permuted", "permuted-hue target"))
+    )
     if "EW" in at_p:
         for key, style in (("target", ":"), ("target_permuted", "--")):
             axis.axhline(at_p["EW"][key]["mean"], color="k", ls=style, lw=0.8)
