@@ -10,6 +10,8 @@ Runs the statement certificates of ``coremtl prove`` in process, then the synthe
 
 Settings: the default ``fast`` one (CPU, minutes), ``--full`` (paper-grade: more seeds, larger
 models, longer training; meant for a GPU) and ``--smoke`` (tiny, for the test suite; same code path).
+``--jobs N`` runs the proofs and the studies in ``N`` worker processes
+(:mod:`experiments.verify_pool`) with the results of one process.
 
 Nothing is overwritten silently: when the results file, its ``REPORT.md`` or figures in the figures
 folder already exist, the command stops before running anything unless ``--overwrite`` is given
