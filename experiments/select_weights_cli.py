@@ -16,7 +16,7 @@ import time
 from pathlib import Path
 
 from coremtl.devices import check_device
-from scm.validation import OVERWRITE_RULE, InvalidParameterError, refuse_to_overwrite
+from scm.validation import OVERWRITE_RULE, check_positive_int, refuse_to_overwrite
 
 DEFAULT_OUTPUT = Path("results/default_weights.json")
 
@@ -56,8 +56,7 @@ def run(args: argparse.Namespace) -> int:
 
     mode = "full" if args.full else "smoke" if args.smoke else "fast"
     device = check_device(args.device, "--device", available=True)
-    if args.threads < 1:
-        raise InvalidParameterError(f"--threads: expected a positive integer, got {args.threads}")
+    check_positive_int(args.threads, "--threads")
     if not args.overwrite:
         refuse_to_overwrite([args.output], "--output")
     torch.set_num_threads(args.threads)

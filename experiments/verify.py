@@ -37,7 +37,12 @@ from experiments.verify_steps import (
     study_result,
     write_json,
 )
-from scm.validation import OVERWRITE_RULE, InvalidParameterError, refuse_to_overwrite
+from scm.validation import (
+    OVERWRITE_RULE,
+    InvalidParameterError,
+    check_positive_int,
+    refuse_to_overwrite,
+)
 
 DEFAULT_RESULTS = Path("results/verify.json")
 DEFAULT_FIGURES = Path("figures")
@@ -205,10 +210,8 @@ def run(args: argparse.Namespace) -> int:
     mode = "full" if args.full else "smoke" if args.smoke else "fast"
     numbers = parse_only(args.only, sorted(STUDIES))
     device = check_device(args.device, "--device", available=True)
-    if args.threads < 1:
-        raise InvalidParameterError(f"--threads: expected a positive integer, got {args.threads}")
-    if args.jobs < 1:
-        raise InvalidParameterError(f"--jobs: expected a positive integer, got {args.jobs}")
+    check_positive_int(args.threads, "--threads")
+    check_positive_int(args.jobs, "--jobs")
     torch.set_num_threads(args.threads)
     partial = numbers != sorted(STUDIES) or args.no_proofs
     results_path, figures_dir = output_paths(mode, partial, args.results, args.figures)
