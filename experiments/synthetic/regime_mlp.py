@@ -160,10 +160,14 @@ def evaluate_chunk(model, units: list[dict], config, deltas, methods: int) -> di
     return {key: torch.stack(values, dim=1) for key, values in out.items()}
 
 
+def units_per_chunk(config) -> int:
+    """Units trained as one batch: ``chunk`` models at most, every method of a unit together."""
+    return max(1, config.mlp.chunk // len(METHODS))
+
+
 def mlp_chunks(config) -> list[int]:
-    """The first unit of every chunk of units trained as one batch (``chunk`` models at most)."""
-    per_chunk = max(1, config.mlp.chunk // len(METHODS))
-    return list(range(0, len(mlp_units(config, 0)), per_chunk))
+    """The first unit of every chunk of units trained as one batch."""
+    return list(range(0, len(mlp_units(config, 0)), units_per_chunk(config)))
 
 
 def mlp_job(
@@ -179,7 +183,7 @@ def mlp_job(
     mlp = config.mlp
     schedule = mlp.schedules[name]
     units = mlp_units(config, seed)
-    chunk = units[start : start + max(1, mlp.chunk // len(METHODS))]
+    chunk = units[start : start + units_per_chunk(config)]
     count = len(chunk)
     if progress:
         print(f"    study 1 model B, {name}: units {start}-{start + count - 1} of {len(units)}, "

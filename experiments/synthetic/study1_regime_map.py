@@ -23,9 +23,9 @@ Pre-registration. Before any model is trained, :func:`predictions` (which takes 
 and the seed only) runs the exact population dynamics of every method of model A from each seed's
 SCM and initialisation (same optimiser, rate and steps as the measurement, on the population risk
 instead of samples; deterministic given the seed, RLW's random weights included), selects the
-best balancer by population source risk, and classifies the mean over seeds of ``gap(CORE variant) - gap(best balancer)``: *better* below
-``-band``, *worse* above ``band``, else *no difference*, with ``band = band_relative |gap(best)| +
-band_absolute``. Model B's prediction is model A's at ``psi_0 = pi/4`` (a random MLP starts mixed),
+best balancer by population source risk, and classifies the mean over seeds of
+``gap(CORE variant) - gap(best balancer)``: *better* below ``-band``, *worse* above ``band``,
+else *no difference*, with ``band = band_relative |gap(best)| + band_absolute``. Model B's prediction is model A's at ``psi_0 = pi/4`` (a random MLP starts mixed),
 an extrapolation from setting S that S10 says need not hold for a free encoder. The predictions
 are computed (``registered_at``) before any model is trained on samples
 (``measurement_started_at``).
@@ -420,11 +420,7 @@ def regime_verdicts(model_rows: dict, config: Config) -> list[dict]:
                         and r["direction"] == "worst"]  # fmt: skip
                 out.append({
                     "model": model, "setting": key, "regime": regime,
-                    "held": sum(r["held"] for r in chosen), "cells": len(chosen),
-                    "contradicted": sum(r["diagnosis"] == "contradicted" for r in chosen),
-                    "off_in_size": sum(r["diagnosis"] == "off in size" for r in chosen),
-                    "inconclusive": sum(r["diagnosis"] == "inconclusive" for r in chosen),
-                    "diverged": sum(r["diagnosis"] == "diverged" for r in chosen),
+                    "cells": len(chosen), **diagnosis_counts(chosen),
                     "predicted": sorted({r["prediction"] for r in core}),
                     "core_minus_best": float(np.mean([r["mean"] for r in core])),
                     "core_minus_best_se": float(np.sqrt(np.mean([r["se"] ** 2 for r in core]))),
@@ -502,18 +498,16 @@ def register(config: Config, seed: int, mapper=serial_map, device: str = "cpu") 
 def assemble(config: Config, seed: int, pre_registration: dict, outputs: list) -> dict:
     """The study's result from the pre-registration and the outputs of
     :func:`measurement_jobs` (in their order)."""
-    jobs = measurement_jobs(config, seed)
     by_model: dict = {"A": {}, "B": {}}
-    for (model, name, _, arguments), output in zip(jobs, outputs, strict=True):
-        by_model[model].setdefault(name, []).append((arguments, output))
+    for (model, name, _, _), output in zip(measurement_jobs(config, seed), outputs, strict=True):
+        by_model[model].setdefault(name, []).append(output)
     predicted = pre_registration["predictions"]
-    evaluated_a = {name: parts[0][1] for name, parts in by_model["A"].items()}
+    evaluated_a = {name: parts[0] for name, parts in by_model["A"].items()}
     model_rows = {"A": angle_tables(config, seed, evaluated_a, predicted["A"])}
     if config.mlp is not None:
         from experiments.synthetic.regime_mlp import mlp_tables
 
-        parts_b = {name: [output for _, output in parts] for name, parts in by_model["B"].items()}
-        model_rows["B"] = mlp_tables(config, seed, parts_b, predicted["B"])
+        model_rows["B"] = mlp_tables(config, seed, by_model["B"], predicted["B"])
     regimes = regime_verdicts(model_rows, config)
     shares, diagnoses = {}, {}
     for model, by_key in model_rows.items():
@@ -533,10 +527,16 @@ def assemble(config: Config, seed: int, pre_registration: dict, outputs: list) -
     })  # fmt: skip
 
 
+def diagnosis_counts(rows: list[dict]) -> dict[str, int]:
+    """The number of rows of each diagnosis (:data:`regime_cells.DIAGNOSES`; ``held`` is the
+    registered rule's count)."""
+    return {name: sum(r["diagnosis"] == name for r in rows) for name in DIAGNOSES}
+
+
 def diagnosis_summary(rows: list[dict]) -> dict:
     """Headline rows by diagnosis (:func:`regime_cells.diagnosis`), and for the inconclusive
     better/worse predictions the median number of paired seeds the registered test would need."""
-    counts = {name: sum(r["diagnosis"] == name for r in rows) for name in DIAGNOSES}
+    counts = diagnosis_counts(rows)
     needed = [r["seeds_needed"] for r in rows if r["diagnosis"] == "inconclusive"
               and r["seeds_needed"] is not None]  # fmt: skip
     counts["rows"] = len(rows)
@@ -572,7 +572,7 @@ def finding_line(model_rows, regimes, shares, diagnoses, control, config: Config
                 f"{entry['core_minus_best']:+.3g} +- {entry['core_minus_best_se']:.2g} "
                 f"(worst shift, ||dSigma||={delta}; predicted {'/'.join(entry['predicted'])}, "
                 f"held {entry['held']}/{entry['cells']}, contradicted {entry['contradicted']}, "
-                f"off in size {entry['off_in_size']})"
+                f"off in size {entry['off in size']})"
             )
     return "; ".join(parts)
 
