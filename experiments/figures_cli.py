@@ -49,7 +49,7 @@ def figure_files(figures_dir: Path) -> list[Path]:
 def render(payload: dict, directory: Path) -> dict[str, list[Path]]:
     """Every study's figures from its entry in ``payload['studies']``; studies that raised an
     error have none. A figure that fails to draw is reported on stderr and skipped."""
-    from experiments.synthetic import study_module
+    from experiments.synthetic import study
 
     figures: dict[str, list[Path]] = {}
     for key, result in sorted(payload.get("studies", {}).items(), key=lambda item: int(item[0])):
@@ -57,7 +57,7 @@ def render(payload: dict, directory: Path) -> dict[str, list[Path]]:
             figures[key] = []
             continue
         try:
-            figures[key] = study_module(int(key)).plot(result, Path(directory))
+            figures[key] = study(int(key)).plot(result, Path(directory))
         except Exception:
             print(
                 f"figures: study {key} could not be drawn:\n{traceback.format_exc()}",

@@ -32,6 +32,7 @@ from pathlib import Path
 from coremtl.devices import check_device
 from experiments.verify_steps import (
     SMOKE_STATEMENTS,
+    outcome_line,
     proof_result,
     record_proofs,
     study_result,
@@ -174,7 +175,7 @@ def run_serial(
 ) -> int:
     """The proofs, then the studies one after the other in this process, rewriting the results
     file after each; returns the number of failures."""
-    from experiments.synthetic import study_module
+    from experiments.synthetic import study
 
     index, failures = 0, 0
     if not args.no_proofs:
@@ -190,12 +191,12 @@ def run_serial(
         write_json(results_path, payload)
     for number in numbers:
         index += 1
-        module = study_module(number)
-        stage(index, total, f"study {number}: {module.NAME} ({', '.join(module.STATEMENTS)})")
+        chosen = study(number)
+        stage(index, total, f"study {number}: {chosen.name} ({', '.join(chosen.statements)})")
         result = study_result(number, mode, args.seed, device)
         failures += result["verdict"] == "error"
         payload["studies"][str(number)] = result
-        print(f"    {result['finding']} ({result['seconds']:.0f} s)", flush=True)
+        print(f"    {outcome_line(result)}", flush=True)
         write_json(results_path, payload)
     return failures
 
@@ -204,7 +205,7 @@ def run(args: argparse.Namespace) -> int:
     import torch
 
     from experiments import figures_cli, report
-    from experiments.synthetic import STUDIES, study_module
+    from experiments.synthetic import STUDIES, study
     from experiments.synthetic.common import jsonable
 
     mode = "full" if args.full else "smoke" if args.smoke else "fast"
@@ -236,7 +237,7 @@ def run(args: argparse.Namespace) -> int:
             "started": time.strftime("%Y-%m-%dT%H:%M:%S%z", time.localtime(started)),
             "git_commit": git_commit(),
             "versions": versions(),
-            "study_settings": {str(n): jsonable(study_module(n).CONFIGS[mode]) for n in numbers},
+            "study_settings": {str(n): jsonable(study(n).configs[mode]) for n in numbers},
         },
         "proofs": None,
         "studies": {},

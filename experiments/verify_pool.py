@@ -11,13 +11,18 @@ written to the results file as each piece finishes, as in the serial run.
 from __future__ import annotations
 
 import argparse
-import inspect
 import time
 from concurrent.futures import Future, ProcessPoolExecutor, as_completed
 from multiprocessing import get_context
 from pathlib import Path
 
-from experiments.verify_steps import proof_result, record_proofs, study_result, write_json
+from experiments.verify_steps import (
+    outcome_line,
+    proof_result,
+    record_proofs,
+    study_result,
+    write_json,
+)
 
 
 def _start_worker(threads: int) -> None:
@@ -27,10 +32,10 @@ def _start_worker(threads: int) -> None:
 
 
 def takes_mapper(number: int) -> bool:
-    """Whether study ``number`` spreads its own jobs (its ``run`` has a ``mapper`` parameter)."""
-    from experiments.synthetic import study_module
+    """Whether study ``number`` spreads its own jobs over the workers (``Study.spreads_jobs``)."""
+    from experiments.synthetic import study
 
-    return "mapper" in inspect.signature(study_module(number).run).parameters
+    return study(number).spreads_jobs
 
 
 def run_parallel(
@@ -68,10 +73,7 @@ def run_parallel(
                 failed = "error" in outcome["proofs"]
             else:
                 payload["studies"][str(key)] = outcome
-                print(
-                    f"[verify] study {key} done: {outcome['finding']} ({outcome['seconds']:.0f} s)",
-                    flush=True,
-                )
+                print(f"[verify] study {key} done: {outcome_line(outcome)}", flush=True)
                 failed = outcome["verdict"] == "error"
             write_json(results_path, payload)
             return int(failed)

@@ -61,21 +61,33 @@ def study_result(number: int, mode: str, seed: int, device: str, mapper=None) ->
     """Study ``number`` in setting ``mode`` with its name, statements and wall time; an error
     becomes a result with verdict ``error``. ``mapper`` (for a study whose ``run`` takes one)
     runs its lists of jobs, e.g. over worker processes."""
-    from experiments.synthetic import study_module
+    from experiments.synthetic import study
 
-    module = study_module(number)
+    chosen = study(number)
     begin = time.time()
     options = {} if mapper is None else {"mapper": mapper}
     try:
-        result = module.run(module.CONFIGS[mode], seed, device, progress=True, **options)
+        result = chosen.run(chosen.configs[mode], seed, device, progress=True, **options)
     except Exception:
         result = {
             "error": traceback.format_exc(),
             "verdict": "error",
-            "finding": "the study raised an error (see the results file)",
         }
         print(result["error"], file=sys.stderr)
     result["seconds"] = time.time() - begin
-    result["name"] = module.NAME
-    result["statements"] = list(module.STATEMENTS)
+    result["name"] = chosen.name
+    result["statements"] = list(chosen.statements)
+    result["claim"] = chosen.claim
+    result["expected"] = chosen.expected
     return result
+
+
+def outcome_line(result: dict) -> str:
+    """One line on a finished study: its verdict, headline and wall time."""
+    from proofs.headline import Headline
+
+    seconds = f" ({result['seconds']:.0f} s)" if "seconds" in result else ""
+    if "finding" not in result:
+        return f"error{seconds}"
+    finding = result["finding"]
+    return f"{finding['verdict']}: {Headline.from_dict(finding['headline']).text()}{seconds}"

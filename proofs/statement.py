@@ -23,6 +23,8 @@ from typing import Any
 
 import numpy as np
 
+from proofs.headline import Headline
+
 
 class Verdict(str, Enum):
     """The three outcomes a statement can have (docs/THEORY.md)."""
@@ -102,6 +104,9 @@ class Evidence:
     counterexample: dict[str, Any] | None = None
     findings: list[str] = field(default_factory=list)
     tables: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
+    headline: Headline | None = None
+    """The one number the report shows (:meth:`Certificate.headline`), read in the sense of the
+    verdict: the counterexample's number for a qualified statement, the agreement otherwise."""
 
 
 @dataclass
@@ -135,9 +140,29 @@ class Certificate:
         ]
         return max(errors, default=0.0)
 
+    def headline(self) -> Headline:
+        """The evidence's headline; without one, the largest error of the checks against their
+        tolerances (or the failing check, for a statement that fails)."""
+        failed = [check for check in self.evidence.checks if not check.passed]
+        if self.verdict == Verdict.FAILS and failed:
+            check = failed[0]
+            return Headline(
+                f"failed check '{check.name}': {check.relation} reference", check.value,
+                threshold=f"reference {check.reference:.4g} +- {check.tolerance:.2g}",
+            )  # fmt: skip
+        if self.evidence.headline is not None:
+            return self.evidence.headline
+        steps = sum(step.passed for step in self.derivation)
+        return Headline(
+            f"{steps} symbolic steps; largest relative error of {len(self.evidence.checks)} checks",
+            self.max_error,
+            threshold="each within its stated tolerance",
+        )
+
     def to_dict(self) -> dict[str, Any]:
         return {
             "statement": self.statement,
+            "headline": self.headline().to_dict(),
             "claim": self.claim,
             "title": self.title,
             "assumptions": list(self.assumptions),

@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import importlib
 import json
 import math
 
 import pytest
 import torch
 
-from experiments.synthetic import STUDIES, study_module
+from experiments.synthetic import STUDIES
 from experiments.synthetic.common import VERDICTS
 from experiments.synthetic.shortcut_scenes import (
     ShortcutSetup,
@@ -141,7 +142,7 @@ def test_study_is_registered():
 
 @pytest.fixture(scope="module")
 def smoke_result():
-    module = study_module(9)
+    module = importlib.import_module(STUDIES[9])
     return module.run(module.CONFIGS["smoke"], seed=0)
 
 
@@ -166,7 +167,7 @@ def test_smoke_run_result(smoke_result, tmp_path):
         assert 0.0 <= record["probes"]["hue_probe_semantic"] <= 1.0
     selection = smoke_result["selection"]
     assert selection["selected"] in selection["candidates"]
-    paths = study_module(9).plot(smoke_result, tmp_path)
+    paths = importlib.import_module(STUDIES[9]).plot(smoke_result, tmp_path)
     assert all(path.exists() for path in paths)
 
 

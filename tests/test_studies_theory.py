@@ -14,16 +14,27 @@ from experiments.synthetic import study4_balancers, study5_cka, study7_swap
 @pytest.fixture(scope="module")
 def swap_result():
     config = replace(study7_swap.CONFIGS["smoke"], batch=128, psis=(0.4,), variances=(0.25,))
-    return study7_swap.run(config, seed=0)
+    return study7_swap.STUDY.run(config, seed=0)
 
 
 def test_swap_gradient_measured_by_autograd_equals_the_derived_one(swap_result):
-    assert swap_result["rows"]
-    assert all(row["agrees_exactly"] for row in swap_result["rows"])
+    rows = swap_result["measurements"]["rows"]
+    assert rows
+    assert all(row["agrees_exactly"] for row in rows)
+
+
+def test_swap_study_scores_every_registered_prediction_and_fails_the_pull_claim(swap_result):
+    assert [o["id"] for o in swap_result["outcomes"]] == ["P1", "P2", "P3", "P4"]
+    assert all(o["held"] for o in swap_result["outcomes"])
+    assert swap_result["verdict"] == "fails"
+    assert (
+        swap_result["registration"]["registered_at"]
+        <= (swap_result["registration"]["measurement_started_at"])
+    )
 
 
 def test_swap_derivation_tied_equals_task_and_feature_level_is_zero(swap_result):
-    derived = swap_result["derived"]
+    derived = swap_result["measurements"]["derived"]
     assert derived["tied"]["equals_task_gradient"]
     assert derived["feature"]["is_zero"]
     assert not derived["input"]["equals_task_gradient"]

@@ -9,7 +9,8 @@ from dataclasses import replace
 import numpy as np
 import pytest
 
-from experiments.synthetic import STUDIES, study_module
+from experiments.synthetic import STUDIES
+from experiments.synthetic import study as study_of
 from experiments.synthetic import study10_mtcrl as study
 from experiments.synthetic.common import VERDICTS
 from scm import multitask as mt
@@ -24,7 +25,7 @@ def smoke():
 
 def test_study10_is_registered_with_its_statement():
     assert STUDIES[10] == "experiments.synthetic.study10_mtcrl"
-    assert study_module(10).STATEMENTS == ("S12",)
+    assert study_of(10).statements == ("S12",)
     assert set(study.CONFIGS) == {"smoke", "fast", "full"}
 
 

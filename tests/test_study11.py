@@ -11,7 +11,8 @@ from itertools import pairwise
 import pytest
 from scipy.stats import norm
 
-from experiments.synthetic import STUDIES, study_module
+from experiments.synthetic import STUDIES
+from experiments.synthetic import study as study_of
 from experiments.synthetic import study11_closed_form as study
 from scm.validation import InvalidParameterError
 
@@ -25,7 +26,7 @@ def smoke():
 
 def test_study11_is_registered_with_s1_and_s2():
     assert STUDIES[11] == "experiments.synthetic.study11_closed_form"
-    assert study_module(11).STATEMENTS == ("S1", "S2")
+    assert study_of(11).statements == ("S1", "S2")
     assert set(study.CONFIGS) == {"smoke", "fast", "full"}
     assert study.CONFIGS["fast"].samples >= 50_000
     assert study.CONFIGS["full"].samples >= 50_000

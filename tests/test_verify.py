@@ -32,7 +32,7 @@ def test_smoke_verify_writes_results_report_and_figures(smoke_run):
     assert set(payload["configuration"]["study_settings"]) == {str(n) for n in STUDIES}
     for folder in (results.parent, figures):
         report = (folder / "REPORT.md").read_text()
-        assert "| id | what | claim | verdict | evidence |" in report
+        assert "| id | claim | expected | outcome | as expected? | headline |" in report
         assert "Study 8" in report
     pngs = sorted(figures.glob("*.png"))
     assert len(pngs) >= 8
@@ -44,7 +44,7 @@ def test_figures_command_regenerates_from_the_results_file(smoke_run, tmp_path):
     assert main(["figures", "--results", str(results), "--figures", str(tmp_path)]) == 0
     assert (tmp_path / "study1_regime_map.png").is_file()
     assert (tmp_path / "study4_psi_trajectories.pdf").is_file()
-    assert "![Study 1" in (tmp_path / "REPORT.md").read_text()
+    assert "(study1_regime_map.png)" in (tmp_path / "REPORT.md").read_text()
 
 
 def test_only_rejects_unknown_study_numbers():

@@ -31,13 +31,18 @@ def new_figure(ncols: int = 1, nrows: int = 1, width: float = 4.2, height: float
     return figure, axes
 
 
+METADATA = {".png": {"Software": None}, ".pdf": {"CreationDate": None, "Creator": None}}
+"""No time stamp or version in the files, so that the same numbers give the same bytes."""
+
+
 def save_figure(figure, directory: Path, stem: str) -> list[Path]:
-    """Write ``stem.png`` and ``stem.pdf`` into ``directory`` and close the figure."""
+    """Write ``stem.png`` and ``stem.pdf`` into ``directory`` and close the figure; the same figure
+    gives byte-identical files (:data:`METADATA`)."""
     directory = Path(directory)
     directory.mkdir(parents=True, exist_ok=True)
     paths = [directory / f"{stem}.png", directory / f"{stem}.pdf"]
     for path in paths:
-        figure.savefig(path)
+        figure.savefig(path, metadata=METADATA[path.suffix])
     plt.close(figure)
     return paths
 

@@ -26,10 +26,21 @@ from pathlib import Path
 
 import numpy as np
 
-from experiments.synthetic.common import jsonable, seeds_for
+from experiments.stats import bonferroni_z
+from experiments.study import (
+    FAILS,
+    HOLDS,
+    Context,
+    Finding,
+    Outcome,
+    Prediction,
+    Study,
+    Table,
+    held_text,
+)
+from experiments.synthetic.common import seeds_for
+from proofs.headline import Headline
 
-NAME = "Counterfactual swap gradient on psi"
-STATEMENTS = ("open question", "S4")
 VARIANTS = ("task", "tied", "input", "feature")
 
 
@@ -233,10 +244,12 @@ def measured_and_derived(
     }
 
 
-def run(config: Config, seed: int = 0, device: str = "cpu", progress: bool = False) -> dict:
+def measure(context: Context) -> dict:
+    """Autograd against the derivation on every (variant, psi, v, mu, seed) batch, and the expected
+    gradient curves of the figure."""
     from tqdm import tqdm
 
-    statements = derived_statements()
+    config = context.config
     cases = [
         (variant, psi, v, mu)
         for variant in VARIANTS
@@ -246,8 +259,8 @@ def run(config: Config, seed: int = 0, device: str = "cpu", progress: bool = Fal
     ]
     rows = []
     rounding = 64 * np.finfo(np.float64).eps * config.batch
-    for variant, psi, v, mu in tqdm(cases, desc="study 7 swaps", disable=not progress):
-        for run_seed in seeds_for(seed, config.seeds):
+    for variant, psi, v, mu in tqdm(cases, desc="study 7 swaps", disable=not context.progress):
+        for run_seed in seeds_for(context.seed, config.seeds):
             numbers = measured_and_derived(variant, psi, config.head, v, mu, config, run_seed)
             difference = abs(numbers["measured"] - numbers["derived_on_batch"])
             numbers.update(
@@ -275,32 +288,115 @@ def run(config: Config, seed: int = 0, device: str = "cpu", progress: bool = Fal
             curves[f"{variant}|v={v}|optimal"] = expected_gradient(
                 variant, grid, optimal_w, 0.0, config.beta, 0.0, v, config.noise_std
             ).tolist()
-    exact = all(row["agrees_exactly"] for row in rows)
-    nonzero_means = [row for row in rows if row["variant"] == "input" and row["mu"] != 0]
-    largest_z = max(abs(row["z_expected"]) for row in rows if row["standard_error"] > 0)
-    input_zero = statements["input"]["is_zero"]
-    finding = (
-        f"autograd equals the derived gradient on every batch ({sum(r['agrees_exactly'] for r in rows)}"
-        f"/{len(rows)}); expected swap gradients: tied = task gradient "
-        f"({statements['tied']['equals_task_gradient']}), feature-level = 0 "
-        f"({statements['feature']['is_zero']}), input-level = {statements['input']['expected_gradient']}"
-        f" (zero at mu = 0 or at the source-optimal bias b = -s w mu); largest |z| of batch mean vs "
-        f"expectation {largest_z:.2f}: the swap adds no pull of psi towards 0 beyond the task loss"
+    return {"derived": derived_statements(), "rows": rows, "grid": grid, "curves": curves}
+
+
+def summarise(config: Config, measurements: dict) -> dict:
+    rows = measurements["rows"]
+    scored = [row for row in rows if row["standard_error"] > 0]
+    centred = [row for row in rows if row["variant"] == "input" and row["mu"] == 0.0]
+    return {
+        "derived": measurements["derived"],
+        "batches": len(rows),
+        "exact": sum(row["agrees_exactly"] for row in rows),
+        "largest_z": max(abs(row["z_expected"]) for row in scored),
+        "tests": len(scored),
+        "bonferroni_z": bonferroni_z(len(scored)),
+        "input_at_zero_mean": max((abs(row["expected"]) for row in centred), default=0.0),
+        "task_at_zero_mean": max(
+            (abs(row["expected"]) for row in rows if row["variant"] == "task" and row["mu"] == 0),
+            default=0.0,
+        ),
+    }
+
+
+def predictions(config: Config) -> list[Prediction]:
+    def autograd(summary: dict) -> Outcome:
+        text = f"{summary['exact']}/{summary['batches']} batches equal to round-off"
+        return Outcome(summary["exact"] == summary["batches"], text)
+
+    def derived(variant: str, key: str):
+        def score(summary: dict) -> Outcome:
+            entry = summary["derived"][variant]
+            return Outcome(bool(entry[key]), f"E[dL/dpsi] = {entry['expected_gradient']}")
+
+        return score
+
+    def no_pull(summary: dict) -> Outcome:
+        z, limit = summary["largest_z"], summary["bonferroni_z"]
+        held = summary["input_at_zero_mean"] == 0.0 and z <= limit
+        return Outcome(
+            held,
+            f"max |E| at mu = 0: {summary['input_at_zero_mean']:.2g}; largest |z| of batch means "
+            f"{z:.2f} (Bonferroni z {limit:.2f} over {summary['tests']} batches)",
+        )
+
+    return [
+        Prediction(
+            "P1",
+            "autograd through CoreMTLObjective equals the derived per-sample gradient on every "
+            "batch, to float64 round-off",
+            "the derivation is exact for the scalar setting S",
+            autograd,
+        ),
+        Prediction(
+            "P2",
+            "with the decoder tied to the encoder, the swap's expected gradient on psi equals "
+            "the task loss's",
+            "S9: R(psi) R(psi)^T = I, so the re-encoded swap reads the factual Zhat_s",
+            derived("tied", "equals_task_gradient"),
+        ),
+        Prediction(
+            "P3",
+            "feature-level CFA gives psi no gradient",
+            "the edited features are detached",
+            derived("feature", "is_zero"),
+        ),
+        Prediction(
+            "P4",
+            "input-level CFA's expected gradient on psi is 0 at mu = 0, and every batch mean is "
+            "within the Bonferroni z of its expectation",
+            "S9: the swap adds -2 w^T E[r_i] E[Zhat_r(j)], zero at mu = 0 or the optimal bias",
+            no_pull,
+        ),
+    ]
+
+
+def conclude(config: Config, summary: dict, outcomes: list[Outcome]) -> Finding:
+    """The claim holds if the input-level swap pulls psi where the derivation says it cannot
+    (P4 not held); it fails, as registered, if the swap's expected gradient is 0 at mu = 0."""
+    held = {outcome.id: outcome.held for outcome in outcomes}
+    verdict = FAILS if held["P4"] else HOLDS
+    headline = Headline(
+        "largest |batch mean - derived expectation| / SE",
+        summary["largest_z"],
+        threshold=f"<= {summary['bonferroni_z']:.2f} Bonferroni",
     )
-    return jsonable(
-        {
-            "config": config,
-            "derived": statements,
-            "rows": rows,
-            "grid": grid,
-            "curves": curves,
-            "input_mean_rows": len(nonzero_means),
-            "all_exact": exact,
-            "largest_z": largest_z,
-            "input_expected_is_zero_for_all_means": input_zero,
-            "finding": finding,
-            "verdict": "measured" if exact else "contradicts",
-        }
+    result = (
+        "The input-level swap's expected gradient on psi is "
+        + (
+            "zero at mu = 0, so the swap adds no pull of psi towards 0 beyond the task loss; "
+            if held["P4"]
+            else "not zero at mu = 0; "
+        )
+        + f"autograd equals the derivation on {summary['exact']} of {summary['batches']} batches."
+    )
+    table = Table(
+        ("swap", "expected gradient on psi"),
+        tuple(
+            (variant, entry["expected_gradient"]) for variant, entry in summary["derived"].items()
+        ),
+    )
+    return Finding(
+        verdict,
+        headline,
+        result,
+        table,
+        details=(f"Predictions: {held_text(outcomes)}.",),
+        captions={
+            "study7_swap_gradient": "Expected gradient on psi of the task loss and of the "
+            "input-level swap, with fixed and with optimal heads; points: batch means +- 2 SE."
+        },
     )
 
 
@@ -308,7 +404,7 @@ def plot(result: dict, directory: Path) -> list[Path]:
     from experiments.synthetic.plotting import colours, new_figure, save_figure
 
     figure, axes = new_figure(2, 1, width=4.4)
-    grid = np.asarray(result["grid"])
+    grid = np.asarray(result["measurements"]["grid"])
     variances = result["config"]["variances"]
     palette = colours(len(variances))
     for column, heads in enumerate(("fixed", "optimal")):
@@ -317,7 +413,7 @@ def plot(result: dict, directory: Path) -> list[Path]:
             for variant, style in (("task", "-"), ("input", "--")):
                 axis.plot(
                     grid,
-                    result["curves"][f"{variant}|v={v}|{heads}"],
+                    result["measurements"]["curves"][f"{variant}|v={v}|{heads}"],
                     style,
                     color=colour,
                     label=f"{variant} (= tied), v={v}"
@@ -326,7 +422,9 @@ def plot(result: dict, directory: Path) -> list[Path]:
                 )
         if heads == "fixed":
             for colour, v in zip(palette, variances, strict=True):
-                points = [r for r in result["rows"] if r["v"] == v and r["mu"] == 0.0]
+                points = [
+                    r for r in result["measurements"]["rows"] if r["v"] == v and r["mu"] == 0.0
+                ]
                 for variant, marker in (("tied", "o"), ("input", "x"), ("feature", "s")):
                     chosen = [r for r in points if r["variant"] == variant]
                     axis.errorbar(
@@ -347,3 +445,19 @@ def plot(result: dict, directory: Path) -> list[Path]:
         axis.set_ylabel("E[dL/dpsi] (squared-error units per rad)")
         axis.legend(ncol=1)
     return save_figure(figure, directory, "study7_swap_gradient")
+
+
+STUDY = Study(
+    number=7,
+    name="Counterfactual swap gradient on psi",
+    statements=("S9",),
+    claim="the counterfactual swap of residuals pulls the encoder's angle psi towards 0 beyond "
+    "what the task loss does",
+    expected=FAILS,
+    configs=CONFIGS,
+    predictions=predictions,
+    measure=measure,
+    summarise=summarise,
+    conclude=conclude,
+    plot=plot,
+)
