@@ -102,7 +102,8 @@ def soft_decoder(
 def mtan_on(
     backbone: nn.Module, tasks: Sequence[Task], example: Tensor, input_shape: Sequence[int]
 ) -> nn.Module:
-    """MTAN over the stages of ``backbone``; each stage's ``(u, p)`` widths probed on ``example``."""
+    """MTAN over the stages of ``backbone``; each stage's ``u_j`` and ``p_j`` probed on ``example``
+    to size the attention and choose its mode (maps where both are maps, vectors otherwise)."""
     from coremtl.architectures.mtan import MTAN, split_stage
 
     stages = list(backbone) if isinstance(backbone, nn.Sequential) else []
@@ -111,15 +112,28 @@ def mtan_on(
             "backbone: MTAN attends over stages; expected an nn.Sequential whose children are "
             "nn.Sequential stages of at least two modules each"
         )
-    channels, current = [], example[:2]
-    for stage in stages:
+    channels, modes, current = [], [], example[:2]
+    for index, stage in enumerate(stages):
         body, block = split_stage(stage)
+        previous = current
         u = probe(body, current)
         current = probe(block, u)
+        shapes = [tuple(t.shape) for t in (previous, u, current)]
+        if u.ndim not in (2, 4) or current.ndim not in (2, 4):
+            raise InvalidParameterError(
+                f"backbone: MTAN stage {index} gives {shapes[1]} then {shapes[2]}; its attention "
+                "needs vectors (B, C) or maps (B, C, h, w)"
+            )
+        if (index > 0 and previous.ndim == 2 and u.ndim == 4) or (u.ndim, current.ndim) == (2, 4):
+            raise InvalidParameterError(
+                f"backbone: MTAN stage {index} turns vectors into maps ({' -> '.join(map(str, shapes))}); "
+                "attention masks of vectors cannot follow it"
+            )
         channels.append((u.shape[1], current.shape[1]))
+        modes.append(u.ndim == 4 and current.ndim == 4)
     maps = current.ndim == 4
     heads = task_heads(tasks, current.shape[1], maps, input_shape)
-    return MTAN(stages, channels, heads, maps=maps)
+    return MTAN(stages, channels, heads, maps=modes)
 
 
 def mtcrl_on(
