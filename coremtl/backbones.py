@@ -6,7 +6,7 @@
   with its upsampling stages computed from the input and feature sizes for maps, an
   :class:`coremtl.grounding.MLPDecoder` reshaped to the input for vectors;
 - :func:`mtan_on`: MTAN over the stages of an ``nn.Sequential`` backbone, the stage widths probed;
-- :func:`mtcrl_on`: MT-CRL's disentangled modules on the backbone features.
+- :func:`mtcrl_on`: MT-CRL's disentangled modules on the backbone features (:func:`mtcrl_modules`).
 
 What cannot be fitted is refused in one line naming the parameter.
 """
@@ -19,12 +19,12 @@ from collections.abc import Sequence
 import torch
 from torch import Tensor, nn
 
+from coremtl.architectures.mtcrl import MTCRLOptions
 from coremtl.heads import task_heads
 from coremtl.tasks import Task
 from scm.validation import InvalidParameterError
 
 GROUNDINGS = ("soft", "none")
-MTCRL_MODULES = 4
 
 
 def probe(module: nn.Module, x: Tensor) -> Tensor:
@@ -136,18 +136,10 @@ def mtan_on(
     return MTAN(stages, channels, heads, maps=modes)
 
 
-def mtcrl_on(
-    backbone: nn.Module,
-    tasks: Sequence[Task],
-    channels: int,
-    maps: bool,
-    input_shape: Sequence[int],
-) -> nn.Module:
-    """MT-CRL with :data:`MTCRL_MODULES` modules of ``channels // MTCRL_MODULES`` channels each
-    (3x3 convolution, batch norm, ReLU on maps; linear and ReLU on vectors)."""
-    from coremtl.architectures.mtcrl import MTCRL
-
-    width = max(1, channels // MTCRL_MODULES)
+def mtcrl_modules(channels: int, maps: bool, count: int) -> list[nn.Module]:
+    """``count`` modules of ``max(1, channels // count)`` channels each on ``channels`` features:
+    3x3 convolution, batch norm, ReLU on maps; linear and ReLU on vectors."""
+    width = max(1, channels // count)
 
     def module() -> nn.Module:
         if maps:
@@ -158,6 +150,23 @@ def mtcrl_on(
             )
         return nn.Sequential(nn.Linear(channels, width), nn.ReLU())
 
-    modules = [module() for _ in range(MTCRL_MODULES)]
-    heads = task_heads(tasks, MTCRL_MODULES * width, maps, input_shape)
-    return MTCRL(backbone, modules, heads)
+    return [module() for _ in range(count)]
+
+
+def mtcrl_on(
+    backbone: nn.Module,
+    tasks: Sequence[Task],
+    channels: int,
+    maps: bool,
+    input_shape: Sequence[int],
+    options: MTCRLOptions | None = None,
+) -> nn.Module:
+    """MT-CRL with ``options.modules`` modules (:func:`mtcrl_modules`) on the backbone features,
+    its routing and gates as ``options`` say (default :class:`MTCRLOptions`)."""
+    from coremtl.architectures.mtcrl import MTCRL
+
+    options = options or MTCRLOptions()
+    modules = mtcrl_modules(channels, maps, options.modules)
+    width = options.modules * max(1, channels // options.modules)
+    heads = task_heads(tasks, width, maps, input_shape)
+    return MTCRL(backbone, modules, heads, routing=options.routing, gates=options.gates)
