@@ -17,11 +17,20 @@ and returns the metrics (:mod:`coremtl.tasks`). ``method`` is one of :data:`METH
 - any balancer name of :data:`coremtl.balancers.BALANCER_NAMES` (``"ew"``, ``"pcgrad"``, ...):
   hard parameter sharing, the heads on the backbone features, that balancer;
 - ``"mtan"``: task attention over the stages of the backbone, which must be an
-  ``nn.Sequential`` of stages, each an ``nn.Sequential`` of at least two modules;
+  ``nn.Sequential`` of stages, each an ``nn.Sequential`` of at least two modules (stages may pool,
+  stride, change channels or end in vectors);
 - ``"rep-mtl"``: hard sharing plus the Rep-MTL saliency regulariser;
-- ``"mt-crl"``: four disentangled modules on the backbone features, a learned task-to-module
-  graph and the MT-CRL regulariser (its invariance term only with ``environment_key``);
+- ``"mt-crl"``: four disentangled modules on the backbone features, a sampled task-to-module
+  graph and the MT-CRL regulariser (its invariance term only with ``environment_key``; without
+  it the label says "MT-CRL (no invariance)");
 - ``"single-task"``: one copy of the backbone and one head per task, nothing shared.
+
+Ablations and controls are options, not methods (:mod:`coremtl.variants`): ``weights="authors"``
+(the authors' CORE-MTL configuration, :mod:`coremtl.authors`), ``heads_on="both"`` (CORE-MTL's
+heads on ``[Z_s; Z_r]``), ``mtcrl=MTCRLOptions(...)`` (MT-CRL without decorrelation, sparsity or
+routing, with one module), ``capacity_of="core-mtl" | "mt-crl" | "mtan"`` (a balancer's hard
+sharing on the same extra layers, :mod:`coremtl.capacity`). :attr:`Preset.label` names the
+result; ``Forward.representations()`` gives what a probe reads from any of them.
 
 Every method gets its own deep copy of ``backbone`` (the module passed in is never trained), and
 the new layers are initialised from ``seed``, so methods built with one seed start from the same
