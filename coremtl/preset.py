@@ -173,7 +173,7 @@ def build(
         raise InvalidParameterError(
             f"backbone: expected an nn.Module, got {type(backbone).__name__}"
         )
-    check_variant_options(method, weights, heads_on, capacity_of, mtcrl, objective)
+    check_variant_options(method, weights, heads_on, capacity_of, mtcrl, objective, authors_config)
     backbone = copy.deepcopy(backbone)
     channels, maps, size = backbones.feature_shape(backbone, example)
     input_shape = tuple(example.shape[1:])

@@ -19,6 +19,7 @@ from __future__ import annotations
 from coremtl import authors
 from coremtl.architectures.mtcrl import MTCRLOptions
 from coremtl.balancers.registry import BALANCER_NAMES
+from coremtl.capacity import CAPACITY_OF
 from coremtl.objective import CoreMTLObjective
 from scm.validation import InvalidParameterError
 
@@ -33,10 +34,9 @@ def check_variant_options(
     capacity_of: str | None,
     mtcrl: MTCRLOptions | None,
     objective: CoreMTLObjective | None,
+    authors_config: str = "cityscapes",
 ) -> None:
     """One line for an option that does not exist or does not apply to ``method``."""
-    from coremtl.capacity import CAPACITY_OF
-
     if weights not in WEIGHTS:
         raise InvalidParameterError(f"weights: expected one of {WEIGHTS}, got {weights!r}")
     if heads_on not in HEADS_ON:
@@ -65,6 +65,11 @@ def check_variant_options(
                 f"{name}: applies to method {owner!r} (or a capacity control of it), "
                 f"not to {method!r}"
             )
+    if weights == "library" and authors_config != "cityscapes":
+        raise InvalidParameterError(
+            f"authors_config: {authors_config!r} is read with weights='authors' or "
+            "'authors-relative'; weights is 'library'"
+        )
     if weights != "library" and capacity_of is not None:
         raise InvalidParameterError("weights: a capacity control has no CORE-MTL terms")
     if weights != "library" and objective is not None:

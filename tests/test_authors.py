@@ -135,5 +135,7 @@ def test_authors_weights_are_refused_in_one_line_where_they_cannot_apply():
             weights="authors",
             authors_config="coco",
         )
+    with pytest.raises(InvalidParameterError, match="authors_config: 'celeba' is read with"):
+        coremtl.build("core-mtl", backbone(), TASKS, example, 10, authors_config="celeba")
     with pytest.raises(InvalidParameterError, match="weights: applies to method 'core-mtl'"):
         coremtl.build("ew", backbone(), TASKS, example, 10, weights="authors")
