@@ -2,8 +2,8 @@
 baselines and one trainer).
 
 The entry point for your own backbone and tasks is :mod:`coremtl.preset`, re-exported here:
-``coremtl.Task``, ``coremtl.build`` and ``coremtl.train`` (imported on first use, so
-``import coremtl`` stays cheap).
+``coremtl.Task``, ``coremtl.build``, ``coremtl.train`` and ``coremtl.MTCRLOptions`` (imported on
+first use, so ``import coremtl`` stays cheap).
 """
 
 from __future__ import annotations
@@ -16,6 +16,7 @@ _PUBLIC = {
     "train": "coremtl.preset",
     "evaluate": "coremtl.tasks",
     "METHODS": "coremtl.preset",
+    "MTCRLOptions": "coremtl.architectures.mtcrl",
 }
 
 __all__ = sorted(_PUBLIC)

@@ -6,7 +6,7 @@
   with its upsampling stages computed from the input and feature sizes for maps, an
   :class:`coremtl.grounding.MLPDecoder` reshaped to the input for vectors;
 - :func:`mtan_on`: MTAN over the stages of an ``nn.Sequential`` backbone, the stage widths probed;
-- :func:`mtcrl_on`: MT-CRL's disentangled modules on the backbone features.
+- :func:`mtcrl_on`: MT-CRL's disentangled modules on the backbone features (:func:`mtcrl_modules`).
 
 What cannot be fitted is refused in one line naming the parameter.
 """
@@ -19,12 +19,12 @@ from collections.abc import Sequence
 import torch
 from torch import Tensor, nn
 
+from coremtl.architectures.mtcrl import MTCRLOptions
 from coremtl.heads import task_heads
 from coremtl.tasks import Task
 from scm.validation import InvalidParameterError
 
 GROUNDINGS = ("soft", "none")
-MTCRL_MODULES = 4
 
 
 def probe(module: nn.Module, x: Tensor) -> Tensor:
@@ -102,7 +102,8 @@ def soft_decoder(
 def mtan_on(
     backbone: nn.Module, tasks: Sequence[Task], example: Tensor, input_shape: Sequence[int]
 ) -> nn.Module:
-    """MTAN over the stages of ``backbone``; each stage's ``(u, p)`` widths probed on ``example``."""
+    """MTAN over the stages of ``backbone``; each stage's ``u_j`` and ``p_j`` probed on ``example``
+    to size the attention and choose its mode (maps where both are maps, vectors otherwise)."""
     from coremtl.architectures.mtan import MTAN, split_stage
 
     stages = list(backbone) if isinstance(backbone, nn.Sequential) else []
@@ -111,29 +112,34 @@ def mtan_on(
             "backbone: MTAN attends over stages; expected an nn.Sequential whose children are "
             "nn.Sequential stages of at least two modules each"
         )
-    channels, current = [], example[:2]
-    for stage in stages:
+    channels, modes, current = [], [], example[:2]
+    for index, stage in enumerate(stages):
         body, block = split_stage(stage)
+        previous = current
         u = probe(body, current)
         current = probe(block, u)
+        shapes = [tuple(t.shape) for t in (previous, u, current)]
+        if u.ndim not in (2, 4) or current.ndim not in (2, 4):
+            raise InvalidParameterError(
+                f"backbone: MTAN stage {index} gives {shapes[1]} then {shapes[2]}; its attention "
+                "needs vectors (B, C) or maps (B, C, h, w)"
+            )
+        if (index > 0 and previous.ndim == 2 and u.ndim == 4) or (u.ndim, current.ndim) == (2, 4):
+            raise InvalidParameterError(
+                f"backbone: MTAN stage {index} turns vectors into maps ({' -> '.join(map(str, shapes))}); "
+                "attention masks of vectors cannot follow it"
+            )
         channels.append((u.shape[1], current.shape[1]))
+        modes.append(u.ndim == 4 and current.ndim == 4)
     maps = current.ndim == 4
     heads = task_heads(tasks, current.shape[1], maps, input_shape)
-    return MTAN(stages, channels, heads, maps=maps)
+    return MTAN(stages, channels, heads, maps=modes)
 
 
-def mtcrl_on(
-    backbone: nn.Module,
-    tasks: Sequence[Task],
-    channels: int,
-    maps: bool,
-    input_shape: Sequence[int],
-) -> nn.Module:
-    """MT-CRL with :data:`MTCRL_MODULES` modules of ``channels // MTCRL_MODULES`` channels each
-    (3x3 convolution, batch norm, ReLU on maps; linear and ReLU on vectors)."""
-    from coremtl.architectures.mtcrl import MTCRL
-
-    width = max(1, channels // MTCRL_MODULES)
+def mtcrl_modules(channels: int, maps: bool, count: int) -> list[nn.Module]:
+    """``count`` modules of ``max(1, channels // count)`` channels each on ``channels`` features:
+    3x3 convolution, batch norm, ReLU on maps; linear and ReLU on vectors."""
+    width = max(1, channels // count)
 
     def module() -> nn.Module:
         if maps:
@@ -144,6 +150,23 @@ def mtcrl_on(
             )
         return nn.Sequential(nn.Linear(channels, width), nn.ReLU())
 
-    modules = [module() for _ in range(MTCRL_MODULES)]
-    heads = task_heads(tasks, MTCRL_MODULES * width, maps, input_shape)
-    return MTCRL(backbone, modules, heads)
+    return [module() for _ in range(count)]
+
+
+def mtcrl_on(
+    backbone: nn.Module,
+    tasks: Sequence[Task],
+    channels: int,
+    maps: bool,
+    input_shape: Sequence[int],
+    options: MTCRLOptions | None = None,
+) -> nn.Module:
+    """MT-CRL with ``options.modules`` modules (:func:`mtcrl_modules`) on the backbone features,
+    its routing and gates as ``options`` say (default :class:`MTCRLOptions`)."""
+    from coremtl.architectures.mtcrl import MTCRL
+
+    options = options or MTCRLOptions()
+    modules = mtcrl_modules(channels, maps, options.modules)
+    width = options.modules * max(1, channels // options.modules)
+    heads = task_heads(tasks, width, maps, input_shape)
+    return MTCRL(backbone, modules, heads, routing=options.routing, gates=options.gates)

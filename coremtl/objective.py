@@ -30,6 +30,7 @@ import torch
 from torch import Tensor, nn
 
 from coremtl import defaults
+from coremtl.authors import objective_settings
 from coremtl.cka import linear_cka
 from coremtl.counterfactual import CFA_MODES, counterfactual_predictions, derangement
 from coremtl.forward import Forward
@@ -112,6 +113,27 @@ class CoreMTLObjective:
             raise InvalidParameterError(
                 f"cfa_mode: expected one of {CFA_MODES}, got {self.cfa_mode!r}"
             )
+
+    @classmethod
+    def authors(
+        cls,
+        config: str = "cityscapes",
+        epochs: int = 100,
+        steps_per_epoch: int = 1,
+        relative_to_tasks: bool = False,
+        num_tasks: int | None = None,
+    ) -> CoreMTLObjective:
+        """The authors' configuration ``config`` (a file of GitHub ``Hope-Rita/CORE-MTL``,
+        ``configs/resnet/``) translated to this objective for a run of ``epochs`` epochs of
+        ``steps_per_epoch`` steps: plain linear CKA at their ``lambda_independence`` (1.0; 0.1
+        for GTA5 -> Cityscapes; 0.5 for CelebA) with their ramp, CFA at their ``lambda_cfa`` and
+        ``prob`` from their start epoch, the L1 reconstruction at ``beta_recon_app *
+        lambda_l1_recon``; with ``relative_to_tasks`` the weights keep their ratio to the task
+        losses (``num_tasks`` needed). Their stages: :func:`coremtl.authors.stages`. The values,
+        the files and what is not carried over: :mod:`coremtl.authors`."""
+        return cls(
+            **objective_settings(config, epochs, steps_per_epoch, relative_to_tasks, num_tasks)
+        )
 
     def config(self) -> dict:
         """The settings as a JSON-serialisable dict."""

@@ -17,11 +17,20 @@ and returns the metrics (:mod:`coremtl.tasks`). ``method`` is one of :data:`METH
 - any balancer name of :data:`coremtl.balancers.BALANCER_NAMES` (``"ew"``, ``"pcgrad"``, ...):
   hard parameter sharing, the heads on the backbone features, that balancer;
 - ``"mtan"``: task attention over the stages of the backbone, which must be an
-  ``nn.Sequential`` of stages, each an ``nn.Sequential`` of at least two modules;
+  ``nn.Sequential`` of stages, each an ``nn.Sequential`` of at least two modules (stages may pool,
+  stride, change channels or end in vectors);
 - ``"rep-mtl"``: hard sharing plus the Rep-MTL saliency regulariser;
-- ``"mt-crl"``: four disentangled modules on the backbone features, a learned task-to-module
-  graph and the MT-CRL regulariser (its invariance term only with ``environment_key``);
+- ``"mt-crl"``: four disentangled modules on the backbone features, a sampled task-to-module
+  graph and the MT-CRL regulariser (its invariance term only with ``environment_key``; without
+  it the label says "MT-CRL (no invariance)");
 - ``"single-task"``: one copy of the backbone and one head per task, nothing shared.
+
+Ablations and controls are options, not methods (:mod:`coremtl.variants`): ``weights="authors"``
+(the authors' CORE-MTL configuration, :mod:`coremtl.authors`), ``heads_on="both"`` (CORE-MTL's
+heads on ``[Z_s; Z_r]``), ``mtcrl=MTCRLOptions(...)`` (MT-CRL without decorrelation, sparsity or
+routing, with one module), ``capacity_of="core-mtl" | "mt-crl" | "mtan"`` (a balancer's hard
+sharing on the same extra layers, :mod:`coremtl.capacity`). :attr:`Preset.label` names the
+result; ``Forward.representations()`` gives what a probe reads from any of them.
 
 Every method gets its own deep copy of ``backbone`` (the module passed in is never trained), and
 the new layers are initialised from ``seed``, so methods built with one seed start from the same
@@ -42,11 +51,14 @@ import torch
 from torch import Tensor, nn
 
 from coremtl import backbones, defaults
+from coremtl.architectures.mtcrl import MTCRLOptions
 from coremtl.balancers.registry import BALANCER_NAMES
 from coremtl.heads import task_heads
+from coremtl.labels import method_label
 from coremtl.objective import CoreMTLObjective
 from coremtl.tasks import Task, check_tasks, evaluate, task_loss
 from coremtl.trainer import ScheduledTerms
+from coremtl.variants import authors_weights, check_variant_options
 from scm.validation import InvalidParameterError
 
 ARCHITECTURE_METHODS = ("core-mtl", "mtan", "rep-mtl", "mt-crl", "single-task")
@@ -55,7 +67,8 @@ METHODS: tuple[str, ...] = (*ARCHITECTURE_METHODS, *BALANCER_NAMES)
 
 @dataclass
 class Preset:
-    """What :func:`build` returns: everything :class:`coremtl.trainer.Trainer` needs."""
+    """What :func:`build` returns: everything :class:`coremtl.trainer.Trainer` needs, and the
+    ``label`` tables print (:func:`coremtl.labels.method_label`)."""
 
     method: str
     model: nn.Module
@@ -64,6 +77,7 @@ class Preset:
     balancer: Any
     term_sources: list[ScheduledTerms] = field(default_factory=list)
     task_start_epoch: int = 0
+    label: str = ""
 
 
 @dataclass
@@ -124,11 +138,18 @@ def build(
     steps_per_epoch: int | None = None,
     environment_key: str | None = None,
     seed: int = 0,
+    mtcrl: MTCRLOptions | None = None,
+    weights: str = "library",
+    authors_config: str = "cityscapes",
+    heads_on: str = "semantic",
+    capacity_of: str | None = None,
 ) -> Preset:
     """The model, losses, balancer and term sources of ``method`` on ``backbone`` (see the module
     docstring). ``example`` is a batch of inputs (its shape sizes the heads and the decoder);
     ``streams`` the ``(semantic, residual)`` widths (default: half the feature channels each);
-    ``stages`` an explicit ``(task_start, independence_start)`` for CORE-MTL."""
+    ``stages`` an explicit ``(task_start, independence_start)`` for CORE-MTL. The options of the
+    ablations and controls (module docstring): ``mtcrl``, ``weights`` with ``authors_config``,
+    ``heads_on``, ``capacity_of``."""
     from coremtl.architectures import (
         MTCRLRegularizer,
         RepMTLRegularizer,
@@ -136,7 +157,8 @@ def build(
         SingleTaskModels,
     )
     from coremtl.balancers import make_balancer
-    from coremtl.representation import DualStreamModel, StreamSplit
+    from coremtl.capacity import capacity_trunk
+    from coremtl.representation import BothStreamsModel, DualStreamModel, StreamSplit
 
     if method not in METHODS:
         raise InvalidParameterError(f"method: expected one of {', '.join(METHODS)}, got {method!r}")
@@ -151,6 +173,7 @@ def build(
         raise InvalidParameterError(
             f"backbone: expected an nn.Module, got {type(backbone).__name__}"
         )
+    check_variant_options(method, weights, heads_on, capacity_of, mtcrl, objective, authors_config)
     backbone = copy.deepcopy(backbone)
     channels, maps, size = backbones.feature_shape(backbone, example)
     input_shape = tuple(example.shape[1:])
@@ -162,18 +185,28 @@ def build(
     if method == "core-mtl":
         semantic, residual = backbones.stream_widths(channels, streams)
         split = StreamSplit(channels, semantic, residual, maps=maps)
-        heads = task_heads(tasks, semantic, maps, input_shape)
+        both = heads_on == "both"
+        heads = task_heads(tasks, semantic + residual if both else semantic, maps, input_shape)
         decoder = backbones.soft_decoder(grounding, semantic, residual, maps, size, input_shape)
-        model: nn.Module = DualStreamModel(backbone, split, heads, decoder)
+        model: nn.Module = (BothStreamsModel if both else DualStreamModel)(
+            backbone, split, heads, decoder
+        )
+        if weights != "library":
+            objective, stages = authors_weights(
+                weights, authors_config, epochs, steps_per_epoch, len(tasks), stages
+            )
         sources, task_start = _core_mtl_sources(
             objective, decoder is not None, epochs, stages, steps_per_epoch
         )
     elif method == "mtan":
         model = backbones.mtan_on(backbone, tasks, example, input_shape)
     elif method == "mt-crl":
-        model = backbones.mtcrl_on(backbone, tasks, channels, maps, input_shape)
+        options = mtcrl or MTCRLOptions()
+        model = backbones.mtcrl_on(backbone, tasks, channels, maps, input_shape, options)
         regularizer = MTCRLRegularizer(
-            invariance_weight=1.0 if environment_key else 0.0,
+            decorrelation_weight=options.decorrelation,
+            invariance_weight=options.invariance if environment_key else 0.0,
+            sparsity_weight=options.sparsity,
             environment_key=environment_key or "environment",
         )
         sources = [ScheduledTerms(regularizer, 0, "mt-crl")]
@@ -181,6 +214,11 @@ def build(
         trunks = {name: copy.deepcopy(backbone) for name in names}
         model = SingleTaskModels(trunks, task_heads(tasks, channels, maps, input_shape))
         balancer_name = "ew"
+    elif capacity_of is not None:
+        trunk, width = capacity_trunk(
+            capacity_of, backbone, tasks, example, streams, heads_on, mtcrl
+        )
+        model = SharedBottom(trunk, task_heads(tasks, width, maps, input_shape))
     else:
         model = SharedBottom(backbone, task_heads(tasks, channels, maps, input_shape))
         if method == "rep-mtl":
@@ -193,6 +231,17 @@ def build(
         balancer=make_balancer(balancer_name, names, **dict(balancer_options or {})),
         term_sources=sources,
         task_start_epoch=task_start,
+        label=method_label(
+            method,
+            balancer=balancer_name,
+            environment_key=environment_key,
+            mtcrl=mtcrl,
+            weights=weights,
+            authors_config=authors_config,
+            heads_on=heads_on,
+            grounding=grounding,
+            capacity_of=capacity_of,
+        ),
     )
 
 
