@@ -1,28 +1,18 @@
 """The name of a built method, ablation or control, as tables and reports print it.
 
-:func:`method_label` is the one place that says what a configuration of :func:`coremtl.build` is:
-``"MT-CRL (no invariance)"`` for MT-CRL without environment labels (its invariance term needs
+:func:`method_label` is the one place that says what a configuration of :func:`coremtl.build` is.
+It starts with the method's name in :data:`coremtl.METHODS` (the name one passes to
+:func:`coremtl.train`; there is no second spelling) and says in brackets what the options change:
+``"mt-crl (no invariance)"`` for MT-CRL without environment labels (its invariance term needs
 them; :mod:`coremtl.architectures.mtcrl` says why none are formed), the MT-CRL ablations
-(``"MT-CRL (no invariance, no decorrelation)"``), CORE-MTL's variants (``"CORE-MTL (authors'
-weights: cityscapes)"``, ``"CORE-MTL (heads on Z_s and Z_r)"``) and the capacity controls
-(``"ew (capacity of MT-CRL)"``). :attr:`coremtl.preset.Preset.label` holds it for every preset.
+(``"mt-crl (no invariance, no decorrelation)"``), CORE-MTL's variants (``"core-mtl (authors'
+weights: cityscapes)"``, ``"core-mtl (heads on Z_s and Z_r)"``) and the capacity controls
+(``"ew (capacity of mt-crl)"``). :attr:`coremtl.preset.Preset.label` holds it for every preset.
 """
 
 from __future__ import annotations
 
 from coremtl.architectures.mtcrl import MTCRLOptions
-
-NAMES = {
-    "core-mtl": "CORE-MTL",
-    "mtan": "MTAN",
-    "rep-mtl": "Rep-MTL",
-    "mt-crl": "MT-CRL",
-    "single-task": "single-task",
-}
-
-
-def _named(method: str) -> str:
-    return NAMES.get(method, method)
 
 
 def method_label(
@@ -36,9 +26,10 @@ def method_label(
     heads_on: str = "semantic",
     grounding: str = "soft",
     capacity_of: str | None = None,
+    independence: str = "unconditional",
 ) -> str:
     """The label of ``method`` built with these :func:`coremtl.build` options."""
-    name = _named(method)
+    name = method
     details: list[str] = []
     if method == "mt-crl":
         if environment_key is None:
@@ -54,8 +45,14 @@ def method_label(
             details.append("heads on Z_s and Z_r")
         if grounding == "none":
             details.append("no grounding")
+        if grounding == "hard":
+            details.append("hard grounding")
+        if independence == "conditional":
+            details.append("label-conditional CKA")
+        if independence == "none":
+            details.append("no independence term")
     if capacity_of is not None:
-        control = f"capacity of {_named(capacity_of)}"
+        control = f"capacity of {capacity_of}"
         if capacity_of == "core-mtl" and heads_on == "both":
             control += " with heads on Z_s and Z_r"
         if capacity_of == "mt-crl" and mtcrl is not None and mtcrl.modules != MTCRLOptions.modules:

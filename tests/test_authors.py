@@ -95,7 +95,7 @@ def test_build_with_the_authors_weights_uses_their_objective_and_stages():
     assert independence.cka_warmup_steps == expected.cka_warmup_steps
     assert independence.cfa_start_step == expected.cfa_start_step
     assert preset.term_sources[0].source.reconstruction_weight == 30.0
-    assert preset.label == "CORE-MTL (authors' weights: cityscapes)"
+    assert preset.label == "core-mtl (authors' weights: cityscapes)"
 
 
 def test_the_authors_late_start_is_reproduced_in_a_short_run():

@@ -94,7 +94,7 @@ def test_the_mtcrl_control_has_its_parameters_but_the_routing_logits(make_backbo
     assert count - prediction_path_parameters(control.model) == len(tasks) * modules
     assert count == elements_reached_by_the_predictions(method.model)
     assert control.label == (
-        "ew (capacity of MT-CRL)" if modules == 4 else "ew (capacity of MT-CRL with 2 module(s))"
+        "ew (capacity of mt-crl)" if modules == 4 else "ew (capacity of mt-crl with 2 module(s))"
     )
 
 
@@ -130,7 +130,7 @@ def test_a_capacity_control_trains_with_any_balancer():
     result = coremtl.train(
         "uw", conv_backbone(), VECTOR_TASKS, data, epochs=1, batch_size=4, capacity_of="mtan"
     )
-    assert result.preset.label == "uw (capacity of MTAN)"
+    assert result.preset.label == "uw (capacity of mtan)"
     assert all(torch.isfinite(p).all() for p in result.model.parameters())
 
 

@@ -49,7 +49,7 @@ def test_heads_on_both_streams_balance_at_their_input_and_train_through_every_st
     preset = coremtl.build("core-mtl", backbone(), TASKS, data()["x"], 3, heads_on="both")
     forward = preset.model(data()["x"])
     torch.testing.assert_close(forward.shared, torch.cat([forward.z_s, forward.z_r], dim=1))
-    assert preset.label == "CORE-MTL (heads on Z_s and Z_r)"
+    assert preset.label == "core-mtl (heads on Z_s and Z_r)"
     objective = CoreMTLObjective(cfa_probability=1.0)
     result = coremtl.train(
         "core-mtl", backbone(), TASKS, data(), epochs=3, batch_size=4, heads_on="both",

@@ -50,7 +50,7 @@ def test_the_default_is_four_modules_with_sampled_gates_and_no_invariance_withou
     preset = build()
     assert len(preset.model.disentangled) == 4 and preset.model.gates == "binary"
     assert set(terms_of(preset, batch())) == {"mtcrl_decorrelation", "mtcrl_sparsity"}
-    assert preset.label == "MT-CRL (no invariance)"
+    assert preset.label == "mt-crl (no invariance)"
     with_environments = build(environment_key="environment")
     assert "mtcrl_invariance" in terms_of(with_environments, batch())
     assert with_environments.label == "MT-CRL"
@@ -68,7 +68,7 @@ def test_the_default_is_four_modules_with_sampled_gates_and_no_invariance_withou
 def test_each_ablation_removes_its_term_and_says_so(options, terms, label):
     preset = build(options)
     assert set(terms_of(preset, batch())) == terms
-    assert preset.label == f"MT-CRL (no invariance, {label})"
+    assert preset.label == f"mt-crl (no invariance, {label})"
 
 
 def test_without_routing_every_gate_is_one_and_there_is_no_routing_parameter():
@@ -87,7 +87,7 @@ def test_one_module_is_allowed_its_decorrelation_vanishes_and_it_keeps_the_width
     forward = preset.model.train()(batch()["x"])
     assert forward.shared.shape[1] == 8
     assert terms_of(preset, batch())["mtcrl_decorrelation"].item() == 0.0
-    assert preset.label == "MT-CRL (no invariance, one module)"
+    assert preset.label == "mt-crl (no invariance, one module)"
     result = coremtl.train(
         "mt-crl", backbone(), TASKS, batch(), epochs=1, batch_size=4, mtcrl=MTCRLOptions(modules=1)
     )

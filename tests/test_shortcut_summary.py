@@ -8,7 +8,14 @@ import pytest
 
 from experiments.study import FAILS, HOLDS, QUALIFIED
 from experiments.synthetic.shortcuts.finding import conclude
-from experiments.synthetic.shortcuts.methods import CALIBRATION, CORE, MTCRL
+from experiments.synthetic.shortcuts.methods import (
+    AUTHORS,
+    CALIBRATION,
+    CORE,
+    MTCRL,
+    MTCRL_CAPACITY,
+    MTCRL_WITHOUT_DECORRELATION,
+)
 from experiments.synthetic.shortcuts.predictions import predictions
 from experiments.synthetic.shortcuts.summary import summarise_records
 
@@ -40,7 +47,7 @@ def _records(effects: dict[str, float], benchmark: str = "digits/colour", source
     return records
 
 
-BASE = {"EW": 0.0, "PCGrad": 0.0, "MGDA": 0.0, CORE: 0.0, CALIBRATION: 0.4}
+BASE = {"ew": 0.0, "pcgrad": 0.0, "mgda": 0.0, CORE: 0.0, CALIBRATION: 0.4}
 
 
 def _summary(effects: dict[str, float], **kwargs) -> dict:
@@ -52,8 +59,8 @@ def _summary(effects: dict[str, float], **kwargs) -> dict:
 
 def test_a_gain_lost_without_decorrelation_is_traced_to_decorrelation():
     summary = _summary({
-        MTCRL: 0.2, "MT-CRL (no decorrelation)": 0.02, "MT-CRL (no sparsity)": 0.2,
-        "EW (layers of MT-CRL)": 0.0,
+        MTCRL: 0.2, MTCRL_WITHOUT_DECORRELATION: 0.02, "mt-crl (no invariance, no sparsity)": 0.2,
+        MTCRL_CAPACITY: 0.0,
     })  # fmt: skip
     bench = summary["benchmarks"]["digits/colour"]
     assert MTCRL in bench["winners"]
@@ -62,17 +69,17 @@ def test_a_gain_lost_without_decorrelation_is_traced_to_decorrelation():
 
 def test_a_gain_that_the_same_layers_give_ew_is_traced_to_capacity():
     summary = _summary({
-        MTCRL: 0.2, "MT-CRL (no decorrelation)": 0.2, "EW (layers of MT-CRL)": 0.15,
+        MTCRL: 0.2, MTCRL_WITHOUT_DECORRELATION: 0.2, MTCRL_CAPACITY: 0.15,
     })  # fmt: skip
     attribution = summary["benchmarks"]["digits/colour"]["attribution"][MTCRL]
     assert attribution["ingredients"] == ["capacity"]
 
 
 def test_selection_uses_source_validation_not_the_target():
-    summary = _summary({"CORE-MTL (authors)": 0.3}, source={CORE: 0.95, "CORE-MTL (authors)": 0.5})
+    summary = _summary({AUTHORS: 0.3}, source={CORE: 0.95, AUTHORS: 0.5})
     bench = summary["benchmarks"]["digits/colour"]
     assert bench["selected_core"] == CORE
-    assert bench["oracle_core"] == "CORE-MTL (authors)"
+    assert bench["oracle_core"] == AUTHORS
 
 
 def test_share_removed_is_the_gain_over_the_calibration_gap():
@@ -100,7 +107,7 @@ def test_verdict_is_qualified_when_core_mtl_wins_on_some_benchmarks_only():
 
 @pytest.mark.parametrize(("effect", "held"), [(0.0, True), (0.1, False)])
 def test_balancer_prediction_can_come_out_both_ways(effect, held):
-    summary = _summary({"PCGrad": effect})
+    summary = _summary({"pcgrad": effect})
     score = {p.id: p for p in predictions(None)}["P2"].score
     assert score(summary).held is held
 

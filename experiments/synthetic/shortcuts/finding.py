@@ -23,7 +23,7 @@ from experiments.study import (
     headline_of,
     held_text,
 )
-from experiments.synthetic.shortcuts.methods import CALIBRATION
+from experiments.synthetic.shortcuts.methods import CALIBRATION, EW
 
 
 def _e(record: Mapping[str, Any]) -> Estimate:
@@ -57,7 +57,7 @@ def benchmark_rows(benchmarks: Mapping[str, Mapping[str, Any]]) -> tuple[tuple[s
     rows = []
     for key, bench in benchmarks.items():
         methods = bench["methods"]
-        ew = _e(methods["EW"]["target"])
+        ew = _e(methods[EW]["target"])
         calibration = methods.get(CALIBRATION)
         best = bench["best_balancer"]
         selected = bench["selected_core"]

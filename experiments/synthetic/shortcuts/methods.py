@@ -6,7 +6,7 @@ options), so the suite measures the library as a user gets it. Families:
 
 - ``balancer``: hard parameter sharing with a gradient balancer (EW is the reference);
 - ``architecture``: MTAN, Rep-MTL, MT-CRL (without environment labels, hence without its
-  invariance term: "MT-CRL (no invariance)"), single-task;
+  invariance term: "mt-crl (no invariance)"), single-task;
 - ``core-mtl``: CORE-MTL at the library defaults, with the authors' configuration
   (:func:`coremtl.authors`), with hard grounding (rendered scenes only: it needs images whose
   appearance is albedo times shading), and with the label-conditional independence penalty
@@ -33,7 +33,11 @@ FAMILIES = ("balancer", "architecture", "core-mtl", "ablation", "control", "cali
 
 @dataclass(frozen=True)
 class Method:
-    name: str
+    """One configuration of :func:`coremtl.train`: ``method`` (a name of ``coremtl.METHODS``),
+    its ``options``, its ``family``, the method it ablates or controls (``of``) and the ingredient
+    it removes or keeps. Its :attr:`name` is the library's label of that configuration
+    (:func:`coremtl.labels.method_label`), so the report names it as a user would build it."""
+
     method: str
     family: str
     options: Mapping[str, Any] = field(default_factory=dict)
@@ -42,11 +46,20 @@ class Method:
     data: tuple[str, ...] | None = None
     """The data sets it applies to (``None``: all)."""
 
+    @property
+    def name(self) -> str:
+        from coremtl.labels import method_label
+
+        if self.family == "calibration":
+            return f"{self.method} (trained on the target law)"
+        return method_label(self.method, **self.build_options(label=True))
+
     def applies_to(self, benchmark_key: str) -> bool:
         return self.data is None or benchmark_key.split("/")[0] in self.data
 
-    def build_options(self) -> dict[str, Any]:
-        """The keyword arguments of :func:`coremtl.train` (objects made fresh for each run)."""
+    def build_options(self, label: bool = False) -> dict[str, Any]:
+        """The keyword arguments of :func:`coremtl.train` (objects made fresh for each run);
+        with ``label``, those that :func:`coremtl.labels.method_label` reads."""
         from coremtl.architectures.mtcrl import MTCRLOptions
         from coremtl.objective import CoreMTLObjective
 
@@ -54,88 +67,68 @@ class Method:
         if "mtcrl" in options:
             options["mtcrl"] = MTCRLOptions(**options["mtcrl"])
         if "objective" in options:
-            options["objective"] = CoreMTLObjective(**options["objective"])
+            if label:
+                options.update(options.pop("objective"))
+            else:
+                options["objective"] = CoreMTLObjective(**options["objective"])
         return options
 
 
-BALANCERS = ("EW", "PCGrad", "MGDA", "UPGrad", "CAGrad", "Nash-MTL", "FAMO")
-_BALANCER_NAMES = {
-    "EW": "ew",
-    "PCGrad": "pcgrad",
-    "MGDA": "mgda",
-    "UPGrad": "upgrad",
-    "CAGrad": "cagrad",
-    "Nash-MTL": "nashmtl",
-    "FAMO": "famo",
-}
-CORE = "CORE-MTL"
-MTCRL = "MT-CRL (no invariance)"
+BALANCERS = ("ew", "pcgrad", "mgda", "upgrad", "cagrad", "nashmtl", "famo")
+EW = "ew"
+CORE = "core-mtl"
+MTCRL = "mt-crl (no invariance)"
 
 
-def _table() -> dict[str, Method]:
-    methods = [Method(name, method, "balancer") for name, method in _BALANCER_NAMES.items()]
+def _table() -> list[Method]:
+    methods = [Method(name, "balancer") for name in BALANCERS]
     methods += [
-        Method("MTAN", "mtan", "architecture"),
-        Method("Rep-MTL", "rep-mtl", "architecture"),
-        Method(MTCRL, "mt-crl", "architecture"),
-        Method("single-task", "single-task", "architecture"),
-        Method(CORE, "core-mtl", "core-mtl"),
-        Method("CORE-MTL (authors)", "core-mtl", "core-mtl", {"weights": "authors"}),
+        Method("mtan", "architecture"),
+        Method("rep-mtl", "architecture"),
+        Method("mt-crl", "architecture"),
+        Method("single-task", "architecture"),
+        Method("core-mtl", "core-mtl"),
+        Method("core-mtl", "core-mtl", {"weights": "authors"}),
+        Method("core-mtl", "core-mtl", {"weights": "authors-relative"}),
+        Method("core-mtl", "core-mtl", {"grounding": "hard"}, data=("scenes",)),
         Method(
-            "CORE-MTL (hard grounding)", "core-mtl", "core-mtl", {"grounding": "hard"},
-            data=("scenes",),
-        ),
-        Method(
-            "CORE-MTL (conditional CKA)", "core-mtl", "core-mtl",
-            {"objective": {"independence": "conditional"}},
+            "core-mtl", "core-mtl", {"objective": {"independence": "conditional"}},
             of=CORE, ingredient="label-conditional independence",
         ),
         Method(
-            "CORE-MTL (no CKA)", "core-mtl", "ablation",
-            {"objective": {"independence": "none"}}, of=CORE, ingredient="independence term",
+            "core-mtl", "ablation", {"objective": {"independence": "none"}},
+            of=CORE, ingredient="independence term",
         ),
         Method(
-            "CORE-MTL (heads on Z_s and Z_r)", "core-mtl", "ablation", {"heads_on": "both"},
-            of=CORE, ingredient="heads on Z_s only",
+            "core-mtl", "ablation", {"heads_on": "both"}, of=CORE, ingredient="heads on Z_s only",
         ),
         Method(
-            "MT-CRL (no decorrelation)", "mt-crl", "ablation", {"mtcrl": {"decorrelation": 0.0}},
+            "mt-crl", "ablation", {"mtcrl": {"decorrelation": 0.0}},
             of=MTCRL, ingredient="decorrelation",
         ),
+        Method("mt-crl", "ablation", {"mtcrl": {"sparsity": 0.0}}, of=MTCRL, ingredient="sparsity"),
         Method(
-            "MT-CRL (no sparsity)", "mt-crl", "ablation", {"mtcrl": {"sparsity": 0.0}},
-            of=MTCRL, ingredient="sparsity",
+            "mt-crl", "ablation", {"mtcrl": {"routing": "none"}}, of=MTCRL, ingredient="routing",
         ),
+        Method("mt-crl", "ablation", {"mtcrl": {"modules": 1}}, of=MTCRL, ingredient="modules"),
         Method(
-            "MT-CRL (no routing)", "mt-crl", "ablation", {"mtcrl": {"routing": "none"}},
-            of=MTCRL, ingredient="routing",
+            "mt-crl", "ablation", {"mtcrl": {"gates": "soft"}}, of=MTCRL,
+            ingredient="sampled binary gates",
         ),
-        Method(
-            "MT-CRL (one module)", "mt-crl", "ablation", {"mtcrl": {"modules": 1}},
-            of=MTCRL, ingredient="modules",
-        ),
-        Method(
-            "MT-CRL (soft gates)", "mt-crl", "ablation", {"mtcrl": {"gates": "soft"}},
-            of=MTCRL, ingredient="binary gates",
-        ),
-        Method(
-            "EW (layers of MT-CRL)", "ew", "control", {"capacity_of": "mt-crl"},
-            of=MTCRL, ingredient="capacity",
-        ),
-        Method(
-            "EW (layers of CORE-MTL)", "ew", "control", {"capacity_of": "core-mtl"},
-            of=CORE, ingredient="capacity",
-        ),
-        Method(
-            "EW (layers of MTAN)", "ew", "control", {"capacity_of": "mtan"},
-            of="MTAN", ingredient="capacity",
-        ),
-        Method("EW on the target law", "ew", "calibration"),
+        Method("ew", "control", {"capacity_of": "mt-crl"}, of=MTCRL, ingredient="capacity"),
+        Method("ew", "control", {"capacity_of": "core-mtl"}, of=CORE, ingredient="capacity"),
+        Method("ew", "control", {"capacity_of": "mtan"}, of="mtan", ingredient="capacity"),
+        Method("ew", "calibration"),
     ]  # fmt: skip
-    return {method.name: method for method in methods}
+    return methods
 
 
-METHODS: dict[str, Method] = _table()
-CALIBRATION = "EW on the target law"
+METHODS: dict[str, Method] = {method.name: method for method in _table()}
+CALIBRATION = "ew (trained on the target law)"
+AUTHORS = "core-mtl (authors' weights: cityscapes)"
+HARD = "core-mtl (hard grounding)"
+CONDITIONAL = "core-mtl (label-conditional CKA)"
+MTCRL_CAPACITY = "ew (capacity of mt-crl)"
+MTCRL_WITHOUT_DECORRELATION = "mt-crl (no invariance, no decorrelation)"
 CORE_VARIANTS = tuple(name for name, m in METHODS.items() if m.family == "core-mtl")
 """The CORE-MTL settings among which training-domain validation selects."""

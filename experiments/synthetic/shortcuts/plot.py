@@ -12,7 +12,7 @@ from pathlib import Path
 
 import numpy as np
 
-from experiments.synthetic.shortcuts.methods import FAMILIES, METHODS
+from experiments.synthetic.shortcuts.methods import EW, FAMILIES, METHODS
 
 
 def plot(result: dict, directory: Path) -> list[Path]:
@@ -47,7 +47,7 @@ def plot(result: dict, directory: Path) -> list[Path]:
         labels, values = [], []
         for name, entry in bench["methods"].items():
             for representation, probes in entry["probes"].items():
-                if len(entry["probes"]) > 1 or name == "EW":
+                if len(entry["probes"]) > 1 or name == EW:
                     labels.append(f"{name}: {representation}")
                     values.append(probes["nuisance"])
         rows = np.arange(len(labels))

@@ -16,11 +16,19 @@ from typing import Any
 
 from experiments.stats import Estimate
 from experiments.study import Outcome, Prediction
-from experiments.synthetic.shortcuts.methods import BALANCERS, CALIBRATION, CORE, MTCRL
+from experiments.synthetic.shortcuts.methods import (
+    AUTHORS,
+    BALANCERS,
+    CALIBRATION,
+    CONDITIONAL,
+    CORE,
+    EW,
+    HARD,
+    MTCRL,
+    MTCRL_CAPACITY,
+    MTCRL_WITHOUT_DECORRELATION,
+)
 
-AUTHORS = "CORE-MTL (authors)"
-HARD = "CORE-MTL (hard grounding)"
-CONDITIONAL = "CORE-MTL (conditional CKA)"
 ALBEDO_MARGIN = 0.1
 """How much better the albedo probe from Z_r must be than from Z_s to say "Z_r holds the albedo"."""
 
@@ -114,7 +122,7 @@ def mtcrl_beats_ew_on_colour(summary: Mapping[str, Any]) -> Outcome:
 def mtcrl_gain_not_capacity(summary: Mapping[str, Any]) -> Outcome:
     def check(key, bench):
         gain = _difference(bench, MTCRL, "minus_ew")
-        control = _difference(bench, "EW (layers of MT-CRL)", "minus_ew")
+        control = _difference(bench, MTCRL_CAPACITY, "minus_ew")
         if gain is None or control is None or not gain.above():
             return None, ""
         return control.mean < gain.mean / 2, f"gain {gain.text()}, control {control.text()}"
@@ -125,9 +133,9 @@ def mtcrl_gain_not_capacity(summary: Mapping[str, Any]) -> Outcome:
 def mtcrl_gain_from_decorrelation(summary: Mapping[str, Any]) -> Outcome:
     def check(key, bench):
         attribution = bench["attribution"].get(MTCRL)
-        if attribution is None or "MT-CRL (no decorrelation)" not in attribution["rows"]:
+        if attribution is None or MTCRL_WITHOUT_DECORRELATION not in attribution["rows"]:
             return None, ""
-        row = attribution["rows"]["MT-CRL (no decorrelation)"]
+        row = attribution["rows"][MTCRL_WITHOUT_DECORRELATION]
         lost = Estimate.from_dict(row["winner_minus"])
         return lost.above(), f"MT-CRL minus its ablation {lost.text()}"
 
@@ -153,7 +161,7 @@ def conditional_not_worse(summary: Mapping[str, Any]) -> Outcome:
 
 def permuted_misleads(summary: Mapping[str, Any]) -> Outcome:
     def check(key, bench):
-        difference = _difference(bench, "EW", "permuted_minus_random")
+        difference = _difference(bench, EW, "permuted_minus_random")
         return (None, "") if difference is None else (difference.below(), difference.text())
 
     return _every(summary, check)

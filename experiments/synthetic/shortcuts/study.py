@@ -133,14 +133,20 @@ CONFIGS = {
             "scenes": Sizes(64, 32, 64, 64, 2, 16, 5e-3),
             "digits": Sizes(128, 64, 64, 64, 2, 32, 3e-3),
         },
-        methods=("EW", "PCGrad", "MT-CRL (no invariance)", "CORE-MTL", "EW on the target law"),
+        methods=(
+            "ew",
+            "pcgrad",
+            "mt-crl (no invariance)",
+            "core-mtl",
+            "ew (trained on the target law)",
+        ),
         seeds=2,
     ),
     "fast": Config(),
     "full": Config(
         seeds=10,
         sweep=(0.8, 0.9, 1.0),
-        sweep_methods=("EW", "CORE-MTL", "MT-CRL (no invariance)"),
+        sweep_methods=("ew", "core-mtl", "mt-crl (no invariance)"),
     ),
 }
 

@@ -36,6 +36,7 @@ from experiments.synthetic.shortcuts.methods import (
     BALANCERS,
     CALIBRATION,
     CORE_VARIANTS,
+    EW,
     METHODS,
 )
 
@@ -94,7 +95,7 @@ def benchmark_summary(
     cores = [name for name in CORE_VARIANTS if name in present]
     selected = max(cores, key=source) if cores else None
     oracle = max(cores, key=lambda m: _mean(target(m, "target_val"))) if cores else None
-    ew, calibration = target("EW"), target(CALIBRATION) if CALIBRATION in present else []
+    ew, calibration = target(EW), target(CALIBRATION) if CALIBRATION in present else []
     drop = paired_difference(calibration, ew) if calibration else None
     methods: dict[str, dict[str, Any]] = {}
     for name in present:
@@ -110,7 +111,7 @@ def benchmark_summary(
             "detectable": minus_ew.detectable(),
             "minus_best_balancer": paired_difference(target(name), target(best_balancer)).to_dict(),
             "permuted_minus_ew": paired_difference(
-                target(name, "permuted_test"), target("EW", "permuted_test")
+                target(name, "permuted_test"), target(EW, "permuted_test")
             ).to_dict(),
             "permuted_minus_random": paired_difference(
                 target(name, "permuted_test"), target(name)
@@ -155,12 +156,12 @@ def attribute(
         if name in present and name != winner and method.of == base
         and method.family in ("ablation", "control")
     ]  # fmt: skip
-    gain = paired_difference(target(winner), target("EW"))
+    gain = paired_difference(target(winner), target(EW))
     rows, carried = {}, []
     for name in related:
         method = METHODS[name]
         winner_minus = paired_difference(target(winner), target(name))
-        minus_ew = paired_difference(target(name), target("EW"))
+        minus_ew = paired_difference(target(name), target(EW))
         carried_part = minus_ew if method.family == "control" else winner_minus
         rows[name] = {
             "ingredient": method.ingredient,
@@ -185,7 +186,7 @@ def sweep(
     strengths = sorted({r["strength"] for r in records if r["benchmark"] == benchmark})
     for strength in strengths:
         at = [r for r in records if r["benchmark"] == benchmark and r["strength"] == strength]
-        ew = values(at, benchmark, "EW", "target_test", metric)
+        ew = values(at, benchmark, EW, "target_test", metric)
         for method in dict.fromkeys(r["method"] for r in at):
             target = values(at, benchmark, method, "target_test", metric)
             found.setdefault(method, {})[f"{strength:g}"] = {
