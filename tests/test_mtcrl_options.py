@@ -53,7 +53,7 @@ def test_the_default_is_four_modules_with_sampled_gates_and_no_invariance_withou
     assert preset.label == "mt-crl (no invariance)"
     with_environments = build(environment_key="environment")
     assert "mtcrl_invariance" in terms_of(with_environments, batch())
-    assert with_environments.label == "MT-CRL"
+    assert with_environments.label == "mt-crl"
 
 
 @pytest.mark.parametrize(
