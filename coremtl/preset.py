@@ -249,7 +249,7 @@ def train(
             f"batch_size: the debiased CKA of CORE-MTL needs at least 4 samples, got {batch_size!r}"
         )
     objective = options.get("objective")
-    if method == "core-mtl" and objective is not None and objective.independence == "conditional":
+    if method == "core-mtl" and getattr(objective, "independence", None) == "conditional":
         needed = label_columns(objective.label_tasks or check_tasks(tasks)) + 4
         if batch_size < needed:
             raise InvalidParameterError(
