@@ -30,6 +30,7 @@ correlation of ``Z_s`` and ``E`` not mediated by the label (S11's ``rho sqrt(v)`
    (S3) goes there. ``R*_S + lam CKA_c`` has its minimiser strictly between 0 and ``psi*`` when
    ``|psi*| < pi/4`` and ``v != tau`` (``f'(0) = -2 a beta sigma^2``, ``f'(psi*) = lam CKA_c'(psi*)``
    of the other sign), tending to 0 as ``lam`` grows; ``R*_S + lam CKA`` goes towards ``psi_c``.
+   What this predicts for training is checked and tabulated in :mod:`proofs.s13_predictions`.
 5. *Counterexample.* A correlation not carried by the label (``q != 0``) biases the conditional
    penalty too: ``Cov(Z_s, Z_r | Y) = q tau != 0`` at psi = 0 and its zero moves to
    ``tan 2 psi = 2 q tau / (tau - v + q^2 (1 - tau))``.
@@ -43,14 +44,20 @@ import numpy as np
 import sympy as sp
 
 from proofs.montecarlo import FLOAT64_ROUNDOFF, Z_SCORE, mean_and_standard_error
+from proofs.s13_predictions import (
+    EXAMPLE,
+    endpoint_checks,
+    example,
+    random_model,
+    regime_table,
+    simulated_sign_checks,
+)
 from proofs.statement import Evidence, NumericCheck, Statement, SymbolicStep, Verdict
 from proofs.symbolic import identity_step, matrix_identity_step
 
 FINITE_DIFFERENCE_STEP = 1e-5
 FINITE_DIFFERENCE_TOLERANCE = 1e-6
 """As in S11: central differences at 1e-5 err by ~1e-10 on these smooth O(1-100) functions."""
-EXAMPLE = {"v": 1.0, "loading": 1.0, "beta": 1.0, "noise_std": 0.5}
-"""The worked example of docs/THEORY.md S13 (``tau = 0.2``, ``psi* = atan 0.25``)."""
 
 
 def _circle_step(name: str, lhs, rhs, c, s) -> SymbolicStep:
@@ -219,19 +226,6 @@ def derive() -> list[SymbolicStep]:
     return steps
 
 
-def _random_model(rng: np.random.Generator, **fixed):
-    from scm.label_correlation import ScalarLabelSCM
-
-    drawn = {
-        "v": float(np.exp(rng.uniform(np.log(0.05), np.log(5.0)))),
-        "loading": float(rng.uniform(-2.0, 2.0)),
-        "beta": float(rng.choice([-1, 1]) * rng.uniform(0.3, 2.0)),
-        "noise_std": float(rng.uniform(0.2, 1.5)),
-        "rho": float(rng.uniform(-0.8, 0.8)),
-    }
-    return ScalarLabelSCM(**{**drawn, **fixed})
-
-
 def _general_of(model) -> tuple[np.ndarray, np.ndarray]:
     """The scalar model through the any-k functions: source and conditional covariances."""
     from scm.label_correlation import conditional_covariance, label_joint_covariance
@@ -249,7 +243,7 @@ def _closed_form_checks(rng: np.random.Generator, evidence: Evidence, cases: int
     worst = dict.fromkeys(("joint", "cka", "risk", "gap", "slope", "zero", "shortcut"), 0.0)
     h = FINITE_DIFFERENCE_STEP
     for _ in range(cases):
-        model = _random_model(rng)
+        model = random_model(rng)
         joint, conditional = _general_of(model)
         worst["joint"] = max(
             worst["joint"], float(np.max(np.abs(joint - model.source_covariance())))
@@ -299,6 +293,11 @@ def _closed_form_checks(rng: np.random.Generator, evidence: Evidence, cases: int
         "zero": ("CKA and CKA_c vanish at their stated zero angles", FLOAT64_ROUNDOFF),
         "shortcut": ("shortcut angle = argmin of R*_S on a grid of step pi/20000", math.pi / 20000),
     }
+    bases = {
+        FLOAT64_ROUNDOFF: "float64 round-off",
+        FINITE_DIFFERENCE_TOLERANCE: f"central differences at h = {FINITE_DIFFERENCE_STEP:g}",
+        math.pi / 20000: "the grid step",
+    }
     for key, (text, tolerance) in texts.items():
         evidence.checks.append(
             NumericCheck(
@@ -306,7 +305,7 @@ def _closed_form_checks(rng: np.random.Generator, evidence: Evidence, cases: int
                 float(worst[key]),
                 0.0,
                 tolerance,
-                "float64 round-off" if tolerance == FLOAT64_ROUNDOFF else "step of the comparison",
+                bases[tolerance],
             )
         )
 
@@ -425,7 +424,7 @@ def _encoder_findings(rng: np.random.Generator, evidence: Evidence) -> dict:
             "float64 round-off",
         )
     )
-    model = _example()
+    model = example()
     angles = np.linspace(-math.pi / 2, math.pi / 2, 4001)
     values = model.cka(angles, conditional=True)
     zeros = angles[values <= FLOAT64_ROUNDOFF]
@@ -441,12 +440,6 @@ def _encoder_findings(rng: np.random.Generator, evidence: Evidence) -> dict:
         )
     )
     return {"free_linear_encoder": rows}
-
-
-def _example(**changes):
-    from scm.label_correlation import ScalarLabelSCM
-
-    return ScalarLabelSCM(**{**EXAMPLE, **changes})
 
 
 def sample_label_scm(model, n: int, rng: np.random.Generator) -> dict[str, np.ndarray]:
@@ -475,9 +468,9 @@ def _monte_carlo_checks(rng: np.random.Generator, evidence: Evidence, draws: int
     """Sample covariances against the closed forms (regression and binary labels, with and
     without q); the library's conditional CKA at psi = 0 centred at 0 over batches."""
     cases = (
-        ("regression", _example(), 0.4),
-        ("binary", _example(label="binary", v=0.5), 0.4),
-        ("regression, rho = 0.5", _example(rho=0.5), 0.0),
+        ("regression", example(), 0.4),
+        ("binary", example(label="binary", v=0.5), 0.4),
+        ("regression, rho = 0.5", example(rho=0.5), 0.0),
     )
     for name, model, psi in cases:
         sample = sample_label_scm(model, draws, rng)
@@ -495,7 +488,7 @@ def _monte_carlo_checks(rng: np.random.Generator, evidence: Evidence, draws: int
                     f"{Z_SCORE:g} standard errors, plus the O(1/n) bias of the fitted intercept and slope",
                 )
             )
-    binary = _example(label="binary", v=0.5)
+    binary = example(label="binary", v=0.5)
     sample = sample_label_scm(binary, draws, rng)
     z_s, positive = sample["z_s"], sample["y"] > 0
     within = z_s - np.where(positive, z_s[positive].mean(), z_s[~positive].mean())
@@ -521,7 +514,7 @@ def _estimator_checks(
 
     from coremtl.cka import conditional_linear_cka, linear_cka
 
-    model = _example()
+    model = example()
     conditional, unconditional = [], []
     for _ in range(batches):
         sample = sample_label_scm(model, size, rng)
@@ -551,189 +544,17 @@ def _estimator_checks(
     )
 
 
-def _endpoint_checks(rng: np.random.Generator, evidence: Evidence, cases: int = 24) -> list[dict]:
-    """At q = 0, v != tau and |psi*| < pi/4 the conditional-penalised minimiser reached from 0
-    lies strictly between 0 and the shortcut angle psi*, shrinks as lambda grows, and equals a
-    bounded minimisation of R*_S + lambda CKA_c."""
-    from scipy.optimize import minimize_scalar
-
-    from scm.label_correlation import penalised_endpoint
-
-    rows, outside, growing, mismatch = [], 0, 0, 0.0
-    while len(rows) < cases:
-        model = _random_model(rng, rho=0.0)
-        shortcut = model.shortcut_angle()
-        if abs(model.v - model.tau) < 0.05 or not 0.02 < abs(shortcut) < math.pi / 4:
-            continue
-        lam = float(np.exp(rng.uniform(np.log(0.05), np.log(20.0))))
-        found = penalised_endpoint(model, 0.0, lam, "conditional")
-        stronger = penalised_endpoint(model, 0.0, 4 * lam, "conditional")
-        outside += int(not min(0.0, shortcut) < found < max(0.0, shortcut))
-        growing += int(abs(stronger) >= abs(found))
-
-        def objective(psi, model=model, lam=lam):
-            return float(model.profile_risk(psi) + lam * model.cka(psi, conditional=True))
-
-        direct = minimize_scalar(
-            objective, bounds=sorted((0.0, shortcut)), method="bounded", options={"xatol": 1e-12}
-        )
-        mismatch = max(mismatch, float(abs(direct.x - found)))
-        rows.append(
-            {
-                "v": model.v,
-                "a": model.loading,
-                "beta": model.beta,
-                "sigma": model.noise_std,
-                "lam": lam,
-                "psi_star": shortcut,
-                "psi_conditional": found,
-                "psi_conditional_4lam": stronger,
-            }
-        )
-    evidence.checks += [
-        NumericCheck(
-            f"{cases} random cases: the conditional-penalised minimiser from 0 lies strictly between 0 and psi*",
-            float(outside),
-            0.0,
-            0.0,
-            "exact count",
-        ),
-        NumericCheck(
-            f"{cases} random cases: |minimiser| shrinks when lambda is multiplied by 4",
-            float(growing),
-            0.0,
-            0.0,
-            "exact count",
-        ),
-        NumericCheck(
-            f"{cases} random cases: Brent root of f' = bounded direct minimisation of f",
-            mismatch,
-            0.0,
-            1e-6,
-            "xatol 1e-12 of the minimiser; a flat minimum of curvature ~1e-3 locates to ~1e-7",
-        ),
-    ]
-    return rows
-
-
-def _simulated_sign_checks(evidence: Evidence) -> list[dict]:
-    """The predicted signs (conditional minus unconditional, conditional minus EW; gap and target
-    risk) against gradient flows of the three objectives run to convergence (stiff solver)."""
-    from scipy.integrate import solve_ivp
-
-    from scm.label_correlation import predicted_gap_difference_sign
-
-    rows, disagreements, lam, shift = [], 0, 1.0, 1.0
-    starts = np.array([0.1, 0.3, 0.6, 1.0])
-    for v in (0.3, 3.0):
-        for loading in (0.5, 1.0):
-            model = _example(v=v, loading=loading)
-            ends = {}
-            for penalty in ("none", "unconditional", "conditional"):
-                solution = solve_ivp(
-                    lambda _, psi, penalty=penalty, model=model: (
-                        -model.objective_slope(psi, lam, penalty)
-                    ),
-                    (0.0, 1e4),
-                    starts,
-                    method="LSODA",
-                    rtol=1e-9,
-                    atol=1e-12,
-                )
-                ends[penalty] = solution.y[:, -1]
-            for index, start in enumerate(starts):
-                for other in ("unconditional", "none"):
-                    for quantity in ("gap", "target_risk"):
-                        measure = model.ood_gap if quantity == "gap" else model.target_risk
-                        simulated = float(
-                            measure(ends["conditional"][index], shift)
-                            - measure(ends[other][index], shift)
-                        )
-                        simulated_sign = 0 if abs(simulated) <= 1e-6 else int(np.sign(simulated))
-                        predicted = predicted_gap_difference_sign(
-                            model,
-                            float(start),
-                            lam,
-                            shift,
-                            "conditional",
-                            other,
-                            resolution=1e-6,
-                            quantity=quantity,
-                        )
-                        disagreements += int(predicted != simulated_sign)
-                        rows.append(
-                            {
-                                "v": v,
-                                "a": loading,
-                                "psi_0": float(start),
-                                "versus": other,
-                                "quantity": quantity,
-                                "simulated": simulated,
-                                "predicted_sign": predicted,
-                            }
-                        )
-    evidence.checks.append(
-        NumericCheck(
-            f"predicted signs = signs of the simulated differences ({len(rows)} comparisons of gradient flows)",
-            float(disagreements),
-            0.0,
-            0.0,
-            "exact count",
-        )
-    )
-    return rows
-
-
-def regime_table(
-    lam: float = 1.0,
-    shift: float = 1.0,
-    variances=(0.1, 0.3, 1.0, 3.0),
-    loadings=(0.0, 0.5, 1.0),
-    starts=(0.3, 0.6, 1.0),
-) -> list[dict]:
-    """Per (v, a) of the worked example's family: tau, psi*, psi_c and the predicted signs of the
-    conditional penalty's target risk minus the unconditional one's and minus EW's."""
-    from scm.label_correlation import predicted_gap_difference_sign
-
-    rows = []
-    for v in variances:
-        for loading in loadings:
-            model = _example(v=v, loading=loading)
-            signs = {
-                other: {
-                    str(start): predicted_gap_difference_sign(
-                        model, start, lam, shift, "conditional", other, quantity="target_risk"
-                    )
-                    for start in starts
-                }
-                for other in ("unconditional", "none")
-            }
-            rows.append(
-                {
-                    "v": v,
-                    "a": loading,
-                    "tau": model.tau,
-                    "psi_star": model.shortcut_angle(),
-                    "psi_c": model.cka_zero_angle(),
-                    "cka_at_0": float(model.cka(0.0)),
-                    "conditional_minus_unconditional": signs["unconditional"],
-                    "conditional_minus_ew": signs["none"],
-                }
-            )
-    return rows
-
-
 def counterexample() -> dict:
     """Where the unqualified wording ("the label-conditional penalty is zero only at the true
     representation") fails, and the other qualifiers, with numbers."""
     from scm.label_correlation import penalised_endpoint
 
-    correlated, clean = _example(rho=0.5), _example()
+    correlated, clean = example(rho=0.5), example()
     grid = np.linspace(-math.pi / 2, math.pi / 2, 2001)
     found = penalised_endpoint(correlated, 0.0, 1.0, "conditional")
-    blind = _example(v=clean.tau)
-    explained = _example(noise_std=0.0)
-    swap = _example(v=0.1)
+    blind = example(v=clean.tau)
+    explained = example(noise_std=0.0)
+    swap = example(v=0.1)
     return {
         "correlation_not_mediated": {
             **EXAMPLE,
@@ -772,11 +593,11 @@ def measure(rng: np.random.Generator) -> Evidence:
     evidence.tables["general"] = _general_checks(rng, evidence)
     evidence.tables["encoders"] = [_encoder_findings(rng, evidence)]
     _monte_carlo_checks(rng, evidence)
-    evidence.tables["conditional_minimiser"] = _endpoint_checks(rng, evidence)
-    evidence.tables["simulated_sign"] = _simulated_sign_checks(evidence)
+    evidence.tables["conditional_minimiser"] = endpoint_checks(rng, evidence)
+    evidence.tables["simulated_sign"] = simulated_sign_checks(evidence)
     evidence.tables["regimes_lambda1_shift1"] = regime_table()
     evidence.counterexample = counterexample()
-    model = _example()
+    model = example()
     outcome = predicted_outcome(model, 0.3, 1.0, 1.0)
     evidence.findings.append(
         f"v = 1, a = 1, beta = 1, sigma = 0.5 (tau = {model.tau:.2f}): unconditional CKA(0) = "
@@ -809,7 +630,7 @@ def _measure_unqualified(rng: np.random.Generator) -> Evidence:
     del rng
     evidence = Evidence()
     for rho in (0.3, 0.5, -0.7):
-        model = _example(rho=rho)
+        model = example(rho=rho)
         evidence.checks.append(
             NumericCheck(
                 f"v = 1, a = 1, rho = {rho}: the conditional CKA's zero nearest 0 is 0",

@@ -21,6 +21,7 @@ from hypothesis import strategies as st
 from coremtl_cli.main import main
 from proofs import registry
 from proofs import s13_label_conditional as s13
+from proofs import s13_predictions as predictions
 from proofs.montecarlo import FLOAT64_ROUNDOFF, Z_SCORE, mean_and_standard_error
 from proofs.statement import Verdict
 from scm import InvalidParameterError
@@ -106,7 +107,7 @@ def test_a_wrong_conditional_covariance_is_not_certified():
 def test_worked_example_numbers():
     """v = 1, a = 1, beta = 1, sigma = 0.5: tau = 0.2, CKA(0) = 1 / 2.25, psi* = atan(0.25), the
     conditional zero at 0 and the unconditional one at atan(2 / (1 - 2.25)) / 2."""
-    model = s13._example()
+    model = predictions.example()
     assert model.tau == pytest.approx(0.2)
     assert float(model.cka(0.0)) == pytest.approx(1 / 2.25)
     assert float(model.cka(0.0, conditional=True)) == 0.0
@@ -123,11 +124,11 @@ def test_without_loading_the_conditional_blind_point_moves_from_one_to_tau():
     """a = 0 is setting S: the unconditional CKA is S6's (blind at v = 1); the conditional one is
     blind at v = tau instead."""
     for v in (0.1, 1.0, 3.0):
-        model = s13._example(v=v, loading=0.0)
+        model = predictions.example(v=v, loading=0.0)
         psi = np.linspace(-1.5, 1.5, 31)
         np.testing.assert_allclose(model.cka(psi), s11_forms.scalar_cka(psi, v), atol=1e-12)
-    assert not s13._example(v=1.0, loading=0.0).conditional_blind()
-    assert s13._example(v=0.2, loading=0.0).conditional_blind()
+    assert not predictions.example(v=1.0, loading=0.0).conditional_blind()
+    assert predictions.example(v=0.2, loading=0.0).conditional_blind()
 
 
 # -------------------------------------------------------------------------------- properties
@@ -225,7 +226,7 @@ def test_a_correlation_not_carried_by_the_label_moves_the_conditional_zero(v, be
 
 @pytest.mark.parametrize("label", lc.LABEL_KINDS)
 def test_sampled_label_moments_match_the_closed_forms(label):
-    model = s13._example(label=label, v=0.5)
+    model = predictions.example(label=label, v=0.5)
     draws = s13.sample_label_scm(model, 100_000, np.random.default_rng(3))
     for key, stated in (("z_s", model.label_covariance), ("z_r", model.source_covariance()[1, 2])):
         products = (draws[key] - draws[key].mean()) * (draws["y"] - draws["y"].mean())
@@ -239,7 +240,7 @@ def test_sampled_label_moments_match_the_closed_forms(label):
 
 
 def test_closed_forms_take_a_torch_angle_and_give_its_gradient():
-    model = s13._example()
+    model = predictions.example()
     psi = torch.tensor([0.1, 0.4], dtype=torch.float64, requires_grad=True)
     model.cka(psi, conditional=True).sum().backward()
     expected = model.cka_slope(np.array([0.1, 0.4]), conditional=True)
@@ -253,14 +254,14 @@ def test_predicted_signs_of_the_worked_example():
     """From psi_0 = 0.3 at lambda = 1, shift 1: the conditional penalty ends with the smaller
     target risk than both EW and the unconditional penalty; with no loading there is nothing
     to tell apart."""
-    model = s13._example()
+    model = predictions.example()
     for other in ("none", "unconditional"):
         sign = lc.predicted_gap_difference_sign(
             model, 0.3, 1.0, 1.0, "conditional", other, quantity="target_risk"
         )
         assert sign == -1
     assert lc.predicted_gap_difference_sign(model, 0.3, 1.0, 1.0, "conditional", "none") == -1
-    unloaded = s13._example(loading=0.0)
+    unloaded = predictions.example(loading=0.0)
     assert lc.predicted_gap_difference_sign(unloaded, 0.3, 1.0, 1.0, "conditional", "none") == 0
 
 
@@ -275,13 +276,24 @@ def test_predicted_signs_of_the_worked_example():
         (lambda: lc.ScalarLabelSCM(1.0, 1.0, label="ordinal"), "label: expected one of"),
         (lambda: lc.ScalarLabelSCM(1.0, 1.0, beta=0.0, noise_std=0.0), "beta, noise_std"),
         (lambda: lc.ScalarLabelSCM(0.0, 0.0), "v: expected v > 0 or a non-zero loading"),
-        (lambda: s13._example().cka(float("nan")), "psi: expected finite values"),
-        (lambda: s13._example(label="binary").profile_risk(0.3), "label: the risks and gaps"),
-        (lambda: s13._example().ood_gap(0.3, -2.0), "shift: expected a value in"),
-        (lambda: lc.penalised_endpoint(s13._example(), 0.0, -1.0, "conditional"), "lam: expected"),
-        (lambda: lc.penalised_endpoint(s13._example(), 0.0, 1.0, "partial"), "penalty: expected"),
+        (lambda: predictions.example().cka(float("nan")), "psi: expected finite values"),
         (
-            lambda: lc.predicted_gap_difference_sign(s13._example(), 0.3, 1.0, 1.0, quantity="x"),
+            lambda: predictions.example(label="binary").profile_risk(0.3),
+            "label: the risks and gaps",
+        ),
+        (lambda: predictions.example().ood_gap(0.3, -2.0), "shift: expected a value in"),
+        (
+            lambda: lc.penalised_endpoint(predictions.example(), 0.0, -1.0, "conditional"),
+            "lam: expected",
+        ),
+        (
+            lambda: lc.penalised_endpoint(predictions.example(), 0.0, 1.0, "partial"),
+            "penalty: expected",
+        ),
+        (
+            lambda: lc.predicted_gap_difference_sign(
+                predictions.example(), 0.3, 1.0, 1.0, quantity="x"
+            ),
             "quantity: expected",
         ),
         (
