@@ -8,7 +8,7 @@ Total loss (docs/VISION.md): ``sum_t w_t L_t + l_cka(step) L_cka + l_cfa L_cfa +
   positive part). ``independence`` chooses the dependence measured: ``"unconditional"`` (the
   default, the paper's), ``"conditional"`` or ``"none"`` (no independence term). The conditional
   penalty (docs/THEORY.md S13) is the CKA after partialling out the batch's labels ``Y``
-  (:func:`coremtl.labels.label_matrix` of ``label_tasks``: one-hot classes, regression values,
+  (:func:`coremtl.label_matrix.label_matrix` of ``label_tasks``: one-hot classes, regression values,
   per-image class histograms or means of dense labels):
 
       L_cka = max(0, CKA(U^T Z_s, U^T Z_r)),   U an orthonormal basis of span([1, Y])^perp,
@@ -45,7 +45,7 @@ from coremtl.cka import conditional_linear_cka, linear_cka
 from coremtl.counterfactual import CFA_MODES, counterfactual_predictions, derangement
 from coremtl.forward import Forward
 from coremtl.grounding import reconstruction_loss
-from coremtl.labels import label_matrix
+from coremtl.label_matrix import label_matrix
 from coremtl.tasks import Task, check_tasks
 from scm.validation import InvalidParameterError
 

@@ -45,7 +45,7 @@ from torch import Tensor, nn
 from coremtl import backbones, defaults
 from coremtl.balancers.registry import BALANCER_NAMES
 from coremtl.heads import task_heads
-from coremtl.labels import label_columns
+from coremtl.label_matrix import label_columns
 from coremtl.objective import CoreMTLObjective
 from coremtl.tasks import Task, check_tasks, evaluate, task_loss
 from coremtl.trainer import ScheduledTerms

@@ -1,5 +1,5 @@
 """The label-conditional independence penalty (docs/THEORY.md S13): the estimator
-(:func:`coremtl.cka.conditional_linear_cka`), the label matrix (:mod:`coremtl.labels`), the
+(:func:`coremtl.cka.conditional_linear_cka`), the label matrix (:mod:`coremtl.label_matrix`), the
 objective's ``independence`` option, ``coremtl.train`` end to end and the vision config.
 
 Estimator tests average over independent batches and use ``Z_SCORE`` standard errors of that
@@ -20,7 +20,7 @@ import yaml
 import coremtl
 from coremtl.cka import conditional_linear_cka, label_complement, linear_cka
 from coremtl.forward import Forward
-from coremtl.labels import label_columns, label_matrix
+from coremtl.label_matrix import label_columns, label_matrix
 from coremtl.objective import CoreMTLObjective
 from coremtl.tasks import Task
 from proofs.montecarlo import Z_SCORE, mean_and_standard_error

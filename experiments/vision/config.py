@@ -18,7 +18,7 @@ from typing import Any, ClassVar, Literal, get_args, get_origin, get_type_hints
 
 from coremtl import defaults as method_defaults
 from coremtl.devices import DEVICE_TYPES, check_device
-from coremtl.labels import label_columns
+from coremtl.label_matrix import label_columns
 from coremtl.objective import INDEPENDENCE_MODES
 from coremtl.tasks import Task
 from coremtl.trainer_config import OptimizationConfig
@@ -617,7 +617,7 @@ class VisionConfig:
 
 def label_tasks(config: VisionConfig) -> tuple[Task, ...]:
     """The run's tasks as :class:`coremtl.tasks.Task` (kind and outputs), from which the
-    conditional independence penalty builds its label matrix (:func:`coremtl.labels.label_matrix`):
+    conditional independence penalty builds its label matrix (:func:`coremtl.label_matrix.label_matrix`):
     segmentation as dense classes (per-image class histograms), depth and normals as dense maps
     (per-image means), each CelebA attribute as a binary classification."""
     dense = {"segmentation": config.data.num_classes, "depth": 1, "normal": 3}
