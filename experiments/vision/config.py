@@ -18,6 +18,9 @@ from typing import Any, ClassVar, Literal, get_args, get_origin, get_type_hints
 
 from coremtl import defaults as method_defaults
 from coremtl.devices import DEVICE_TYPES, check_device
+from coremtl.label_matrix import label_columns
+from coremtl.objective import INDEPENDENCE_MODES
+from coremtl.tasks import Task
 from coremtl.trainer_config import OptimizationConfig
 from scm.validation import InvalidParameterError
 
@@ -367,7 +370,11 @@ class MethodConfig:
     (L_render + tv_weight L_tv + achromatic_weight L_achromatic + correlation_weight L_corr)``.
     The CORE-MTL weights default to the library's (:mod:`coremtl.defaults`); the hard-grounding
     priors are this pipeline's own. ``repmtl`` and ``mtcrl`` hold the weights of those baselines'
-    regularisers (read only when ``model.kind`` names them).
+    regularisers (read only when ``model.kind`` names them). ``independence`` is the library's
+    option of that name (:class:`coremtl.objective.CoreMTLObjective`): ``unconditional`` (the
+    CKA of the streams), ``conditional`` (the CKA after partialling out the batch's labels:
+    per-image class histograms of segmentation, per-image means of depth and normals, attribute
+    values; docs/THEORY.md S13) or ``none``.
     """
 
     cka_weight: float = method_defaults.CKA_WEIGHT
@@ -379,6 +386,7 @@ class MethodConfig:
     tv_weight: float = 0.01
     achromatic_weight: float = 0.1
     correlation_weight: float = 0.1
+    independence: str = "unconditional"
     repmtl: RepMTLConfig = field(default_factory=RepMTLConfig)
     mtcrl: MTCRLConfig = field(default_factory=MTCRLConfig)
 
@@ -401,6 +409,12 @@ class MethodConfig:
         )
         _require(
             self.cka_warmup_steps >= 0, "method.cka_warmup_steps", ">= 0", self.cka_warmup_steps
+        )
+        _require(
+            self.independence in INDEPENDENCE_MODES,
+            "method.independence",
+            f"one of {INDEPENDENCE_MODES}",
+            self.independence,
         )
 
 
@@ -574,6 +588,15 @@ class VisionConfig:
             "at least 4 (the debiased CKA of method.cka_weight needs 4 samples per batch)",
             training.batch_size,
         )
+        if method.independence == "conditional" and method.cka_weight > 0:
+            needed = label_columns(label_tasks(self)) + 4
+            _require(
+                training.batch_size >= needed,
+                "training.batch_size",
+                f"at least {needed} for method.independence 'conditional' (4 samples beyond the "
+                "label columns partialled out of each batch)",
+                training.batch_size,
+            )
         starts = {}
         if self.model.grounding != "none":
             starts["training.reconstruction_epochs"] = training.reconstruction_epochs
@@ -590,6 +613,18 @@ class VisionConfig:
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
+
+
+def label_tasks(config: VisionConfig) -> tuple[Task, ...]:
+    """The run's tasks as :class:`coremtl.tasks.Task` (kind and outputs), from which the
+    conditional independence penalty builds its label matrix (:func:`coremtl.label_matrix.label_matrix`):
+    segmentation as dense classes (per-image class histograms), depth and normals as dense maps
+    (per-image means), each CelebA attribute as a binary classification."""
+    dense = {"segmentation": config.data.num_classes, "depth": 1, "normal": 3}
+    return tuple(
+        Task(name, "dense", dense[name]) if name in dense else Task(name, "classification", 1)
+        for name in config.data.tasks
+    )
 
 
 def resolve_grounding(grounding: str, tasks: list[str]) -> str:
