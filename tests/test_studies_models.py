@@ -39,20 +39,22 @@ def test_trained_records_measure_angle_and_leakage(gap_result):
 
 def test_leakage_bound_holds_for_every_dual_stream_model(gap_result):
     config = replace(study2_bound.CONFIGS["smoke"], zoo=TINY_ZOO)
-    result = study2_bound.run(config, seed=0)
-    assert result["rows"]
-    assert result["share_holds"] == 1.0
-    assert result["share_holds_prediction_lipschitz"] == 1.0
+    result = study2_bound.STUDY.run(config, seed=0)
+    summary = result["summary"]
+    assert summary["rows"]
+    assert summary["share_holds"] == 1.0
+    assert summary["share_holds_prediction_lipschitz"] == 1.0
+    assert summary["largest_ratio"] <= 1.0
+    assert result["verdict"] == "holds"
 
 
 def test_substitution_ratio_is_reported_per_dual_stream_method(gap_result):
-    result = study6_substitution.run(replace(study6_substitution.CONFIGS["smoke"], zoo=TINY_ZOO))
-    methods = {entry["method"] for entry in result["summary"].values()}
-    assert methods == {"ew", "core-mtl"}
-    assert all(
-        np.isfinite(e["ratio"]["mean"]) and e["ratio"]["mean"] > 0
-        for e in result["summary"].values()
-    )
+    config = replace(study6_substitution.CONFIGS["smoke"], zoo=TINY_ZOO)
+    result = study6_substitution.STUDY.run(config)
+    groups = result["summary"]["groups"].values()
+    assert {entry["method"] for entry in groups} == {"ew", "core-mtl"}
+    assert all(np.isfinite(e["ratio"]["mean"]) and e["ratio"]["mean"] > 0 for e in groups)
+    assert result["summary"]["core_minus_ew"] is not None
 
 
 def test_alignment_envelope_covers_every_point():
@@ -63,9 +65,10 @@ def test_alignment_envelope_covers_every_point():
         batch=32,
         seeds=3,
     )
-    result = study3_alignment.run(config, seed=0)
-    envelope = result["envelope"]
-    for point in result["points"]:
+    result = study3_alignment.STUDY.run(config, seed=0)
+    envelope = result["summary"]["envelope"]
+    assert result["measurements"]["points"]
+    for point in result["measurements"]["points"]:
         assert 0.0 <= point["cos2"] <= 1.0 + 1e-12
         assert point["cos2"] <= envelope["c"] * point["cka"] + envelope["delta"] + 1e-9
         assert point["cos2"] <= point["cka"] + envelope["delta_at_c1"] + 1e-12
