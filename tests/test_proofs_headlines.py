@@ -12,7 +12,7 @@ from proofs.s2_worst_case import UNQUALIFIED_C1
 from proofs.s12_mtcrl_sharing import _counterexample_findings, _headline
 from proofs.statement import Verdict
 
-STATEMENT_IDS = tuple(f"S{number}" for number in range(1, 13))
+STATEMENT_IDS = tuple(registry.STATEMENTS)
 
 
 def test_a_holding_certificate_headlines_its_agreement():
