@@ -130,7 +130,7 @@ def test_the_render_loss_trains_the_encoder_the_normal_head_albedo_and_lighting(
         "core-mtl", conv_backbone(2), SCENE_TASKS, data["x"], epochs=6, grounding="hard"
     )
     model = preset.model
-    light = directional_light_coefficients(torch.tensor([[0.5, -1.0, -0.5]]), torch.ones(1, 3))
+    light = directional_light_coefficients(torch.tensor([[0.5, -1.0, -0.5]]), torch.ones(1, 3), 0.5)
     with torch.no_grad():
         model.decoder.lighting.linear.bias.copy_(light.flatten())
     terms = preset.term_sources[0].source.terms(model, data, model(data["x"]), 0)
