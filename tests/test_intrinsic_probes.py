@@ -138,3 +138,16 @@ def test_hard_probes_report_streams_for_any_model_and_the_decomposition_for_hard
         for region in ("floor", "objects", "surface"):
             for suffix in ("", "_reference"):
                 assert math.isfinite(hard[f"{quantity}/{region}/{measure}{suffix}"])
+
+
+@pytest.mark.slow
+def test_the_soft_against_hard_check_pairs_every_measurement_by_seed():
+    from experiments.synthetic.shortcuts import hard_check
+
+    setup = ShortcutSetup(resolution=(16, 16), train=32, val=16, test=16, probe=32, epochs=2)
+    records = [hard_check.run_seed(setup, seed, 0.95) for seed in (0, 1)]
+    summary = hard_check.summary(records)
+    assert set(summary) == {"EW", "soft", "hard", "hard - soft"}
+    assert "albedo/floor/si_mse" in summary["hard"] and "albedo/floor/si_mse" not in summary["soft"]
+    difference = [r["hard"]["source_val_miou"] - r["soft"]["source_val_miou"] for r in records]
+    assert summary["hard - soft"]["source_val_miou"]["mean"] == pytest.approx(sum(difference) / 2)
