@@ -13,12 +13,16 @@
   shading as scale-invariant mean squared errors ``min_a mean_p (a x_hat - x)^2`` per image over
   the region (intrinsic images are defined up to a reciprocal scale), normals as the mean angle in
   degrees; each beside a reference that knows nothing of the decomposition: the linearised image
-  as albedo (all shading in the albedo), a constant shading, and the region's mean true normal.
+  as albedo (all shading in the albedo), a constant shading, and the region's mean true normal;
+  and beside what the decoder's resolution allows at best (the truth averaged to the streams'
+  size and resized back). Normals learnt only through the render are defined up to one
+  orthogonal map of the frame (:func:`procrustes_aligned`), so their angle is also given after
+  the best such map.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 
 import torch
 import torch.nn.functional as F
@@ -138,6 +142,38 @@ def decomposition(model: nn.Module, images: Tensor, batch_size: int = 128) -> di
     return {name: torch.cat(store) for name, store in parts.items()}
 
 
+@torch.no_grad()
+def _residual_size(model: nn.Module, image: Tensor) -> tuple[int, int]:
+    was_training = model.training
+    model.eval()
+    try:
+        return tuple(model.encode(image.to(next(model.parameters()).device))[1].shape[-2:])
+    finally:
+        model.train(was_training)
+
+
+def at_resolution(maps: Tensor, size: Sequence[int]) -> Tensor:
+    """``maps`` averaged over blocks to ``size`` (h, w) and resized back bilinearly: what a map
+    decoded at that resolution and upsampled, as the albedo is, could at best be."""
+    low = F.adaptive_avg_pool2d(maps, tuple(size))
+    return F.interpolate(low, size=maps.shape[-2:], mode="bilinear", align_corners=False)
+
+
+def procrustes_aligned(prediction: Tensor, target: Tensor, mask: Tensor) -> Tensor:
+    """``prediction`` normal maps ``(B, 3, H, W)`` times the one orthogonal ``R`` minimising
+    ``sum_p ||N_hat(p) R - N(p)||^2`` over the pixels of ``mask`` ``(B, H, W)``
+    (:func:`scipy.linalg.orthogonal_procrustes`). The render cannot tell the frame: a real SH band
+    spans an O(3)-invariant space, ``Y_l(R N) = D_l(R) Y_l(N)`` with ``D_l(R)`` orthogonal, so
+    normals ``R N`` under the light ``D(R) L`` shade exactly as ``N`` under ``L``."""
+    from scipy.linalg import orthogonal_procrustes
+
+    unit = F.normalize(prediction.double(), dim=1)
+    predicted = unit.permute(0, 2, 3, 1)[mask].numpy()
+    true = target.double().permute(0, 2, 3, 1)[mask].numpy()
+    rotation, _ = orthogonal_procrustes(predicted, true)
+    return torch.einsum("bihw,ij->bjhw", unit, torch.from_numpy(rotation))
+
+
 def decomposition_errors(
     model: nn.Module,
     images: Tensor,
@@ -147,9 +183,13 @@ def decomposition_errors(
     """``<quantity>/<region>/<measure>`` for the decoded maps of ``model`` on the sRGB ``images``
     against ``truth`` (``albedo`` and ``shading`` linear ``(B, 3, H, W)``, ``normal`` unit
     ``(B, 3, H, W)``; any subset), in each region (``(B, H, W)`` boolean masks): ``si_mse`` of
-    albedo and shading and ``angle`` of normals, each with its ``reference`` (module docstring).
-    Images with no pixel in a region are left out of that region's means."""
+    albedo and shading, each with its ``reference`` (module docstring) and the truth at the
+    streams' resolution (:func:`at_resolution`, ``si_mse_feature_resolution``); ``angle`` of the
+    normals with its ``reference`` and after the best orthogonal map of the region
+    (:func:`procrustes_aligned`, ``angle_aligned``). Images with no pixel in a region are left out
+    of that region's means."""
     decoded = decomposition(model, images)
+    size = _residual_size(model, images[:1])
     linear = srgb_to_linear(images.float().cpu())
     references = {"albedo": linear, "shading": torch.ones_like(linear)}
     out: dict[str, float] = {}
@@ -161,13 +201,20 @@ def decomposition_errors(
             if quantity not in truth:
                 continue
             target = truth[quantity].float().cpu()
-            for label, estimate in (("", decoded[quantity]), ("_reference", references[quantity])):
+            estimates = {
+                "": decoded[quantity],
+                "_reference": references[quantity],
+                "_feature_resolution": at_resolution(target, size),
+            }
+            for label, estimate in estimates.items():
                 error = scale_invariant_mse(estimate, target, pixels)[present]
                 out[f"{quantity}/{region}/si_mse{label}"] = float(error.mean())
         if "normal" in truth:
             target = truth["normal"].float().cpu()
             mean_normal = (target * pixels).sum(dim=(0, 2, 3)) / pixels.sum().clamp_min(1)
             constant = mean_normal[None, :, None, None].expand_as(target)
+            aligned = procrustes_aligned(decoded["normal"], target, mask)
             out[f"normal/{region}/angle"] = mean_angle_degrees(decoded["normal"], target, mask)
+            out[f"normal/{region}/angle_aligned"] = mean_angle_degrees(aligned, target, mask)
             out[f"normal/{region}/angle_reference"] = mean_angle_degrees(constant, target, mask)
     return out

@@ -7,14 +7,17 @@ import math
 
 import pytest
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 import coremtl
 from coremtl.intrinsic_probes import (
+    at_resolution,
     decomposition,
     decomposition_errors,
     mean_angle_degrees,
     pooled_streams,
+    procrustes_aligned,
     ridge_r2,
     scale_invariant_mse,
 )
@@ -77,6 +80,26 @@ def test_the_angle_of_orthogonal_normals_is_ninety_degrees():
     assert mean_angle_degrees(z, 2 * z, everywhere) == pytest.approx(0.0, abs=1e-6)
 
 
+def test_an_orthogonal_map_of_the_normals_is_undone_by_the_alignment():
+    generator = torch.Generator().manual_seed(2)
+    truth = F.normalize(torch.randn(2, 3, 4, 4, generator=generator), dim=1).double()
+    reflection = torch.linalg.qr(torch.randn(3, 3, generator=generator).double())[0]
+    reflection = reflection @ torch.diag(torch.tensor([1.0, 1.0, -1.0], dtype=torch.float64))
+    mapped = torch.einsum("bihw,ij->bjhw", truth, reflection)
+    everywhere = torch.ones(2, 4, 4, dtype=torch.bool)
+    assert mean_angle_degrees(mapped, truth, everywhere) > 10.0
+    aligned = procrustes_aligned(mapped, truth, everywhere)
+    assert mean_angle_degrees(aligned, truth, everywhere) == pytest.approx(0.0, abs=1e-4)
+
+
+def test_a_map_smooth_at_the_feature_resolution_is_kept_and_a_fine_pattern_is_not():
+    constant = torch.rand(2, 3, 1, 1).expand(2, 3, 8, 8)
+    assert torch.allclose(at_resolution(constant, (2, 2)), constant)
+    checker = (torch.arange(8)[:, None] + torch.arange(8)[None, :]) % 2
+    fine = checker.float().expand(2, 3, 8, 8)
+    assert torch.allclose(at_resolution(fine, (2, 2)), torch.full_like(fine, 0.5))
+
+
 def test_pooled_streams_are_the_spatial_means_of_the_streams_in_eval_mode():
     images = torch.rand(5, 3, 16, 16)
     model = model_on(images, "soft")
@@ -103,6 +126,7 @@ def test_the_decoded_maps_score_zero_against_themselves_and_the_references_do_no
         assert errors[f"{quantity}/surface/si_mse"] == pytest.approx(0.0, abs=1e-12)
         assert errors[f"{quantity}/surface/si_mse_reference"] > 0
     assert errors["normal/surface/angle"] == pytest.approx(0.0, abs=0.1)
+    assert errors["normal/surface/angle_aligned"] == pytest.approx(0.0, abs=0.1)
     assert errors["normal/surface/angle_reference"] > 1.0
     with pytest.raises(InvalidParameterError, match="needs a HardGroundingDecoder"):
         decomposition(model_on(fields["image"], "soft"), fields["image"])
@@ -134,10 +158,15 @@ def test_hard_probes_report_streams_for_any_model_and_the_decomposition_for_hard
     }
     assert set(soft) == streams
     assert streams < set(hard)
-    for quantity, measure in (("albedo", "si_mse"), ("shading", "si_mse"), ("normal", "angle")):
+    measures = {
+        "albedo": ("si_mse", "si_mse_reference", "si_mse_feature_resolution"),
+        "shading": ("si_mse", "si_mse_reference", "si_mse_feature_resolution"),
+        "normal": ("angle", "angle_aligned", "angle_reference"),
+    }
+    for quantity, names in measures.items():
         for region in ("floor", "objects", "surface"):
-            for suffix in ("", "_reference"):
-                assert math.isfinite(hard[f"{quantity}/{region}/{measure}{suffix}"])
+            for measure in names:
+                assert math.isfinite(hard[f"{quantity}/{region}/{measure}"])
 
 
 @pytest.mark.slow

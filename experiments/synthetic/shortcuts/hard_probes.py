@@ -12,8 +12,10 @@ shortcut, study 9's probe splits, where the floor's colour varies independently 
 - lighting: the same for the 27 SH coefficients (``lighting_r2/...``);
 - for a hard-grounding model, the decoded albedo, shading and normals against the true maps on
   the floor, on the objects and on every surface (``albedo/floor/si_mse``, ...,
-  ``normal/surface/angle``, each with its reference; the floor is flat, so its shading is one
-  value per image and its constant-shading reference is exact).
+  ``normal/surface/angle``, each with its references: what knows nothing of the decomposition,
+  what the streams' resolution allows, and for normals the angle after the best orthogonal map
+  of the frame, which a render without a normal task cannot fix; the floor is flat, so its
+  shading is one value per image and its constant-shading reference is exact).
 
 The probe fits on one split and is scored on another (``probe_fit``, ``probe_eval``), both
 rendered from the seed as study 9 renders them.
