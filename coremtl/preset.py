@@ -8,7 +8,10 @@ and returns the metrics (:mod:`coremtl.tasks`). ``method`` is one of :data:`METH
 
 - ``"core-mtl"``: encoder = backbone, a stream split ``[Z_s; Z_r] = W F + b`` (1x1 convolution on
   maps), heads on ``Z_s`` only (:mod:`coremtl.heads`), a soft-grounding decoder (AdaIN for maps,
-  its stages fitted to the input and feature sizes; an MLP for vectors) and the staged schedule
+  its stages fitted to the input and feature sizes; an MLP for vectors) or, with
+  ``grounding="hard"``, the Lambertian renderer of :mod:`coremtl.hard_grounding` (sRGB images in
+  ``[0, 1]`` and map backbones only; normals from the surface-normal task when there is one,
+  its terms in the grounding stage, CFA's counterfactual rendered) and the staged schedule
   of docs/VISION.md: reconstruction alone from epoch 0, the tasks from ``task_start``, CKA and
   CFA from ``independence_start`` (:func:`coremtl.defaults.stage_starts`: 1 and 2 for 6 epochs).
   The weights are the method's (:mod:`coremtl.defaults`), or those of the ``objective`` given
@@ -36,8 +39,9 @@ result; ``Forward.representations()`` gives what a probe reads from any of them.
 Every method gets its own deep copy of ``backbone`` (the module passed in is never trained), and
 the new layers are initialised from ``seed``, so methods built with one seed start from the same
 backbone weights. Where the library cannot adapt it says so in one line: a dense task on vector
-features, hard grounding, a decoder for maps of non-image inputs, MTAN on a backbone without stages,
-a stage that would start after the last epoch.
+features, hard grounding of vectors or of inputs that are not sRGB images, a decoder for maps of
+non-image inputs, MTAN on a backbone without stages, a stage that would start after the last
+epoch.
 """
 
 from __future__ import annotations
@@ -99,18 +103,20 @@ class Result:
 
 def _core_mtl_sources(
     objective: CoreMTLObjective | None,
-    has_decoder: bool,
+    decoder: nn.Module | None,
     epochs: int,
     stages: tuple[int, int] | None,
     steps_per_epoch: int | None,
     tasks: tuple[Task, ...] = (),
 ) -> tuple[list[ScheduledTerms], int]:
+    from coremtl.hard_grounding import HardGroundingDecoder, HardGroundingTerms
+
     chosen = objective or CoreMTLObjective()
     if chosen.independence == "conditional" and not chosen.label_tasks:
         chosen = dataclasses.replace(chosen, label_tasks=tasks)
-    if not has_decoder and chosen.cfa_mode == "input":
+    if decoder is None and chosen.cfa_mode == "input":
         chosen = dataclasses.replace(chosen, cfa_weight=0.0, reconstruction_weight=0.0)
-    grounded = has_decoder and chosen.reconstruction_weight > 0
+    grounded = decoder is not None and chosen.reconstruction_weight > 0
     if stages is None:
         fraction = defaults.RECONSTRUCTION_FRACTION if grounded else 0.0
         stages = defaults.stage_starts(epochs, fraction, defaults.INDEPENDENCE_FRACTION)
@@ -120,7 +126,10 @@ def _core_mtl_sources(
         quarter = max(1, (epochs - independence_start) * steps_per_epoch // 4)
         chosen = dataclasses.replace(chosen, cka_warmup_steps=min(chosen.cka_warmup_steps, quarter))
     sources = []
-    if grounded:
+    if grounded and isinstance(decoder, HardGroundingDecoder):
+        hard = HardGroundingTerms(chosen.reconstruction_weight, input_key=chosen.input_key)
+        sources.append(ScheduledTerms(hard, 0, "grounding"))
+    elif grounded:
         rec = dataclasses.replace(chosen, cka_weight=0.0, cfa_weight=0.0)
         sources.append(ScheduledTerms(rec, 0, "grounding"))
     independence = dataclasses.replace(chosen, reconstruction_weight=0.0)
@@ -178,7 +187,9 @@ def build(
         raise InvalidParameterError(
             f"backbone: expected an nn.Module, got {type(backbone).__name__}"
         )
-    check_variant_options(method, weights, heads_on, capacity_of, mtcrl, objective, authors_config)
+    check_variant_options(
+        method, weights, heads_on, capacity_of, mtcrl, objective, authors_config, grounding
+    )
     backbone = copy.deepcopy(backbone)
     channels, maps, size = backbones.feature_shape(backbone, example)
     input_shape = tuple(example.shape[1:])
@@ -192,7 +203,9 @@ def build(
         split = StreamSplit(channels, semantic, residual, maps=maps)
         both = heads_on == "both"
         heads = task_heads(tasks, semantic + residual if both else semantic, maps, input_shape)
-        decoder = backbones.soft_decoder(grounding, semantic, residual, maps, size, input_shape)
+        decoder = backbones.grounding_decoder(
+            grounding, tasks, heads, semantic, residual, maps, size, example
+        )
         model: nn.Module = (BothStreamsModel if both else DualStreamModel)(
             backbone, split, heads, decoder
         )
@@ -201,7 +214,7 @@ def build(
                 weights, authors_config, epochs, steps_per_epoch, len(tasks), stages
             )
         sources, task_start = _core_mtl_sources(
-            objective, decoder is not None, epochs, stages, steps_per_epoch, tasks
+            objective, decoder, epochs, stages, steps_per_epoch, tasks
         )
     elif method == "mtan":
         model = backbones.mtan_on(backbone, tasks, example, input_shape)

@@ -368,9 +368,9 @@ class MethodConfig:
 
     Total loss: ``sum_t w_t L_t + cka_weight L_cka + cfa_weight L_cfa + reconstruction_weight
     (L_render + tv_weight L_tv + achromatic_weight L_achromatic + correlation_weight L_corr)``.
-    The CORE-MTL weights default to the library's (:mod:`coremtl.defaults`); the hard-grounding
-    priors are this pipeline's own. ``repmtl`` and ``mtcrl`` hold the weights of those baselines'
-    regularisers (read only when ``model.kind`` names them). ``independence`` is the library's
+    Every weight defaults to the library's (:mod:`coremtl.defaults`). ``repmtl`` and ``mtcrl``
+    hold the weights of those baselines' regularisers (read only when ``model.kind`` names them).
+    ``independence`` is the library's
     option of that name (:class:`coremtl.objective.CoreMTLObjective`): ``unconditional`` (the
     CKA of the streams), ``conditional`` (the CKA after partialling out the batch's labels:
     per-image class histograms of segmentation, per-image means of depth and normals, attribute
@@ -383,9 +383,9 @@ class MethodConfig:
     cfa_weight: float = method_defaults.CFA_WEIGHT
     cfa_probability: float = method_defaults.CFA_PROBABILITY
     reconstruction_weight: float = method_defaults.RECONSTRUCTION_WEIGHT
-    tv_weight: float = 0.01
-    achromatic_weight: float = 0.1
-    correlation_weight: float = 0.1
+    tv_weight: float = method_defaults.ALBEDO_TV_WEIGHT
+    achromatic_weight: float = method_defaults.ACHROMATIC_SHADING_WEIGHT
+    correlation_weight: float = method_defaults.ALBEDO_NORMAL_CORRELATION_WEIGHT
     independence: str = "unconditional"
     repmtl: RepMTLConfig = field(default_factory=RepMTLConfig)
     mtcrl: MTCRLConfig = field(default_factory=MTCRLConfig)

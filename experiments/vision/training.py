@@ -7,9 +7,9 @@ What this module adds to the trainer is the vision run as configured (``config.p
   seed, device, bf16 autocast and channels-last of the run section, checkpoints in
   ``<output>/checkpoints/``;
 - the staged schedule as term sources with start epochs: the grounding term
-  ``l_rec L_rec`` from epoch 0 (:class:`HardGroundingTerms`: render L1 in linear RGB plus
-  priors; or the soft AdaIN reconstruction of :class:`coremtl.objective.CoreMTLObjective`), the
-  task losses from ``reconstruction_epochs``, and the independence terms
+  ``l_rec L_rec`` from epoch 0 (:class:`coremtl.hard_grounding.HardGroundingTerms`: render L1
+  in linear RGB plus priors; or the soft AdaIN reconstruction of
+  :class:`coremtl.objective.CoreMTLObjective`), the task losses from ``reconstruction_epochs``, and the independence terms
   ``l_cka(s) L_cka + l_cfa L_cfa`` (debiased CKA of the pooled streams with its warm-up ramp
   counted from the stage start; image-level counterfactuals through the grounding decoder, BN
   frozen, a derangement of the batch) from ``independence_start_epoch``;
@@ -30,60 +30,20 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 from torch.utils.data import DataLoader
 
-from coremtl.forward import Forward
+from coremtl.hard_grounding import HardGroundingDecoder, HardGroundingTerms
 from coremtl.trainer import ScheduledTerms, Trainer, TrainerConfig
 from scm.validation import InvalidParameterError
 
 from .attributes import attribute_tasks
-from .config import MethodConfig, VisionConfig, label_tasks
+from .config import VisionConfig, label_tasks
 from .datasets.builders import Splits, build_splits
 from .losses import task_losses
 from .metrics import HIGHER_IS_BETTER, DenseMetrics, delta_m
 from .model.build import build_model
-from .model.physics import HardGroundingDecoder, hard_grounding_terms
 from .reference import Reference, resolve_reference
 
 LAST_EPOCHS_AVERAGED = 10
 SELECTION_SCORE = "selection_score"
-
-
-class HardGroundingTerms:
-    """``l_rec (L_render + l_tv L_tv + l_ach L_achromatic + l_corr L_corr)`` of the physics
-    decoder (:func:`~.model.physics.hard_grounding_terms`), one logged term per piece. When the
-    decoder's normal head is the normal task's head, the task prediction is reused as the normals
-    (the same function of the same parameters, computed once)."""
-
-    def __init__(self, method: MethodConfig) -> None:
-        self.method = method
-
-    def config(self) -> dict[str, float]:
-        m = self.method
-        return {
-            "reconstruction_weight": m.reconstruction_weight,
-            "tv_weight": m.tv_weight,
-            "achromatic_weight": m.achromatic_weight,
-            "correlation_weight": m.correlation_weight,
-        }
-
-    def terms(
-        self,
-        model: nn.Module,
-        batch: Mapping[str, Tensor],
-        forward: Forward,
-        step: int,
-        task_losses_fn=None,
-        generator: torch.Generator | None = None,
-    ) -> dict[str, Tensor]:
-        decoder = model.decoder
-        heads = getattr(model, "heads", {})
-        shares_head = "normal" in heads and decoder.normal_head is heads["normal"]
-        normals = forward.predictions.get("normal") if shares_head else None
-        components = decoder.components(forward.z_s, forward.z_r, normals)
-        m = self.method
-        pieces = hard_grounding_terms(
-            components, batch["image"], m.tv_weight, m.achromatic_weight, m.correlation_weight
-        )
-        return {f"grounding/{k}": m.reconstruction_weight * v for k, v in pieces.items()}
 
 
 def term_sources(config: VisionConfig, model: nn.Module) -> list[ScheduledTerms]:
@@ -97,7 +57,14 @@ def term_sources(config: VisionConfig, model: nn.Module) -> list[ScheduledTerms]
     if config.model.kind == "coremtl":
         decoder = getattr(model, "decoder", None)
         if method.reconstruction_weight > 0 and isinstance(decoder, HardGroundingDecoder):
-            sources.append(ScheduledTerms(HardGroundingTerms(method), 0, "hard grounding"))
+            hard = HardGroundingTerms(
+                method.reconstruction_weight,
+                method.tv_weight,
+                method.achromatic_weight,
+                method.correlation_weight,
+                input_key="image",
+            )
+            sources.append(ScheduledTerms(hard, 0, "hard grounding"))
         elif method.reconstruction_weight > 0 and decoder is not None:
             soft = CoreMTLObjective(
                 cka_weight=0.0,

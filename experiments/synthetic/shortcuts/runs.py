@@ -70,9 +70,8 @@ def draw(benchmark: Benchmark, seed: int, split: str, n: int, kind: str, strengt
 
 def run(benchmark: Benchmark, sizes: Sizes, job: Job, device: str = "cpu") -> dict[str, Any]:
     """Train ``job.method`` on ``benchmark`` and measure it (module docstring)."""
-    from coremtl.capacity import prediction_parameters
-
     import coremtl
+    from coremtl.capacity import prediction_path_parameters
     from experiments.synthetic.shortcuts.probes import routing, stream_probes
 
     method = METHODS[job.method]
@@ -123,7 +122,7 @@ def run(benchmark: Benchmark, sizes: Sizes, job: Job, device: str = "cpu") -> di
         "metrics": metrics,
         "probes": probes,
         "routing": graph,
-        "parameters": prediction_parameters(result.preset),
+        "parameters": prediction_path_parameters(result.preset.model),
         "train_seconds": seconds,
         "final_losses": {
             key: value for key, value in result.history[-1].get("train", {}).items()

@@ -2,7 +2,7 @@
 
 - ``kind="coremtl"``: :class:`coremtl.representation.DualStreamModel` with a 1x1-convolution
   :class:`~coremtl.representation.StreamSplit` of the encoder maps into ``Z_s`` and ``Z_r`` (both at
-  1/8 resolution), DeepLab heads on ``Z_s`` only, and the hard (physics) or soft (AdaIN) grounding
+  1/8 resolution), DeepLab heads on ``Z_s`` only, and the hard (:mod:`coremtl.hard_grounding`) or soft (AdaIN) grounding
   decoder.
 - ``kind="shared"``: hard parameter sharing (:class:`coremtl.architectures.shared_bottom.SharedBottom`),
   the heads read the whole encoder output (the model every balancer baseline trains);
@@ -36,8 +36,7 @@ from ..attributes import attribute_tasks
 from ..config import ModelConfig, resolve_grounding
 from .attribute_heads import AttributeDualStreamModel, AttributeSharedBottom, FusedAttributeHead
 from .encoder import ResNetEncoder
-from .heads import build_heads
-from .physics import HardGroundingDecoder
+from .heads import DenseHead, build_heads
 from .skip import SkipConnectionDualStreamModel
 from .weights import load_pretrained
 
@@ -82,6 +81,7 @@ def build_model(
     from coremtl.architectures.mtcrl import MTCRL
     from coremtl.architectures.shared_bottom import SharedBottom
     from coremtl.architectures.single_task import SingleTaskModels
+    from coremtl.hard_grounding import HardGroundingDecoder
     from coremtl.representation import DualStreamModel, StreamSplit
 
     task = single_task(tasks) if config.kind == "single" else None
@@ -119,11 +119,11 @@ def build_model(
     grounding = resolve_grounding(config.grounding, tasks)
     decoder: nn.Module | None = None
     if grounding == "hard":
-        decoder = HardGroundingDecoder(
-            config.semantic_channels,
-            config.residual_channels,
-            heads["normal"] if "normal" in heads and not config.skip_connection else None,
+        shared = "normal" in heads and not config.skip_connection
+        normal_head = (
+            heads["normal"] if shared else DenseHead("normal", config.semantic_channels, 3)
         )
+        decoder = HardGroundingDecoder(config.residual_channels, normal_head)
     elif grounding == "soft":
         decoder = SigmoidImageDecoder(config.semantic_channels, config.residual_channels)
     if fused:
