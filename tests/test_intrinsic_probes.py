@@ -22,13 +22,19 @@ from coremtl.intrinsic_probes import (
     scale_invariant_mse,
 )
 from coremtl.lighting import directional_light_coefficients, shade
-from experiments.synthetic.shortcut_scenes import FLOOR_SLOT, ShortcutSetup
-from experiments.synthetic.shortcuts.hard_probes import hard_probes, probe_split
+from experiments.synthetic.shortcuts.benchmarks import Law
+from experiments.synthetic.shortcuts.hard_probes import hard_probes
+from experiments.synthetic.shortcuts.scenes import FLOOR_SLOT, SceneBenchmark, SceneSetup
 from experiments.vision.scenes.environments import SOURCE
 from scm.validation import InvalidParameterError
 
 TASKS = [coremtl.Task("segmentation", "dense", 5), coremtl.Task("depth", "dense", 1)]
-SETUP = ShortcutSetup(resolution=(16, 16))
+SCENES = SceneBenchmark(SceneSetup(resolution=(16, 16)))
+
+
+def probe_split(seed: int, split: str, n: int) -> dict[str, torch.Tensor]:
+    """Shortcut-free scenes with their truth, as the suite's probes read them."""
+    return SCENES.draw(seed, split, n, Law("target"))
 
 
 def backbone() -> nn.Sequential:
@@ -114,14 +120,14 @@ def test_pooled_streams_are_the_spatial_means_of_the_streams_in_eval_mode():
 
 def test_the_decoded_maps_score_zero_against_themselves_and_the_references_do_not():
     """Under a directional light (the decoder's initial light is uniform, its shading constant)."""
-    fields = probe_split(SETUP, 0, "probe_eval", 6)
-    model = model_on(fields["image"], "hard")
+    fields = probe_split(0, "probe_eval", 6)
+    model = model_on(fields["x"], "hard")
     light = directional_light_coefficients(torch.tensor([[0.5, -1.0, -0.5]]), torch.ones(1, 3), 0.5)
     with torch.no_grad():
         model.decoder.lighting.linear.bias.copy_(light.flatten())
-    truth = decomposition(model, fields["image"])
+    truth = decomposition(model, fields["x"])
     regions = {"surface": fields["segmentation"] >= 0}
-    errors = decomposition_errors(model, fields["image"], truth, regions)
+    errors = decomposition_errors(model, fields["x"], truth, regions)
     for quantity in ("albedo", "shading"):
         assert errors[f"{quantity}/surface/si_mse"] == pytest.approx(0.0, abs=1e-12)
         assert errors[f"{quantity}/surface/si_mse_reference"] > 0
@@ -129,14 +135,14 @@ def test_the_decoded_maps_score_zero_against_themselves_and_the_references_do_no
     assert errors["normal/surface/angle_aligned"] == pytest.approx(0.0, abs=0.1)
     assert errors["normal/surface/angle_reference"] > 1.0
     with pytest.raises(InvalidParameterError, match="needs a HardGroundingDecoder"):
-        decomposition(model_on(fields["image"], "soft"), fields["image"])
+        decomposition(model_on(fields["x"], "soft"), fields["x"])
 
 
 def test_the_probe_splits_truth_agrees_with_the_rendered_maps():
     """The floor's per-pixel albedo is its slot colour times the texture factor ``1 + tau mean
     sin(.)`` in ``[1 - tau, 1 + tau]`` (clipped at 1), and the shading map is ``max(0, Y(N) . L)``
     of the normal map under the lighting."""
-    fields = probe_split(SETUP, 1, "probe_fit", 8)
+    fields = probe_split(1, "probe_fit", 8)
     floor = fields["segmentation"] == FLOOR_SLOT
     tau = SOURCE.texture_strength
     ratio = fields["albedo"] / fields["floor_albedo"][:, :, None, None]
@@ -149,10 +155,10 @@ def test_the_probe_splits_truth_agrees_with_the_rendered_maps():
 
 
 def test_hard_probes_report_streams_for_any_model_and_the_decomposition_for_hard_grounding():
-    fit = probe_split(SETUP, 0, "probe_fit", 32)
-    held_out = probe_split(SETUP, 0, "probe_eval", 32)
-    hard = hard_probes(model_on(fit["image"], "hard"), fit, held_out)
-    soft = hard_probes(model_on(fit["image"], "soft"), fit, held_out)
+    fit = probe_split(0, "probe_fit", 32)
+    held_out = probe_split(0, "probe_eval", 32)
+    hard = hard_probes(model_on(fit["x"], "hard"), fit, held_out)
+    soft = hard_probes(model_on(fit["x"], "soft"), fit, held_out)
     streams = {
         f"{t}_r2/{s}" for t in ("floor_albedo", "lighting") for s in ("semantic", "residual")
     }
@@ -167,16 +173,3 @@ def test_hard_probes_report_streams_for_any_model_and_the_decomposition_for_hard
         for region in ("floor", "objects", "surface"):
             for measure in names:
                 assert math.isfinite(hard[f"{quantity}/{region}/{measure}"])
-
-
-@pytest.mark.slow
-def test_the_soft_against_hard_check_pairs_every_measurement_by_seed():
-    from experiments.synthetic.shortcuts import hard_check
-
-    setup = ShortcutSetup(resolution=(16, 16), train=32, val=16, test=16, probe=32, epochs=2)
-    records = [hard_check.run_seed(setup, seed, 0.95) for seed in (0, 1)]
-    summary = hard_check.summary(records)
-    assert set(summary) == {"EW", "soft", "hard", "hard - soft"}
-    assert "albedo/floor/si_mse" in summary["hard"] and "albedo/floor/si_mse" not in summary["soft"]
-    difference = [r["hard"]["source_val_miou"] - r["soft"]["source_val_miou"] for r in records]
-    assert summary["hard - soft"]["source_val_miou"]["mean"] == pytest.approx(sum(difference) / 2)

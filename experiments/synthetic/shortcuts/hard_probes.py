@@ -1,10 +1,10 @@
 """What the streams hold on study 9's rendered scenes, against the scenes' own truth.
 
 The scenes renderer (:mod:`experiments.vision.scenes`) knows every residual factor: the albedo of
-each slot (the floor is slot :data:`~experiments.synthetic.shortcut_scenes.FLOOR_SLOT`, in every
+each slot (the floor is slot :data:`~experiments.synthetic.shortcuts.scenes.FLOOR_SLOT`, in every
 image), the order-2 SH lighting, and per pixel the albedo, shading and normal maps, while the
-segmentation names the slot of each pixel. On shortcut-free images (the source law without its
-shortcut, study 9's probe splits, where the floor's colour varies independently of the layout),
+segmentation names the slot of each pixel. On shortcut-free images (the target law, the suite's probe splits, where the floor's colour
+varies independently of the layout),
 :func:`hard_probes` measures, with the generic probes of :mod:`coremtl.intrinsic_probes`:
 
 - albedo: the held-out linear-probe ``R^2`` of the floor's linear albedo (RGB) from pooled ``Z_r``
@@ -17,46 +17,27 @@ shortcut, study 9's probe splits, where the floor's colour varies independently 
   of the frame, which a render without a normal task cannot fix; the floor is flat, so its
   shading is one value per image and its constant-shading reference is exact).
 
-The probe fits on one split and is scored on another (``probe_fit``, ``probe_eval``), both
-rendered from the seed as study 9 renders them.
+The probe fits on one split and is scored on another (``probe_fit``, ``probe_eval`` of
+:class:`~experiments.synthetic.shortcuts.scenes.SceneBenchmark`, which carry the truth).
 """
 
 from __future__ import annotations
 
 from torch import Tensor, nn
 
-from experiments.synthetic.shortcut_scenes import FLOOR_SLOT, ShortcutSetup, scene_config
-
-
-def probe_split(setup: ShortcutSetup, seed: int, split: str, n: int) -> dict[str, Tensor]:
-    """``n`` shortcut-free samples of ``split`` (the source law without its shortcut) with their
-    truth: ``image`` (sRGB), ``segmentation``, linear ``albedo`` and ``shading`` maps, unit
-    ``normal`` maps, the floor's linear albedo ``floor_albedo (n, 3)`` and the SH ``lighting
-    (n, 27)``."""
-    from experiments.vision.scenes import SceneRenderer, make_environment
-
-    renderer = SceneRenderer(scene_config(setup, seed))
-    environment = make_environment("target", shift=0.0)
-    indices = list(range(n))
-    fields = renderer.render(indices, split, environment)
-    appearance = renderer.appearance(indices, split, environment)
-    batch = {
-        key: fields[key].contiguous()
-        for key in ("image", "segmentation", "albedo", "shading", "normal")
-    }
-    batch["floor_albedo"] = appearance.albedo[:, FLOOR_SLOT].contiguous()
-    batch["lighting"] = appearance.lighting.flatten(1).contiguous()
-    return batch
+from experiments.synthetic.shortcuts.scenes import FLOOR_SLOT
 
 
 def hard_probes(model: nn.Module, fit: dict[str, Tensor], held_out: dict[str, Tensor]) -> dict:
     """The measurements of the module docstring of a dual-stream ``model`` (the decomposition
-    errors only when its decoder is a hard-grounding one) on two :func:`probe_split` splits."""
+    errors only when its decoder is a hard-grounding one) on two shortcut-free splits of the scenes
+    benchmark (inputs under ``x``, the truth under ``segmentation``, ``albedo``, ``shading``,
+    ``normal``, ``floor_albedo``, ``lighting``)."""
     from coremtl.hard_grounding import HardGroundingDecoder
     from coremtl.intrinsic_probes import decomposition_errors, pooled_streams, ridge_r2
 
-    fit_s, fit_r = pooled_streams(model, fit["image"])
-    eval_s, eval_r = pooled_streams(model, held_out["image"])
+    fit_s, fit_r = pooled_streams(model, fit["x"])
+    eval_s, eval_r = pooled_streams(model, held_out["x"])
     out: dict[str, float] = {}
     for target in ("floor_albedo", "lighting"):
         for stream, fit_z, eval_z in (("semantic", fit_s, eval_s), ("residual", fit_r, eval_r)):
@@ -69,5 +50,5 @@ def hard_probes(model: nn.Module, fit: dict[str, Tensor], held_out: dict[str, Te
             "surface": labels >= 0,
         }
         truth = {key: held_out[key] for key in ("albedo", "shading", "normal")}
-        out.update(decomposition_errors(model, held_out["image"], truth, regions))
+        out.update(decomposition_errors(model, held_out["x"], truth, regions))
     return out

@@ -8,7 +8,8 @@ validation split scored every epoch), and measures:
 - the task metrics (:func:`coremtl.evaluate`) on the source validation split, the random and the
   permuted target's validation and test splits;
 - the probes of :mod:`experiments.synthetic.shortcuts.probes` on shortcut-free data, MT-CRL's
-  routing matrix, the hard-grounding albedo probe where it applies;
+  routing matrix, and the benchmark's own probes (the streams' hold on the true albedo of the
+  rendered scenes, a hard-grounding model's decomposition);
 - the parameters on the prediction path (:func:`coremtl.capacity.prediction_parameters`) and the
   wall time of training.
 
@@ -113,6 +114,7 @@ def run(benchmark: Benchmark, sizes: Sizes, job: Job, device: str = "cpu") -> di
     with torch.no_grad():
         probes = stream_probes(model, fit, evaluate, shortcut, device)
         graph = routing(model, evaluate["x"], device)
+    intrinsic = benchmark.extra_probes(model, fit, evaluate)
     return {
         "benchmark": job.benchmark,
         "method": job.method,
@@ -122,6 +124,7 @@ def run(benchmark: Benchmark, sizes: Sizes, job: Job, device: str = "cpu") -> di
         "metrics": metrics,
         "probes": probes,
         "routing": graph,
+        "intrinsic": intrinsic,
         "parameters": prediction_path_parameters(result.preset.model),
         "train_seconds": seconds,
         "final_losses": {
