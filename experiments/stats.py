@@ -114,9 +114,14 @@ class Estimate:
 
     @classmethod
     def from_dict(cls, record: Mapping[str, Any]) -> Estimate:
-        return cls(
-            float(record["mean"]), float(record["se"]), int(record["n"]), float(record["sd"])
-        )
+        """The inverse of :meth:`to_dict`, also after JSON, where an infinite ``se`` or ``sd``
+        (a single seed) is stored as ``None``."""
+
+        def spread(key: str) -> float:
+            value = record[key]
+            return math.inf if value is None else float(value)
+
+        return cls(float(record["mean"]), spread("se"), int(record["n"]), spread("sd"))
 
 
 def estimate(values: Iterable[float]) -> Estimate:
