@@ -36,7 +36,7 @@ POWER = 0.8
 
 
 def _array(values: Iterable[float], name: str) -> np.ndarray:
-    array = np.asarray(list(values), dtype=float)
+    array = np.asarray(values if isinstance(values, np.ndarray) else list(values), dtype=float)
     if array.ndim != 1 or array.size == 0:
         raise InvalidParameterError(f"{name}: expected a non-empty sequence of numbers")
     return array
