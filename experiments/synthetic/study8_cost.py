@@ -362,14 +362,17 @@ def plot(result: dict, directory: Path) -> list[Path]:
     counts = summary["task_counts"]
     figure, axes = new_figure(2, 1, width=4.0)
     flops_axis, passes_axis = axes[0]
-    for colour, method in zip(colours(len(METHODS)), METHODS, strict=True):
+    styles = ("o-", "s-", "^:")
+    for colour, style, method in zip(colours(len(METHODS)), styles, METHODS, strict=True):
         entry = summary["methods"][method]
-        flops_axis.plot(counts, [f / 1e6 for f in entry["flops"]], "o-", color=colour, label=method)
-        passes_axis.plot(counts, entry["backward_passes"], "o-", color=colour, label=method)
+        flops_axis.plot(
+            counts, [f / 1e6 for f in entry["flops"]], style, color=colour, label=method
+        )
+        passes_axis.plot(counts, entry["backward_passes"], style, color=colour, label=method)
     flops_axis.plot(
         counts,
         [f / 1e6 for f in summary["added"]["flops"]],
-        "s--",
+        "D--",
         color="k",
         label="added by CORE-MTL's terms",
     )
