@@ -102,7 +102,9 @@ def conclude(config: Config, summary: dict, outcomes: list[Outcome]) -> Finding:
         verdict = QUALIFIED if held["P2"] else HOLDS
     narrow = _difference(summary, NARROW)
     headline = (
-        headline_of(f"summed OOD gap, EW (width {config.width}) - single-task", narrow, "> 2 SE")
+        headline_of(
+            f"summed OOD gap, EW (width {config.width}) - single-task", narrow, "> 0 by 2 SE"
+        )
         if narrow is not None
         else headline_of(
             "summed OOD gap of EW", Estimate.from_dict(summary["methods"]["ew"]["gap"])
