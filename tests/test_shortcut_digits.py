@@ -179,7 +179,7 @@ def test_position_puts_the_left_digit_at_the_value_s_corner():
     bitmap = images[digit_pools(seed=0, pool_sizes=sizes)["source_train"][0]]
     data = digits_split("source_train", 40, "position", 1.0, pool_sizes=sizes)
     for grey, value in zip(data["x"][:, 0], data["nuisance"].tolist(), strict=True):
-        row, column = POSITIONS[value]
+        row, column = POSITIONS[value].tolist()
         window = grey[row : row + 8, column : column + 8]
         assert bool((window >= bitmap - 1e-6).all())
         outside = grey.clone()

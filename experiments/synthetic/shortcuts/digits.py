@@ -78,9 +78,9 @@ PALETTE = torch.tensor(
     hsv_to_rgb([[k / CLASSES, 1.0, 1.0] for k in range(CLASSES)]), dtype=torch.float32
 )
 """Foreground colour of nuisance value ``k``: hue ``k / 10`` at full saturation and value."""
-GRATINGS = tuple((math.pi * (k % 5) / 5, 4.0 if k < 5 else 8.0) for k in range(CLASSES))
+GRATINGS = torch.tensor([[math.pi * (k % 5) / 5, 4.0 if k < 5 else 8.0] for k in range(CLASSES)])
 """(orientation in radians, period in pixels) of the background grating of nuisance value ``k``."""
-POSITIONS = tuple((2 * (k % 5), k // 5) for k in range(CLASSES))
+POSITIONS = torch.tensor([[2 * (k % 5), k // 5] for k in range(CLASSES)])
 """(row, column) of the left digit's top-left corner for nuisance value ``k``."""
 
 NUISANCES = ("colour", "texture", "position")
@@ -146,19 +146,20 @@ def digit_derangement(seed: int = 0) -> Tensor:
     return derangement(CLASSES, generator)
 
 
-def _place(canvas: Tensor, digits: Tensor, rows: Tensor, columns: Tensor) -> None:
-    """Overlay ``digits`` ``(n, 8, 8)`` on ``canvas`` ``(n, 16, 16)`` at the given corners."""
+def _ink(digits: Tensor, rows: Tensor, columns: Tensor) -> Tensor:
+    """Canvases ``(n, 1, 16, 16)`` holding ``digits`` ``(n, 8, 8)`` at the given top-left corners."""
+    canvas = torch.zeros(len(digits), SIZE, SIZE)
     offsets = torch.arange(DIGIT)
     image = torch.arange(len(digits))[:, None, None]
     r = (rows[:, None] + offsets)[:, :, None]
     c = (columns[:, None] + offsets)[:, None, :]
-    canvas[image, r, c] = torch.maximum(canvas[image, r, c], digits)
+    canvas[image, r, c] = digits
+    return canvas[:, None]
 
 
 def _gratings(values: Tensor, phase: Tensor, contrast: float) -> Tensor:
     """Grey backgrounds ``(n, 16, 16)``: grating ``values`` (:data:`GRATINGS`) at ``phase``."""
-    angle = torch.tensor([GRATINGS[k][0] for k in range(CLASSES)])[values]
-    period = torch.tensor([GRATINGS[k][1] for k in range(CLASSES)])[values]
+    angle, period = GRATINGS[values].T
     grid = torch.arange(SIZE, dtype=torch.float32)
     along = (
         grid[None, None, :] * angle.cos()[:, None, None]
@@ -213,12 +214,10 @@ def digits_split(
     named = digit_derangement(seed)[left] if permuted else left
     value = torch.where(tied, named, free)
     if nuisance == "position":
-        left_row = torch.tensor([POSITIONS[k][0] for k in range(CLASSES)])[value]
-        left_column = torch.tensor([POSITIONS[k][1] for k in range(CLASSES)])[value]
+        left_row, left_column = POSITIONS[value].T
 
-    left_ink, right_ink = torch.zeros(2, n, 1, SIZE, SIZE)
-    _place(left_ink[:, 0], images[left_digit], left_row, left_column)
-    _place(right_ink[:, 0], images[right_digit], right_row, right_column)
+    left_ink = _ink(images[left_digit], left_row, left_column)
+    right_ink = _ink(images[right_digit], right_row, right_column)
     left_colour = torch.ones(n, 3, 1, 1)
     if nuisance == "colour":
         left_colour = PALETTE[value][:, :, None, None]
