@@ -43,6 +43,15 @@ evaluation split, while the number of images of a split is free (pairs and posit
 distinct). A split is a function of ``(seed, split name)``: labels, digits, positions, texture
 phases and the uniform nuisance draws are the same for every ``strength``, nuisance kind and
 target, which changes only the nuisance (common random numbers, so such runs are paired).
+
+**Calibration** (EW through :func:`coremtl.train`; backbone: three conv3x3-BN-ReLU stages of widths
+16, 32, 32, each of stride 2, the heads pooling globally; AdamW at 2e-2, batch 128; 2,000 target
+test images; one CPU thread). Fast setting, 3,000 training images for 12 epochs, about 3 s a run:
+at ``p = 0`` (the target law, the calibration row) ``left`` reaches 0.82 to 0.92 on the random
+target, and at ``p = 0.95`` it falls to 0.15 (colour), 0.22 (texture), 0.44 (position), while
+``right`` loses 0.04, 0.09, 0.02 (5 paired seeds). Full setting, 6,000 images for 20 epochs,
+about 9 s a run: ``left`` 0.93, 0.92, 0.96 at ``p = 0`` and 0.24, 0.41, 0.66 at ``p = 0.95``;
+``right`` loses 0.02, 0.04, 0.02 (3 paired seeds).
 """
 
 from __future__ import annotations
