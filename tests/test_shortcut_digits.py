@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 import socket
+from types import SimpleNamespace
 
 import pytest
 import torch
@@ -17,6 +18,8 @@ from experiments.synthetic.shortcuts.digits import (
     PALETTE,
     POSITIONS,
     SPLITS,
+    SUITE_SPLITS,
+    DigitBenchmark,
     digit_derangement,
     digit_images,
     digit_pools,
@@ -243,3 +246,55 @@ def test_the_tasks_train_through_coremtl_train():
     data = digits_split("source_train", 64, "texture", 0.9)
     result = coremtl.train("ew", backbone, tasks, data, test_data=data, epochs=1, batch_size=32)
     assert set(result.test) == {"left/accuracy", "right/accuracy"}
+
+
+def law(kind: str, strength: float = 1.0) -> SimpleNamespace:
+    """A stand-in for the suite's ``Law`` (kind and strength)."""
+    return SimpleNamespace(kind=kind, strength=strength)
+
+
+def test_benchmark_targets_share_their_images_and_differ_in_the_nuisance_only():
+    benchmark = DigitBenchmark("colour")
+    random = benchmark.draw(3, "target_test", 300, law("target"))
+    permuted = benchmark.draw(3, "permuted_test", 300, law("permuted", 1.0))
+    assert torch.equal(random["left"], permuted["left"])
+    assert torch.equal(random["x"].amax(dim=1), permuted["x"].amax(dim=1))
+    assert nuisance_agreement(permuted, torch.tensor(benchmark.permutation(3))) == 1.0
+    source = benchmark.draw(3, "train", 300, law("source", 1.0))
+    assert nuisance_agreement(source) == 1.0
+
+
+def test_benchmark_probes_draw_other_images_from_the_target_pools():
+    sizes = {"source_train": 1, "source_val": 1, "target_val": 1, "target_test": 1}
+    _, labels = digit_images()
+    pools = digit_pools(seed=0, pool_sizes=sizes)
+    for split, (pool, stream) in SUITE_SPLITS.items():
+        data = digits_split(pool, 20, "texture", 0.0, pool_sizes=sizes, stream=stream)
+        assert data["left"].eq(int(labels[pools[pool][0]])).all(), split
+    benchmark = DigitBenchmark("texture")
+    fit = benchmark.draw(0, "probe_fit", 100, law("target"))
+    val = benchmark.draw(0, "target_val", 100, law("target"))
+    assert not torch.equal(fit["x"], val["x"])
+    assert {pool for pool, _ in SUITE_SPLITS.values()} == set(SPLITS)
+    assert SUITE_SPLITS["train"][0] not in {
+        SUITE_SPLITS[name][0] for name in SUITE_SPLITS if name != "train"
+    }
+
+
+def test_benchmark_backbone_is_a_seeded_sequential_of_stages():
+    benchmark = DigitBenchmark("position")
+    backbone = benchmark.backbone(4)
+    assert all(isinstance(stage, torch.nn.Sequential) for stage in backbone)
+    again = benchmark.backbone(4).state_dict()
+    assert all(torch.equal(value, again[name]) for name, value in backbone.state_dict().items())
+    assert backbone(torch.zeros(2, 3, 16, 16)).shape == (2, 32, 2, 2)
+    assert benchmark.key == "digits/position" and benchmark.metric == "left/accuracy"
+
+
+def test_benchmark_refuses_an_unknown_nuisance_or_split_in_one_line():
+    with pytest.raises(InvalidParameterError, match=r"^nuisance: expected one of"):
+        DigitBenchmark("blur")
+    with pytest.raises(InvalidParameterError, match=r"^split: expected one of train"):
+        DigitBenchmark("colour").draw(0, "test", 10, law("target"))
+    with pytest.raises(InvalidParameterError, match=r"^stream: expected a non-empty string"):
+        digits_split("source_val", 10, "colour", stream="")

@@ -44,6 +44,9 @@ distinct). A split is a function of ``(seed, split name)``: labels, digits, posi
 phases and the uniform nuisance draws are the same for every ``strength``, nuisance kind and
 target, which changes only the nuisance (common random numbers, so such runs are paired).
 
+**Suite.** :class:`DigitBenchmark` is one nuisance as a benchmark of the shortcut suite
+(:data:`SUITE_SPLITS` maps the suite's split names onto the four pools).
+
 **Calibration** (EW through :func:`coremtl.train`; backbone: three conv3x3-BN-ReLU stages of widths
 16, 32, 32, each of stride 2, the heads pooling globally; AdamW at 2e-2, batch 128; 2,000 target
 test images; one CPU thread). Fast setting, 3,000 training images for 12 epochs, about 3 s a run:
@@ -62,7 +65,7 @@ from functools import cache
 
 import torch
 from matplotlib.colors import hsv_to_rgb
-from torch import Tensor
+from torch import Tensor, nn
 
 from coremtl.counterfactual import derangement
 from coremtl.tasks import Task
@@ -187,16 +190,20 @@ def digits_split(
     permuted: bool = False,
     pool_sizes: Mapping[str, int] | None = None,
     texture_contrast: float = TEXTURE_CONTRAST,
+    stream: str | None = None,
 ) -> dict[str, Tensor]:
     """``n`` images of ``split`` (one of :data:`SPLITS`) with the ``nuisance`` of
     :data:`NUISANCES` tied to the left digit's class with probability ``strength``, to
     ``f(pi(left))`` instead of ``f(left)`` when ``permuted`` (module docstring).
 
     The source is ``strength = p``; the random target ``strength = 0``; the permuted target
-    ``strength = 1, permuted = True``. Returns ``{"x": (n, 3, 16, 16) float32 in [0, 1],
-    "left", "right", "nuisance": (n,) long}``."""
+    ``strength = 1, permuted = True``. ``stream`` names the random draws (default: ``split``),
+    so that another set of images can be drawn from the same pool. Returns ``{"x": (n, 3, 16, 16)
+    float32 in [0, 1], "left", "right", "nuisance": (n,) long}``."""
     if split not in SPLITS:
         raise InvalidParameterError(f"split: expected one of {', '.join(SPLITS)}, got {split!r}")
+    if stream is not None and (not isinstance(stream, str) or not stream):
+        raise InvalidParameterError(f"stream: expected a non-empty string, got {stream!r}")
     n = check_positive_int(n, "n")
     if nuisance not in NUISANCES:
         raise InvalidParameterError(
@@ -207,7 +214,7 @@ def digits_split(
     seed = check_seed(seed)
     pool = digit_pools(seed, pool_sizes)[split]
     images, labels = digit_images()
-    generator = torch.Generator().manual_seed(derive_seed(seed, "digits", split))
+    generator = torch.Generator().manual_seed(derive_seed(seed, "digits", stream or split))
 
     def integers(high: int) -> Tensor:
         return torch.randint(high, (n,), generator=generator)
@@ -251,3 +258,61 @@ def nuisance_agreement(data: Mapping[str, Tensor], permutation: Tensor | None = 
     left = data["left"]
     named = left if permutation is None else torch.as_tensor(permutation)[left]
     return float((data["nuisance"] == named).double().mean())
+
+
+SUITE_SPLITS: dict[str, tuple[str, str]] = {
+    "train": ("source_train", "source_train"),
+    "source_val": ("source_val", "source_val"),
+    "target_val": ("target_val", "target_val"),
+    "permuted_val": ("target_val", "target_val"),
+    "target_test": ("target_test", "target_test"),
+    "permuted_test": ("target_test", "target_test"),
+    "probe_fit": ("target_val", "probe_fit"),
+    "probe_eval": ("target_test", "probe_eval"),
+}
+"""The shortcut suite's split names: ``(pool, stream)`` of each. The two targets of a split share
+its stream (the same images but for the nuisance); the probes draw other images from the target
+pools, so neither probe split holds a training digit."""
+
+
+class DigitBenchmark:
+    """One nuisance of this module as a benchmark of the shortcut suite: ``draw(seed, split, n,
+    law)`` for a law of kind ``source`` (strength ``p``), ``target`` (random) or ``permuted``
+    (strength of the permuted value), and the calibrated ``backbone(seed)`` (three conv3x3-BN-ReLU
+    stages of widths 16, 32, 32, each of stride 2)."""
+
+    shortcut_task = "left"
+    metric = "left/accuracy"
+    num_nuisance_values = CLASSES
+    widths = (16, 32, 32)
+
+    def __init__(self, nuisance: str) -> None:
+        if nuisance not in NUISANCES:
+            raise InvalidParameterError(
+                f"nuisance: expected one of {', '.join(NUISANCES)}, got {nuisance!r}"
+            )
+        self.nuisance = nuisance
+        self.key = f"digits/{nuisance}"
+        self.tasks = tuple(digit_tasks())
+
+    def permutation(self, seed: int) -> tuple[int, ...]:
+        return tuple(digit_derangement(seed).tolist())
+
+    def draw(self, seed: int, split: str, n: int, law) -> dict[str, Tensor]:
+        if split not in SUITE_SPLITS:
+            raise InvalidParameterError(
+                f"split: expected one of {', '.join(SUITE_SPLITS)}, got {split!r}"
+            )
+        pool, stream = SUITE_SPLITS[split]
+        strength = 0.0 if law.kind == "target" else law.strength
+        permuted = law.kind == "permuted"
+        return digits_split(pool, n, self.nuisance, strength, seed, permuted, stream=stream)
+
+    def backbone(self, seed: int) -> nn.Sequential:
+        torch.manual_seed(seed)
+        stages, fan_in = [], 3
+        for width in self.widths:
+            conv = nn.Conv2d(fan_in, width, 3, stride=2, padding=1)
+            stages.append(nn.Sequential(conv, nn.BatchNorm2d(width), nn.ReLU()))
+            fan_in = width
+        return nn.Sequential(*stages)
