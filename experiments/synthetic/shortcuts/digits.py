@@ -263,6 +263,8 @@ def nuisance_agreement(data: Mapping[str, Tensor], permutation: Tensor | None = 
 SUITE_SPLITS: dict[str, tuple[str, str]] = {
     "train": ("source_train", "source_train"),
     "source_val": ("source_val", "source_val"),
+    "calibration_train": ("source_train", "source_train"),
+    "calibration_source_val": ("source_val", "source_val"),
     "target_val": ("target_val", "target_val"),
     "permuted_val": ("target_val", "target_val"),
     "target_test": ("target_test", "target_test"),
@@ -270,9 +272,10 @@ SUITE_SPLITS: dict[str, tuple[str, str]] = {
     "probe_fit": ("target_val", "probe_fit"),
     "probe_eval": ("target_test", "probe_eval"),
 }
-"""The shortcut suite's split names: ``(pool, stream)`` of each. The two targets of a split share
-its stream (the same images but for the nuisance); the probes draw other images from the target
-pools, so neither probe split holds a training digit."""
+"""The shortcut suite's split names: ``(pool, stream)`` of each. The calibration row's splits are
+the source's images under the target law (its nuisance drawn at random); the two targets of a
+split share its stream (the same images but for the nuisance); the probes draw other images from
+the target pools, so neither probe split holds a training digit."""
 
 
 class DigitBenchmark:
