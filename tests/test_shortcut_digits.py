@@ -276,9 +276,9 @@ def test_benchmark_probes_draw_other_images_from_the_target_pools():
     val = benchmark.draw(0, "target_val", 100, law("target"))
     assert not torch.equal(fit["x"], val["x"])
     assert {pool for pool, _ in SUITE_SPLITS.values()} == set(SPLITS)
-    assert SUITE_SPLITS["train"][0] not in {
-        SUITE_SPLITS[name][0] for name in SUITE_SPLITS if name != "train"
-    }
+    training = {"train", "calibration_train"}
+    assert {SUITE_SPLITS[name][0] for name in training} == {"source_train"}
+    assert "source_train" not in {SUITE_SPLITS[name][0] for name in SUITE_SPLITS.keys() - training}
 
 
 def test_benchmark_backbone_is_a_seeded_sequential_of_stages():
