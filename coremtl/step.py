@@ -33,15 +33,11 @@ from coremtl.forward import Forward
 from coremtl.optimization import build_optimizer
 from coremtl.terms import ScheduledTerms, Sources, as_scheduled, collect_terms
 from coremtl.trainer_config import TrainerConfig
-from scm.validation import InvalidParameterError
+from scm.validation import InvalidParameterError, NonFiniteError
 
 TaskLoss = Callable[[Tensor, Mapping[str, Tensor]], Tensor]
 TaskLossVector = Callable[[Mapping[str, Tensor], Mapping[str, Tensor]], Tensor]
 Probe = Callable[[nn.Module, Mapping[str, Tensor], Forward, int], Mapping[str, float] | float]
-
-
-class NonFiniteError(ValueError):
-    """A loss or an input batch holds NaN or infinity; the message names which and the step."""
 
 
 def shared_parameters(model: nn.Module) -> list[nn.Parameter]:
