@@ -485,7 +485,10 @@ def test_cli_renders_a_split_and_reports_bad_input(tmp_path, capsys):
         (lambda: make_environment("target", shift=-0.1), "shift: expected a finite number in"),
         (lambda: make_environment("moon"), "env: expected one of"),
         (lambda: make_environment("source", shortcut=2.0), "shortcut: expected a finite number in"),
-        (lambda: permuted_environment((1, 0), strength=2.0), "strength: expected a finite number in"),
+        (
+            lambda: permuted_environment((1, 0), strength=2.0),
+            "strength: expected a finite number in",
+        ),
         (lambda: permuted_environment((0, 0, 1)), "hue_permutation: expected a permutation"),
         (
             lambda: albedo_palette(

@@ -103,7 +103,9 @@ def test_unknown_environment_is_rejected():
 
 
 def test_correlation_outside_minus_one_one_is_rejected():
-    with pytest.raises(InvalidParameterError, match=r"rho: expected a finite number in \[-1.0, 1.0\]"):
+    with pytest.raises(
+        InvalidParameterError, match=r"rho: expected a finite number in \[-1.0, 1.0\]"
+    ):
         build(rho=1.5)
 
 
