@@ -37,6 +37,7 @@ from __future__ import annotations
 
 import copy
 import dataclasses
+import inspect
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -62,6 +63,16 @@ METHOD_OPTIONS: dict[str, tuple[str, ...]] = {
     "environment_key": ("mt-crl",),
 }
 """The options of :func:`build` that only some methods have; given to another, they are refused."""
+BUILD_ARGUMENTS_OF_TRAIN = (
+    "method",
+    "backbone",
+    "tasks",
+    "example",
+    "epochs",
+    "steps_per_epoch",
+    "seed",
+)
+"""The arguments of :func:`build` that :func:`train` sets itself."""
 
 
 @dataclass
@@ -103,6 +114,10 @@ def _core_mtl_sources(
     if not has_decoder and chosen.cfa_mode == "input":
         chosen = dataclasses.replace(chosen, cfa_weight=0.0, reconstruction_weight=0.0)
     grounded = has_decoder and chosen.reconstruction_weight > 0
+    if stages is not None and not (isinstance(stages, (tuple, list)) and len(stages) == 2):
+        raise InvalidParameterError(
+            f"stages: expected (task_start, independence_start) epochs, got {stages!r}"
+        )
     if stages is None:
         fraction = defaults.RECONSTRUCTION_FRACTION if grounded else 0.0
         stages = defaults.stage_starts(epochs, fraction, defaults.INDEPENDENCE_FRACTION)
@@ -174,6 +189,15 @@ def build(
                 f"{option}: an option of {', '.join(METHOD_OPTIONS[option])} only, not of method "
                 f"{method!r}"
             )
+    if objective is not None and not isinstance(objective, CoreMTLObjective):
+        raise InvalidParameterError(
+            f"objective: expected a CoreMTLObjective, got {type(objective).__name__}"
+        )
+    if balancer_options is not None and not isinstance(balancer_options, Mapping):
+        raise InvalidParameterError(
+            f"balancer_options: expected a mapping of option names to values, got "
+            f"{type(balancer_options).__name__}"
+        )
     check_seed(seed)
     tasks = check_tasks(tasks)
     if isinstance(epochs, bool) or not isinstance(epochs, int) or epochs < 1:
@@ -249,6 +273,12 @@ def _check_shared_parameters(method: str, balancer, model: nn.Module) -> None:
     )
 
 
+def _sample_shape(data, input_key: str) -> tuple[int, ...]:
+    if isinstance(data, Mapping):
+        return tuple(data[input_key].shape[1:])
+    return tuple(data[0][input_key].shape)
+
+
 def _example_inputs(data, input_key: str) -> Tensor:
     if isinstance(data, Mapping):
         return data[input_key][:2]
@@ -288,6 +318,13 @@ def train(
     from coremtl.sampler import num_samples
     from coremtl.trainer import Trainer, TrainerConfig
 
+    open_options = set(inspect.signature(build).parameters) - set(BUILD_ARGUMENTS_OF_TRAIN)
+    unknown_options = sorted(set(options) - open_options)
+    if unknown_options:
+        raise InvalidParameterError(
+            f"{unknown_options[0]}: not an argument of train or build (build's options: "
+            f"{', '.join(sorted(open_options))})"
+        )
     check_positive_int(batch_size, "batch_size")
     if method == "core-mtl" and batch_size < 4:
         raise InvalidParameterError(
@@ -325,6 +362,17 @@ def train(
         for name, split in splits.items()
         if split is not None
     }
+    shape = _sample_shape(data, key)
+    for name, split in checked.items():
+        if _sample_shape(split, key) != shape:
+            raise InvalidParameterError(
+                f"{name}[{key!r}]: expected samples of shape {shape} like data's, got "
+                f"{_sample_shape(split, key)}"
+            )
+    if config.selection_metric is not None and "val_data" not in checked:
+        raise InvalidParameterError(
+            "trainer_options: a selection_metric is chosen on val_data, which is not given"
+        )
     preset = build(
         method,
         backbone,

@@ -162,6 +162,33 @@ def evaluate(
     )
 
 
+def _first_predictions(
+    model: nn.Module, inputs: Tensor, tasks: Sequence[Task], input_key: str
+) -> Mapping[str, Tensor]:
+    """The model's predictions on the first batch, with one line when the model cannot take the
+    inputs or does not predict every task."""
+    try:
+        forward = model(inputs)
+    except (RuntimeError, TypeError, ValueError) as error:
+        first = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+        raise InvalidParameterError(
+            f"data[{input_key!r}]: the model cannot take inputs of shape "
+            f"{tuple(inputs.shape)} ({first})"
+        ) from None
+    predictions = getattr(forward, "predictions", None)
+    if not isinstance(predictions, Mapping):
+        raise InvalidParameterError(
+            f"model: expected a model returning coremtl.forward.Forward, got "
+            f"{type(forward).__name__}"
+        )
+    missing = [task.name for task in tasks if task.name not in predictions]
+    if missing:
+        raise InvalidParameterError(
+            f"tasks: the model predicts {sorted(predictions)}, not {missing}"
+        )
+    return predictions
+
+
 @torch.no_grad()
 def score(
     model: nn.Module,
@@ -176,8 +203,12 @@ def score(
     model.eval()
     metrics: dict[str, tuple[str, nn.Module, Tensor]] = {}
     try:
-        for batch in batches(data, batch_size):
-            predictions = model(batch[input_key].to(device)).predictions
+        for index, batch in enumerate(batches(data, batch_size)):
+            inputs = batch[input_key].to(device)
+            if index == 0:
+                predictions = _first_predictions(model, inputs, tasks, input_key)
+            else:
+                predictions = model(inputs).predictions
             for task in tasks:
                 target = batch[task.key].to(device)
                 if task.name not in metrics:

@@ -168,3 +168,11 @@ def test_linear_cka_of_non_finite_features_is_rejected(bad):
         linear_cka(x, y)
     with pytest.raises(InvalidParameterError, match=r"x: expected finite features"):
         linear_cka(y, x, debiased=False)
+
+
+def test_an_infinite_value_is_not_shown_inside_the_range_it_is_refused_from():
+    from scm.validation import check_in_range
+
+    with pytest.raises(InvalidParameterError) as error:
+        check_in_range(math.inf, "lam", 0.0, math.inf)
+    assert str(error.value) == "lam: expected a finite number in [0.0, inf), got inf"
