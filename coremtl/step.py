@@ -29,6 +29,7 @@ from torch import Tensor, nn
 from coremtl import distributed, distributed_balancing
 from coremtl.balancers.base import Balancer
 from coremtl.counterfactual import frozen_batchnorm
+from coremtl.devices import check_device
 from coremtl.forward import Forward
 from coremtl.optimization import build_optimizer
 from coremtl.terms import ScheduledTerms, Sources, as_scheduled, collect_terms
@@ -78,6 +79,7 @@ class TrainingStep:
     ):
         if len(task_losses) == 0:
             raise InvalidParameterError("task_losses: expected at least one task")
+        check_device(config.device, "device", available=True)
         self.device = torch.device(config.device)
         self.config = config
         self.model = model.to(self.device)

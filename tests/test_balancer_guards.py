@@ -63,6 +63,6 @@ def test_a_non_finite_gradient_is_named_with_its_task(name):
 
 
 def test_task_names_given_as_one_string_are_refused():
-    with pytest.raises(InvalidParameterError, match="task_names: expected a list .* str 'ab'"):
+    with pytest.raises(InvalidParameterError, match=r"task_names: expected a list .* str 'ab'"):
         make_balancer("ew", "ab")
     assert make_balancer("ew", ["ab"]).task_names == ["ab"]

@@ -21,10 +21,10 @@ for each model, exactly the gradient that model would get alone, so an elementwi
 - :mod:`coremtl.batched.benchmark`: ``coremtl bench batched``.
 """
 
-from coremtl.batched.draws import Draws, draws
+from coremtl.batched.draws import Draws
 from coremtl.batched.reference import loop_reference
 from coremtl.batched.stacked import StackedAngle, StackedMLP
-from coremtl.batched.training import Settings, TermWeights, train, train_objective
+from coremtl.batched.training import Settings, TermWeights, draws, train, train_objective
 
 __all__ = [
     "Draws",

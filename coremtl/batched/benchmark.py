@@ -15,10 +15,9 @@ import time
 import torch
 
 from coremtl.batched.balancing import BATCHED_BALANCERS
-from coremtl.batched.draws import draws
 from coremtl.batched.reference import loop_reference
 from coremtl.batched.stacked import StackedMLP
-from coremtl.batched.training import Settings, TermWeights, train
+from coremtl.batched.training import Settings, TermWeights, draws, train
 
 METHODS = {
     **{name: (name, TermWeights()) for name in BATCHED_BALANCERS},

@@ -13,17 +13,12 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 from functools import cache
-from typing import TYPE_CHECKING
 
 import torch
 from torch import Tensor
 
 from coremtl.balancers.base import SeededRandomStream
 from scm.seeds import derive_seed
-from scm.validation import InvalidParameterError
-
-if TYPE_CHECKING:
-    from coremtl.batched.training import Settings
 
 
 def random_cycles(shape: tuple[int, ...], n: int, generator: torch.Generator) -> Tensor:
@@ -77,11 +72,3 @@ class Draws:
 @cache
 def _balancer_seed(seed: int, model: int) -> int:
     return derive_seed(seed, "balancer", model)
-
-
-def draws(settings: Settings, num_models: int, n: int, num_tasks: int, seed: int) -> Draws:
-    """The draws of a run of ``num_models`` models on ``n`` rows each."""
-    batch = settings.batch_size or n
-    if batch < 4 or batch > n:
-        raise InvalidParameterError(f"batch_size: expected 4 <= batch_size <= {n}, got {batch}")
-    return Draws(int(seed), num_models, n, batch, num_tasks)

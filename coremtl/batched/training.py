@@ -121,6 +121,14 @@ class TermWeights:
         return bool((value != 0).any()) if isinstance(value, Tensor) else value != 0
 
 
+def draws(settings: Settings, num_models: int, n: int, num_tasks: int, seed: int) -> Draws:
+    """The draws of a run of ``num_models`` models on ``n`` rows each."""
+    batch = settings.batch_size or n
+    if batch < 4 or batch > n:
+        raise InvalidParameterError(f"batch_size: expected 4 <= batch_size <= {n}, got {batch}")
+    return Draws(int(seed), num_models, n, batch, num_tasks)
+
+
 def make_optimizer(settings: Settings, params: Sequence[Tensor]) -> torch.optim.Optimizer:
     if settings.optimizer == "gd":
         return torch.optim.SGD(params, lr=settings.lr)
