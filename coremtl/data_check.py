@@ -7,7 +7,7 @@ under its ``target``; other entries are kept as they are) or a dataset (any obje
 must hold at least one sample. Inputs are floating-point ``(B, ...)`` and finite; float64,
 float16 and bfloat16 are converted to float32 (the library's layers), integer and boolean inputs
 (e.g. ``uint8`` images) are refused, since their scale is the user's to choose. Labels follow
-:mod:`coremtl.labels`. A mapping is checked whole, once; a dataset's first sample is checked at
+:mod:`coremtl.task_labels`. A mapping is checked whole, once; a dataset's first sample is checked at
 once and every sample as it is loaded (:class:`CheckedDataset`), so a bad sample is named when
 it is reached, before it enters a loss or a metric.
 """
@@ -20,7 +20,7 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from coremtl.labels import check_labels
+from coremtl.task_labels import check_labels
 from scm.validation import InvalidParameterError
 
 FLOAT_INPUTS = (torch.float32, torch.float64, torch.float16, torch.bfloat16)

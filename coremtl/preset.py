@@ -306,7 +306,7 @@ def train(
     mapping of equally long tensors with the inputs under ``"x"`` and each task's labels under its
     ``target``, or a dataset of such dicts) for ``epochs`` epochs of AdamW at ``learning_rate``;
     ``val_data`` and ``test_data`` are scored after every epoch. All three are checked alike
-    before anything is built (:mod:`coremtl.data_check`, labels as in :mod:`coremtl.labels`).
+    before anything is built (:mod:`coremtl.data_check`, labels as in :mod:`coremtl.task_labels`).
     The other trainer settings are :class:`coremtl.trainer.TrainerConfig`'s defaults (cosine
     decay to zero, clipping at norm 1, weight decay 1e-4) unless ``trainer_options`` names them
     (``input_key`` also names the inputs of the three data sets). Nothing is written unless

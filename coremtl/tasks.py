@@ -1,7 +1,7 @@
 """A task as a user states it (name, kind, number of outputs), its loss and its metrics.
 
 Kinds, for a prediction ``yhat`` and the labels ``y = batch[task.target]`` in the convention of
-:mod:`coremtl.labels` (checked where the data enters, :mod:`coremtl.data_check`):
+:mod:`coremtl.task_labels` (checked where the data enters, :mod:`coremtl.data_check`):
 
 - ``classification``: ``outputs >= 2`` logits ``(B, outputs)`` against classes ``(B,)``
   (cross-entropy; accuracy), or ``outputs = 1``: one logit against labels in ``{0, 1}`` (binary
@@ -10,8 +10,8 @@ Kinds, for a prediction ``yhat`` and the labels ``y = batch[task.target]`` in th
 - ``dense``: maps ``(B, outputs, H, W)`` at the input's resolution; against per-pixel classes
   ``(B, H, W)`` (per-pixel cross-entropy; pixel accuracy) or against real maps (MSE).
 
-Class labels equal to :data:`~coremtl.labels.IGNORE_LABEL` (``-1``) are left out of the loss and
-of the accuracy alike: the loss is the mean over the other samples (pixels),
+Class labels equal to :data:`~coremtl.task_labels.IGNORE_LABEL` (``-1``) are left out of the loss
+and of the accuracy alike: the loss is the mean over the other samples (pixels),
 ``L = sum_{i valid} l_i / max(1, #valid)``, so a batch with no valid label gives a loss of exactly
 0 and no gradient, never NaN. The metrics are torchmetrics' (accumulated over batches), named
 ``<task>/accuracy`` or ``<task>/mse``; an accuracy over a split whose labels are all ignored is
@@ -28,7 +28,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from coremtl.labels import IGNORE_LABEL, binary_labels, class_labels
+from coremtl.task_labels import IGNORE_LABEL, binary_labels, class_labels
 from scm.validation import InvalidParameterError, check_positive_int
 
 TASK_KINDS = ("classification", "regression", "dense")

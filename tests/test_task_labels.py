@@ -1,6 +1,6 @@
-"""One label convention per task kind (coremtl.labels), read by the losses and the metrics alike:
-the ignore label -1 is left out of both, float classes are used only when whole, a binary task
-takes 0 and 1, and a batch with no valid label gives a zero loss and no gradient."""
+"""One label convention per task kind (coremtl.task_labels), read by the losses and the metrics
+alike: the ignore label -1 is left out of both, float classes are used only when whole, a binary
+task takes 0 and 1, and a batch with no valid label gives a zero loss and no gradient."""
 
 from __future__ import annotations
 
@@ -13,7 +13,7 @@ from torch import nn
 
 import coremtl
 from coremtl.forward import Forward
-from coremtl.labels import IGNORE_LABEL, check_labels
+from coremtl.task_labels import IGNORE_LABEL, check_labels
 from coremtl.tasks import Task, evaluate, task_loss
 from scm.validation import InvalidParameterError
 
