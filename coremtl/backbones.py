@@ -60,7 +60,10 @@ def stream_widths(channels: int, streams: tuple[int, int] | None) -> tuple[int, 
     if streams is None:
         half = max(1, channels // 2)
         return half, half
-    if len(streams) != 2 or not all(isinstance(s, int) and s >= 1 for s in streams):
+    pair = isinstance(streams, (tuple, list)) and len(streams) == 2
+    if not pair or not all(
+        isinstance(s, int) and not isinstance(s, bool) and s >= 1 for s in streams
+    ):
         raise InvalidParameterError(
             f"streams: expected (semantic, residual) positive integers, got {streams!r}"
         )

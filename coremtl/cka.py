@@ -39,6 +39,14 @@ as the method's independence penalty uses pooled streams), or flattened to ``(B,
 ``maps='flatten'``. A batch in which either input is constant (zero variance, up to rounding)
 gives CKA 0 and a zero gradient, never NaN. CKA is computed in the inputs' precision with
 autocast switched off (its sums of squares lose too much in half precision).
+
+CKA does not change when either input is multiplied by a constant, but its fourth powers
+(``tr KK``) leave the float32 range for entries beyond about ``1e9`` and underflow below about
+``1e-9``. Each input is therefore first divided by ``2^e``, the power of two nearest its largest
+absolute entry (:func:`_unit_scale`): exact in floating point, so the value and the gradient
+(``dCKA/dX = 2^{-e} dCKA/dX'`` at ``X' = 2^{-e} X``) are those of the unscaled formula wherever
+it is representable, and the degenerate-feature guard compares variances relative to the
+input's own scale at any scale.
 """
 
 from __future__ import annotations
@@ -64,6 +72,15 @@ def as_feature_matrix(features: Tensor, maps: str = "pool", name: str = "feature
     raise InvalidParameterError(
         f"{name}: expected vectors (B, d) or maps (B, C, H, W), got shape {tuple(features.shape)}"
     )
+
+
+def _unit_scale(features: Tensor) -> Tensor:
+    """``2^e`` with ``e`` the binary exponent of ``max |features|`` (1 for all-zero features), a
+    constant of the graph."""
+    largest = features.detach().abs().amax()
+    _, exponent = torch.frexp(largest)
+    scale = torch.ldexp(torch.ones_like(largest), exponent)
+    return torch.where(largest > 0, scale, torch.ones_like(scale))
 
 
 def _gram_is_cheaper(n: int, p: int, q: int) -> bool:
@@ -185,7 +202,9 @@ def linear_cka(
     use_gram = _gram_is_cheaper(n, x.shape[1], y.shape[1]) if method == "auto" else method == "gram"
     dtype = torch.promote_types(x.dtype, y.dtype)
     with torch.autocast(device_type=x.device.type, enabled=False):
-        return _LinearCKA.apply(x.to(dtype), y.to(dtype), bool(debiased), use_gram)
+        x, y = x.to(dtype), y.to(dtype)
+        x, y = x / _unit_scale(x), y / _unit_scale(y)
+        return _LinearCKA.apply(x, y, bool(debiased), use_gram)
 
 
 def expected_biased_cka_independent(batch_size: int, dim_x: int, dim_y: int) -> float:

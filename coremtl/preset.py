@@ -41,13 +41,17 @@ the new layers are initialised from ``seed``, so methods built with one seed sta
 backbone weights. Where the library cannot adapt it says so in one line: a dense task on vector
 features, hard grounding of vectors or of inputs that are not sRGB images, a decoder for maps of
 non-image inputs, MTAN on a backbone without stages, a stage that would start after the last
-epoch.
+epoch, a method that balances the gradients of shared parameters (or Rep-MTL's saliencies) on a
+backbone with none that train, an option the method does not have (:data:`METHOD_OPTIONS`).
+:func:`train` checks its data, validation and test data alike
+(:func:`coremtl.data_check.check_data`) before building anything.
 """
 
 from __future__ import annotations
 
 import copy
 import dataclasses
+import inspect
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -62,13 +66,31 @@ from coremtl.heads import task_heads
 from coremtl.label_matrix import label_columns
 from coremtl.labels import method_label
 from coremtl.objective import CoreMTLObjective
-from coremtl.tasks import Task, check_tasks, evaluate, task_loss
+from coremtl.tasks import Task, check_tasks, score, task_loss
 from coremtl.trainer import ScheduledTerms
 from coremtl.variants import authors_weights, check_variant_options
-from scm.validation import InvalidParameterError
+from scm.validation import InvalidParameterError, check_positive_int, check_seed
 
 ARCHITECTURE_METHODS = ("core-mtl", "mtan", "rep-mtl", "mt-crl", "single-task")
 METHODS: tuple[str, ...] = (*ARCHITECTURE_METHODS, *BALANCER_NAMES)
+METHOD_OPTIONS: dict[str, tuple[str, ...]] = {
+    "streams": ("core-mtl",),
+    "grounding": ("core-mtl",),
+    "objective": ("core-mtl",),
+    "stages": ("core-mtl",),
+    "environment_key": ("mt-crl",),
+}
+"""The options of :func:`build` that only some methods have; given to another, they are refused."""
+BUILD_ARGUMENTS_OF_TRAIN = (
+    "method",
+    "backbone",
+    "tasks",
+    "example",
+    "epochs",
+    "steps_per_epoch",
+    "seed",
+)
+"""The arguments of :func:`build` that :func:`train` sets itself."""
 
 
 @dataclass
@@ -117,6 +139,10 @@ def _core_mtl_sources(
     if decoder is None and chosen.cfa_mode == "input":
         chosen = dataclasses.replace(chosen, cfa_weight=0.0, reconstruction_weight=0.0)
     grounded = decoder is not None and chosen.reconstruction_weight > 0
+    if stages is not None and not (isinstance(stages, (tuple, list)) and len(stages) == 2):
+        raise InvalidParameterError(
+            f"stages: expected (task_start, independence_start) epochs, got {stages!r}"
+        )
     if stages is None:
         fraction = defaults.RECONSTRUCTION_FRACTION if grounded else 0.0
         stages = defaults.stage_starts(epochs, fraction, defaults.INDEPENDENCE_FRACTION)
@@ -143,10 +169,10 @@ def build(
     tasks: Sequence[Task],
     example: Tensor,
     epochs: int,
-    balancer: str = "ew",
+    balancer: str | None = None,
     balancer_options: Mapping[str, Any] | None = None,
     streams: tuple[int, int] | None = None,
-    grounding: str = "soft",
+    grounding: str | None = None,
     objective: CoreMTLObjective | None = None,
     stages: tuple[int, int] | None = None,
     steps_per_epoch: int | None = None,
@@ -161,9 +187,11 @@ def build(
     """The model, losses, balancer and term sources of ``method`` on ``backbone`` (see the module
     docstring). ``example`` is a batch of inputs (its shape sizes the heads and the decoder);
     ``streams`` the ``(semantic, residual)`` widths (default: half the feature channels each);
-    ``stages`` an explicit ``(task_start, independence_start)`` for CORE-MTL. The options of the
-    ablations and controls (module docstring): ``mtcrl``, ``weights`` with ``authors_config``,
-    ``heads_on``, ``capacity_of``."""
+    ``grounding`` ``"soft"`` (default), ``"hard"`` or ``"none"``; ``stages`` an explicit
+    ``(task_start, independence_start)`` for CORE-MTL. ``balancer`` (default ``"ew"``) combines
+    the task losses of every method but single-task. The options of the ablations and controls
+    (module docstring): ``mtcrl``, ``weights`` with ``authors_config``, ``heads_on``,
+    ``capacity_of``."""
     from coremtl.architectures import (
         MTCRLRegularizer,
         RepMTLRegularizer,
@@ -176,10 +204,37 @@ def build(
 
     if method not in METHODS:
         raise InvalidParameterError(f"method: expected one of {', '.join(METHODS)}, got {method!r}")
-    if method in BALANCER_NAMES and balancer not in ("ew", method):
+    if method in BALANCER_NAMES and balancer not in (None, method):
         raise InvalidParameterError(
             f"balancer: method {method!r} is itself the balancer; got balancer={balancer!r} too"
         )
+    if method == "single-task" and (balancer is not None or balancer_options):
+        raise InvalidParameterError(
+            "balancer: single-task trains each task on its own model, there is nothing to balance"
+        )
+    given = {
+        "streams": streams,
+        "grounding": grounding,
+        "objective": objective,
+        "stages": stages,
+        "environment_key": environment_key,
+    }
+    for option, value in given.items():
+        if value is not None and method not in METHOD_OPTIONS[option]:
+            raise InvalidParameterError(
+                f"{option}: an option of {', '.join(METHOD_OPTIONS[option])} only, not of method "
+                f"{method!r}"
+            )
+    if objective is not None and not isinstance(objective, CoreMTLObjective):
+        raise InvalidParameterError(
+            f"objective: expected a CoreMTLObjective, got {type(objective).__name__}"
+        )
+    if balancer_options is not None and not isinstance(balancer_options, Mapping):
+        raise InvalidParameterError(
+            f"balancer_options: expected a mapping of option names to values, got "
+            f"{type(balancer_options).__name__}"
+        )
+    check_seed(seed)
     tasks = check_tasks(tasks)
     if isinstance(epochs, bool) or not isinstance(epochs, int) or epochs < 1:
         raise InvalidParameterError(f"epochs: expected a positive integer, got {epochs!r}")
@@ -188,7 +243,14 @@ def build(
             f"backbone: expected an nn.Module, got {type(backbone).__name__}"
         )
     check_variant_options(
-        method, weights, heads_on, capacity_of, mtcrl, objective, authors_config, grounding
+        method,
+        weights,
+        heads_on,
+        capacity_of,
+        mtcrl,
+        objective,
+        authors_config,
+        grounding or "soft",
     )
     backbone = copy.deepcopy(backbone)
     channels, maps, size = backbones.feature_shape(backbone, example)
@@ -197,14 +259,14 @@ def build(
     torch.manual_seed(seed)
     sources: list[ScheduledTerms] = []
     task_start = 0
-    balancer_name = method if method in BALANCER_NAMES else balancer
+    balancer_name = method if method in BALANCER_NAMES else balancer or "ew"
     if method == "core-mtl":
         semantic, residual = backbones.stream_widths(channels, streams)
         split = StreamSplit(channels, semantic, residual, maps=maps)
         both = heads_on == "both"
         heads = task_heads(tasks, semantic + residual if both else semantic, maps, input_shape)
         decoder = backbones.grounding_decoder(
-            grounding, tasks, heads, semantic, residual, maps, size, example
+            grounding or "soft", tasks, heads, semantic, residual, maps, size, example
         )
         model: nn.Module = (BothStreamsModel if both else DualStreamModel)(
             backbone, split, heads, decoder
@@ -241,12 +303,14 @@ def build(
         model = SharedBottom(backbone, task_heads(tasks, channels, maps, input_shape))
         if method == "rep-mtl":
             sources = [ScheduledTerms(RepMTLRegularizer(), 0, "rep-mtl")]
+    chosen = make_balancer(balancer_name, names, **dict(balancer_options or {}))
+    _check_shared_parameters(method, chosen, model)
     return Preset(
         method=method,
         model=model,
         tasks=tasks,
         task_losses={task.name: task_loss(task) for task in tasks},
-        balancer=make_balancer(balancer_name, names, **dict(balancer_options or {})),
+        balancer=chosen,
         term_sources=sources,
         task_start_epoch=task_start,
         label=method_label(
@@ -257,25 +321,39 @@ def build(
             weights=weights,
             authors_config=authors_config,
             heads_on=heads_on,
-            grounding=grounding,
+            grounding=grounding or "soft",
             capacity_of=capacity_of,
             independence=objective.independence if objective is not None else "unconditional",
         ),
     )
 
 
-def _length(data) -> int:
+def _check_shared_parameters(method: str, balancer, model: nn.Module) -> None:
+    """Refuse a method that acts on the shared parameters' gradients (Jacobian balancers,
+    GradNorm) or on the saliencies of the shared representation (Rep-MTL) when no shared
+    parameter trains (a frozen or parameter-free backbone)."""
+    from coremtl.step import shared_parameters
+
+    if not (balancer.needs_shared_parameters or method == "rep-mtl"):
+        return
+    if any(p.requires_grad for p in shared_parameters(model)):
+        return
+    why = "Rep-MTL's task saliencies" if method == "rep-mtl" else f"balancer {balancer.name!r}"
+    raise InvalidParameterError(
+        f"backbone: method {method!r} needs gradients on the shared parameters ({why}), and this "
+        "backbone has none that train (frozen or parameter-free); unfreeze it or choose a loss "
+        "weighting such as 'ew'"
+    )
+
+
+def _sample_shape(data, input_key: str) -> tuple[int, ...]:
     if isinstance(data, Mapping):
-        return len(next(iter(data.values())))
-    return len(data)
+        return tuple(data[input_key].shape[1:])
+    return tuple(data[0][input_key].shape)
 
 
 def _example_inputs(data, input_key: str) -> Tensor:
     if isinstance(data, Mapping):
-        if input_key not in data:
-            raise InvalidParameterError(
-                f"data: expected the inputs under {input_key!r}, got keys {sorted(data)}"
-            )
         return data[input_key][:2]
     return data[0][input_key].unsqueeze(0)
 
@@ -294,20 +372,34 @@ def train(
     device: str = "cpu",
     output_dir=None,
     trainer_options: Mapping[str, Any] | None = None,
+    overwrite: bool = False,
     **options: Any,
 ) -> Result:
     """Build ``method`` (:func:`build`, ``options`` passed on) and train it on ``data`` (a
     mapping of equally long tensors with the inputs under ``"x"`` and each task's labels under its
     ``target``, or a dataset of such dicts) for ``epochs`` epochs of AdamW at ``learning_rate``;
-    ``val_data`` and ``test_data`` are scored after every epoch. The other trainer settings are
-    :class:`coremtl.trainer.TrainerConfig`'s defaults (cosine decay to zero, clipping at norm 1,
-    weight decay 1e-4) unless ``trainer_options`` names them. Nothing is written unless
-    ``output_dir`` is given (then the trainer's logs and checkpoints go there)."""
+    ``val_data`` and ``test_data`` are scored after every epoch. All three are checked alike
+    before anything is built (:mod:`coremtl.data_check`, labels as in :mod:`coremtl.task_labels`).
+    The other trainer settings are :class:`coremtl.trainer.TrainerConfig`'s defaults (cosine
+    decay to zero, clipping at norm 1, weight decay 1e-4) unless ``trainer_options`` names them
+    (``input_key`` also names the inputs of the three data sets). Nothing is written unless
+    ``output_dir`` is given (then the trainer's logs and checkpoints go there; a folder holding an
+    earlier run with results is refused unless ``overwrite=True``)."""
+    from coremtl.data_check import check_data
+    from coremtl.devices import check_device
+    from coremtl.run_folder import FolderFlags
+    from coremtl.sampler import num_samples
     from coremtl.trainer import Trainer, TrainerConfig
 
-    if method == "core-mtl" and (
-        isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 4
-    ):
+    open_options = set(inspect.signature(build).parameters) - set(BUILD_ARGUMENTS_OF_TRAIN)
+    unknown_options = sorted(set(options) - open_options)
+    if unknown_options:
+        raise InvalidParameterError(
+            f"{unknown_options[0]}: not an argument of train or build (build's options: "
+            f"{', '.join(sorted(open_options))})"
+        )
+    check_positive_int(batch_size, "batch_size")
+    if method == "core-mtl" and batch_size < 4:
         raise InvalidParameterError(
             f"batch_size: the debiased CKA of CORE-MTL needs at least 4 samples, got {batch_size!r}"
         )
@@ -319,28 +411,22 @@ def train(
                 f"batch_size: the conditional CKA partials out up to {needed - 4} label columns "
                 f"and needs 4 samples beyond them, so at least {needed}; got {batch_size}"
             )
-    steps = _length(data) // batch_size
-    preset = build(
-        method,
-        backbone,
-        tasks,
-        _example_inputs(data, "x"),
-        epochs,
-        steps_per_epoch=steps,
-        seed=seed,
-        **options,
-    )
+    check_device(device, "device", available=True)
+    if trainer_options is not None and not isinstance(trainer_options, Mapping):
+        raise InvalidParameterError(
+            f"trainer_options: expected a mapping of TrainerConfig fields, got "
+            f"{type(trainer_options).__name__}"
+        )
     settings = {
         "epochs": epochs,
         "batch_size": batch_size,
         "learning_rate": learning_rate,
-        "seed": seed,
+        "seed": check_seed(seed),
         "device": device,
-        "task_start_epoch": preset.task_start_epoch,
         "progress": False,
     }
     extra = dict(trainer_options or {})
-    allowed = {f.name for f in dataclasses.fields(TrainerConfig)} - set(settings)
+    allowed = {f.name for f in dataclasses.fields(TrainerConfig)} - {*settings, "task_start_epoch"}
     unknown = sorted(set(extra) - allowed)
     if unknown:
         raise InvalidParameterError(
@@ -348,11 +434,42 @@ def train(
             f"train leaves open ({', '.join(sorted(allowed))})"
         )
     config = TrainerConfig(**settings, **extra)
+    tasks = check_tasks(tasks)
+    key = config.input_key
+    data = check_data(data, tasks, "data", key)
+    splits = {"val_data": val_data, "test_data": test_data}
+    checked = {
+        name: check_data(split, tasks, name, key)
+        for name, split in splits.items()
+        if split is not None
+    }
+    shape = _sample_shape(data, key)
+    for name, split in checked.items():
+        if _sample_shape(split, key) != shape:
+            raise InvalidParameterError(
+                f"{name}[{key!r}]: expected samples of shape {shape} like data's, got "
+                f"{_sample_shape(split, key)}"
+            )
+    if config.selection_metric is not None and "val_data" not in checked:
+        raise InvalidParameterError(
+            "trainer_options: a selection_metric is chosen on val_data, which is not given"
+        )
+    preset = build(
+        method,
+        backbone,
+        tasks,
+        _example_inputs(data, key),
+        epochs,
+        steps_per_epoch=num_samples(data) // batch_size,
+        seed=seed,
+        **options,
+    )
+    config = dataclasses.replace(config, task_start_epoch=preset.task_start_epoch)
 
-    def scorer(split):
-        if split is None:
+    def scorer(name: str):
+        if name not in checked:
             return None
-        return lambda model: evaluate(model, split, preset.tasks, device=device)
+        return lambda model: score(model, checked[name], preset.tasks, input_key=key, device=device)
 
     trainer = Trainer(
         preset.model,
@@ -361,10 +478,11 @@ def train(
         config,
         output_dir,
         objective=preset.term_sources,
-        validate=scorer(val_data),
-        test=scorer(test_data),
+        validate=scorer("val_data"),
+        test=scorer("test_data"),
         run_info={"method": method, "tasks": [dataclasses.asdict(t) for t in preset.tasks]},
     )
-    trainer.fit(data)
+    trainer.folder_flags = FolderFlags(None, "overwrite=True")
+    trainer.fit(data, overwrite=overwrite)
     last = trainer.history[-1] if trainer.history else {}
     return Result(preset, last.get("val", {}), last.get("test", {}), trainer.history)

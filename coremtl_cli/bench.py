@@ -60,11 +60,14 @@ def machine_description(device: str) -> dict:
 
 
 def run(args: argparse.Namespace) -> int:
-    if args.repeats < 1:
-        raise ValueError(f"--repeats: expected a positive integer, got {args.repeats}")
-    from scm.validation import refuse_to_overwrite
+    from coremtl.devices import check_device
+    from scm.validation import check_output_path, check_positive_int, refuse_to_overwrite
 
+    check_positive_int(args.repeats, "--repeats")
+    check_device(args.device, "--device", available=True)
     path = args.output / f"{args.name}{'-quick' if args.quick else ''}.json"
+    check_output_path(args.output, "--output", folder=True)
+    check_output_path(path, "--output")
     if not args.overwrite:
         refuse_to_overwrite([path], "--output")
     module_name, function_name = BENCHMARKS[args.name][0].split(":")

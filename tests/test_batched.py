@@ -11,8 +11,8 @@ from coremtl.balancers import make_balancer
 from coremtl.batched import Settings, StackedAngle, StackedMLP, TermWeights, draws, loop_reference
 from coremtl.batched import train as batched_train
 from coremtl.batched.balancing import mgda_weights, pcgrad_weights
+from coremtl.batched.draws import random_cycles
 from coremtl.batched.terms import debiased_cka
-from coremtl.batched.training import random_cycles
 from coremtl.cka import linear_cka
 from scm.validation import InvalidParameterError
 

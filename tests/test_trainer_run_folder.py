@@ -28,7 +28,7 @@ def test_a_second_fresh_run_into_a_run_folder_is_refused_and_keeps_the_logs(tmp_
     trainer(tmp_path).fit(data)
     before = _rows(tmp_path)
     checkpoint = (tmp_path / "last.pt").read_bytes()
-    with pytest.raises(InvalidParameterError, match=r"already holds a run .*--overwrite"):
+    with pytest.raises(InvalidParameterError, match=r"already holds a run .*fit\(overwrite=True\)"):
         trainer(tmp_path).fit(data)
     assert _rows(tmp_path) == before
     assert (tmp_path / "last.pt").read_bytes() == checkpoint

@@ -407,19 +407,29 @@ def test_mixing_inline_values_fills_only_the_metrics_the_file_lacks(tmp_path):
     assert set(only_inline.sources.values()) == {"inline: paper ResNet-50"}
 
 
-def test_a_zero_reference_is_refused_when_written_read_or_inline(tmp_path):
-    from experiments.vision.single_task import write_reference_file
+def test_a_zero_reference_is_written_as_measured_and_left_out_of_delta_m_with_a_record(tmp_path):
+    """The file keeps what was measured; a run reading it leaves the 0 out of Delta_m (which
+    divides by it), says so and records it; an inline 0 is refused by the config."""
+    from experiments.vision.single_task import resolve_reference, write_reference_file
 
     path = tmp_path / "reference.json"
-    message = r"'normal/within_11\.25' is 0, and Delta_m divides"
-    with pytest.raises(InvalidParameterError, match=message):
-        write_reference_file(path, {"normal/mean": 30.0, "normal/within_11.25": 0.0})
-    assert not path.exists()
-    path.write_text(json.dumps({"normal/mean": 30.0, "normal/within_11.25": 0}))
-    with pytest.raises(
-        InvalidParameterError, match=r"run\.single_task_reference_file: .*" + message
-    ):
-        read_reference_file(path)
+    write_reference_file(path, {"normal/mean": 30.0, "normal/within_11.25": 0.0})
+    assert read_reference_file(path) == {"normal/mean": 30.0, "normal/within_11.25": 0.0}
+    config = from_dict(
+        VisionConfig,
+        {"data": {"dataset": "scenes"}, "run": {"single_task_reference_file": str(path)}},
+    )
+    reference = resolve_reference(config)
+    assert reference.values == {"normal/mean": 30.0}
+    assert reference.left_out == ("normal/within_11.25",)
+    assert "normal/within_11.25 left out (0 in the reference, Delta_m divides" in (
+        reference.describe()
+    )
+    assert reference.record()["normal/within_11.25"] == {
+        "value": 0.0,
+        "source": f"file: {path}",
+        "left_out": "0: Delta_m divides by it",
+    }
     with pytest.raises(
         InvalidParameterError, match=r"run\.single_task_reference\.depth/abs_err: expected a finite"
     ):

@@ -2,7 +2,7 @@
 
 The same ``M`` dual-stream MLPs (:class:`~coremtl.batched.stacked.StackedMLP`, float32), the same
 data and the same random draws, trained for a few steps by :func:`~coremtl.batched.training.train`
-(one computation) and by :func:`~coremtl.batched.training.loop_reference` (each model alone through
+(one computation) and by :func:`~coremtl.batched.reference.loop_reference` (each model alone through
 the library's balancer, CKA, counterfactual and reconstruction code), measured side by side in one
 run; the ratio loop / batched is printed per method (every batched balancer, and CORE-MTL).
 """
@@ -15,8 +15,9 @@ import time
 import torch
 
 from coremtl.batched.balancing import BATCHED_BALANCERS
+from coremtl.batched.reference import loop_reference
 from coremtl.batched.stacked import StackedMLP
-from coremtl.batched.training import Settings, TermWeights, draws, loop_reference, train
+from coremtl.batched.training import Settings, TermWeights, draws, train
 
 METHODS = {
     **{name: (name, TermWeights()) for name in BATCHED_BALANCERS},

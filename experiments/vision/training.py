@@ -31,6 +31,7 @@ from torch import Tensor, nn
 from torch.utils.data import DataLoader
 
 from coremtl.hard_grounding import HardGroundingDecoder, HardGroundingTerms
+from coremtl.run_folder import CLI_FLAGS
 from coremtl.trainer import ScheduledTerms, Trainer, TrainerConfig
 from scm.validation import InvalidParameterError
 
@@ -212,6 +213,7 @@ def build_run(config: VisionConfig, output: Path | None = None) -> Run:
         checkpoint_metadata={"config": json.dumps(recorded)},
         task_loss_vector=attribute_loss_vector(tasks) if attribute_tasks(tasks) == tasks else None,
     )
+    trainer.folder_flags = CLI_FLAGS
     trainer.prepare(splits.train)
     return Run(config, trainer, splits, output, weights_file, reference)
 
