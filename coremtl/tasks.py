@@ -8,14 +8,16 @@ Kinds, for a prediction ``yhat`` and the labels ``y = batch[task.target]`` in th
   cross-entropy; accuracy at logit 0);
 - ``regression``: ``(B, outputs)`` against ``(B, outputs)`` (mean squared error; MSE);
 - ``dense``: maps ``(B, outputs, H, W)`` at the input's resolution; against per-pixel classes
-  ``(B, H, W)`` (per-pixel cross-entropy; pixel accuracy) or against real maps (MSE).
+  ``(B, H, W)`` (per-pixel cross-entropy; pixel accuracy and the mean intersection over union
+  of the classes, mIoU) or against real maps (MSE).
 
 Class labels equal to :data:`~coremtl.task_labels.IGNORE_LABEL` (``-1``) are left out of the loss
 and of the accuracy alike: the loss is the mean over the other samples (pixels),
 ``L = sum_{i valid} l_i / max(1, #valid)``, so a batch with no valid label gives a loss of exactly
 0 and no gradient, never NaN. The metrics are torchmetrics' (accumulated over batches), named
-``<task>/accuracy`` or ``<task>/mse``; an accuracy over a split whose labels are all ignored is
-NaN.
+``<task>/accuracy``, ``<task>/miou`` (dense classes: ``mean_c TP_c / (TP_c + FP_c + FN_c)`` over
+the classes present in the labels or the predictions) or ``<task>/mse``; an accuracy over a split
+whose labels are all ignored is NaN.
 """
 
 from __future__ import annotations
@@ -202,6 +204,7 @@ def score(
     was_training = model.training
     model.eval()
     metrics: dict[str, tuple[str, nn.Module, Tensor]] = {}
+    overlaps: dict[str, nn.Module] = {}
     try:
         for index, batch in enumerate(batches(data, batch_size)):
             inputs = batch[input_key].to(device)
@@ -218,6 +221,10 @@ def score(
                 prediction = predictions[task.name].float()
                 if name == "accuracy":
                     counted += (target != IGNORE_LABEL).sum()
+                if name == "accuracy" and task.kind == "dense":
+                    if task.name not in overlaps:
+                        overlaps[task.name] = _overlap(task).to(device)
+                    overlaps[task.name].update(prediction, target)
                 if name == "accuracy" and task.outputs == 1:
                     metric.update(torch.sigmoid(prediction[:, 0]), target)
                 elif name == "accuracy":
@@ -226,7 +233,18 @@ def score(
                     metric.update(prediction, target.float().reshape(prediction.shape))
     finally:
         model.train(was_training)
-    return {
+    scores = {
         f"{task}/{name}": float(metric.compute()) if name != "accuracy" or counted else math.nan
         for task, (name, metric, counted) in metrics.items()
     }
+    for task, metric in overlaps.items():
+        scores[f"{task}/miou"] = float(metric.compute()) if metrics[task][2] else math.nan
+    return scores
+
+
+def _overlap(task: Task) -> nn.Module:
+    """The mIoU of a dense classification task, ignoring :data:`IGNORE_LABEL` pixels and the
+    classes absent from both labels and predictions."""
+    from torchmetrics.classification import MulticlassJaccardIndex
+
+    return MulticlassJaccardIndex(task.outputs, average="macro", ignore_index=IGNORE_LABEL)
