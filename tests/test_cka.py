@@ -227,5 +227,5 @@ def test_float32_cka_is_scale_free_far_from_unit_scale(scale, debiased):
     scaled = (x * scale).requires_grad_()
     value = linear_cka(scaled, y, debiased)
     value.backward()
-    assert float(value) == pytest.approx(float(expected), rel=1e-5, abs=1e-6)
+    assert float(value.detach()) == pytest.approx(float(expected.detach()), rel=1e-5, abs=1e-6)
     assert torch.allclose(scaled.grad * scale, reference.grad, rtol=1e-4, atol=1e-6)
