@@ -311,6 +311,10 @@ class DigitBenchmark:
         permuted = law.kind == "permuted"
         return digits_split(pool, n, self.nuisance, strength, seed, permuted, stream=stream)
 
+    def extra_probes(self, model: nn.Module, fit: dict, evaluate: dict) -> dict[str, float]:
+        """None: the digits carry no truth beyond their labels and nuisance."""
+        return {}
+
     def backbone(self, seed: int) -> nn.Sequential:
         torch.manual_seed(seed)
         stages, fan_in = [], 3

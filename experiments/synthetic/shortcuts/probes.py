@@ -3,7 +3,8 @@ shortcut task's label, and MT-CRL's routing matrix.
 
 For every representation that :func:`coremtl.probes.representations` returns (``Z`` for every
 method; ``Z_s`` and ``Z_r`` for CORE-MTL; each MT-CRL module; what each MTAN head reads), a
-multinomial logistic regression on standardised pooled features is fitted on one shortcut-free
+linear ridge classifier (scikit-learn's ``RidgeClassifier``: least squares on one-hot targets,
+penalty :data:`PROBE_ALPHA`) on standardised pooled features is fitted on one shortcut-free
 split (``probe_fit``, drawn from the target law, where the nuisance is independent of the labels)
 and its accuracy read on another (``probe_eval``): the *nuisance probe* predicts the nuisance value
 (chance ``1 / num_nuisance_values``), the *label probe* the shortcut task's label (classification
@@ -22,24 +23,21 @@ from torch import Tensor, nn
 from coremtl.probes import representations
 from coremtl.tasks import Task
 
-PROBE_ITERATIONS = 500
-PROBE_C = 1.0
-"""Inverse L2 penalty of the probes (scikit-learn's ``C``) on standardised features."""
+PROBE_ALPHA = 1.0
+"""L2 penalty of the probes (scikit-learn's ``alpha``) on standardised features."""
 
 
 def probe_accuracy(
     fit: np.ndarray, fit_labels: np.ndarray, evaluate: np.ndarray, eval_labels: np.ndarray
 ) -> float:
-    """Held-out accuracy of a multinomial logistic regression on standardised features."""
-    from sklearn.linear_model import LogisticRegression
+    """Held-out accuracy of a ridge classifier on standardised features."""
+    from sklearn.linear_model import RidgeClassifier
     from sklearn.pipeline import make_pipeline
     from sklearn.preprocessing import StandardScaler
 
     if np.unique(fit_labels).size < 2:
         return float(np.mean(eval_labels == fit_labels[0]))
-    probe = make_pipeline(
-        StandardScaler(), LogisticRegression(C=PROBE_C, max_iter=PROBE_ITERATIONS)
-    )
+    probe = make_pipeline(StandardScaler(), RidgeClassifier(alpha=PROBE_ALPHA))
     probe.fit(fit, fit_labels)
     return float(probe.score(evaluate, eval_labels))
 
