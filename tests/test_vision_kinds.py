@@ -14,7 +14,7 @@ from coremtl.architectures.repmtl import RepMTLRegularizer
 from coremtl.architectures.single_task import SingleTaskModels
 from coremtl.representation import DualStreamModel
 from coremtl_cli.main import main
-from experiments.vision.config import ModelConfig, VisionConfig, from_dict
+from experiments.vision.config import VisionConfig, from_dict
 from experiments.vision.datasets.synthetic import write_tiny_dataset
 from experiments.vision.losses import task_losses
 from experiments.vision.metrics import delta_m
@@ -31,32 +31,20 @@ from scm.validation import InvalidParameterError
 TASKS = ["segmentation", "depth", "normal"]
 CLASSES = 5
 SIZE = 32
-TINY = {
-    "arch": "resnet18",
-    "weights": "random",
-    "semantic_channels": 16,
-    "residual_channels": 8,
-    "grounding": "hard",
-}
 
 
-def tiny_model(kind: str, tasks=TASKS, **options):
-    torch.manual_seed(0)
-    config = ModelConfig(kind=kind, **{**TINY, **options})
-    model, weights_file = build_model(config, list(tasks), CLASSES)
-    assert weights_file is None
-    return model
+@pytest.fixture(scope="module")
+def vision_config(tiny_vision_config):
+    """``vision_config(kind, **method)``: the tiny model of ``kind`` on the scenes' tasks."""
 
+    def build(kind: str, **method) -> VisionConfig:
+        return tiny_vision_config(
+            data={"dataset": "scenes", "tasks": TASKS, "num_classes": CLASSES},
+            model={"kind": kind, "mtcrl_modules": 3, "mtcrl_module_channels": 8},
+            method=method,
+        )
 
-def vision_config(kind: str, **method) -> VisionConfig:
-    return from_dict(
-        VisionConfig,
-        {
-            "data": {"dataset": "scenes", "tasks": TASKS, "num_classes": CLASSES},
-            "model": {"kind": kind, **TINY, "mtcrl_modules": 3, "mtcrl_module_channels": 8},
-            "method": method,
-        },
-    )
+    return build
 
 
 def labelled_batch(batch_size: int = 4, seed: int = 0) -> dict[str, torch.Tensor]:
@@ -86,8 +74,8 @@ def losses_fn(predictions, batch):
         ("mtcrl", {"mtcrl_modules": 3, "mtcrl_module_channels": 8}, MTCRL),
     ],
 )
-def test_every_kind_predicts_full_resolution_maps(kind, options, model_type):
-    model = tiny_model(kind, **options).eval()
+def test_every_kind_predicts_full_resolution_maps(kind, options, model_type, tiny_vision_model):
+    model = tiny_vision_model(kind, **options).eval()
     if model_type is not None:
         assert isinstance(model, model_type)
     with torch.no_grad():
@@ -98,8 +86,8 @@ def test_every_kind_predicts_full_resolution_maps(kind, options, model_type):
     assert forward.shared.shape[0] == 2
 
 
-def test_single_kind_is_the_encoder_and_the_head_of_its_one_task():
-    model = tiny_model("single", tasks=["depth"]).eval()
+def test_single_kind_is_the_encoder_and_the_head_of_its_one_task(tiny_vision_model):
+    model = tiny_vision_model("single", tasks=["depth"]).eval()
     assert isinstance(model, SingleTaskModels) and model.task_names == ["depth"]
     with torch.no_grad():
         forward = model(torch.rand(2, 3, SIZE, SIZE))
@@ -108,13 +96,13 @@ def test_single_kind_is_the_encoder_and_the_head_of_its_one_task():
     assert forward.shared.shape == (2, 512, SIZE // 8, SIZE // 8)
 
 
-def test_single_kind_with_several_tasks_is_an_error_naming_data_tasks():
+def test_single_kind_with_several_tasks_is_an_error_naming_data_tasks(tiny_vision_model):
     with pytest.raises(InvalidParameterError, match=r"data\.tasks: model\.kind 'single'"):
-        build_model(ModelConfig(kind="single", **TINY), ["segmentation", "depth"], CLASSES)
+        tiny_vision_model("single", ["segmentation", "depth"])
 
 
-def test_mtcrl_on_maps_gates_spatial_modules_per_task():
-    model = tiny_model("mtcrl", mtcrl_modules=3, mtcrl_module_channels=8).train()
+def test_mtcrl_on_maps_gates_spatial_modules_per_task(tiny_vision_model):
+    model = tiny_vision_model("mtcrl", mtcrl_modules=3, mtcrl_module_channels=8).train()
     forward = model(torch.rand(4, 3, SIZE, SIZE))
     assert forward.shared.shape == (4, 3 * 8, SIZE // 8, SIZE // 8)
     assert forward.extras["routing"].shape == (len(TASKS), 3)
@@ -131,7 +119,7 @@ def assert_term_reaches(term: torch.Tensor, parameter: torch.nn.Parameter) -> No
     assert torch.isfinite(gradient).all() and gradient.abs().sum() > 0
 
 
-def test_repmtl_terms_are_finite_and_reach_the_encoder():
+def test_repmtl_terms_are_finite_and_reach_the_encoder(vision_config):
     config = vision_config("repmtl", repmtl={"tsr_weight": 1.0, "csa_weight": 0.5})
     (regularizer,) = build_regularizers(config)
     assert isinstance(regularizer, RepMTLRegularizer) and regularizer.csa_weight == 0.5
@@ -144,7 +132,7 @@ def test_repmtl_terms_are_finite_and_reach_the_encoder():
         assert_term_reaches(term, model.trunk.layer4[1].conv2.weight)
 
 
-def test_mtcrl_terms_are_finite_and_reach_modules_and_routing():
+def test_mtcrl_terms_are_finite_and_reach_modules_and_routing(vision_config):
     config = vision_config("mtcrl", mtcrl={"sparsity_weight": 0.1})
     (regularizer,) = build_regularizers(config)
     model, _ = build_model(config.model, TASKS, CLASSES)
@@ -157,7 +145,7 @@ def test_mtcrl_terms_are_finite_and_reach_modules_and_routing():
     assert_term_reaches(terms["mtcrl_sparsity"], model.routing_logits)
 
 
-def test_mtcrl_without_environments_skips_invariance_with_one_notice(capsys):
+def test_mtcrl_without_environments_skips_invariance_with_one_notice(capsys, vision_config):
     config = vision_config("mtcrl")
     (regularizer,) = build_regularizers(config)
     assert isinstance(regularizer, EnvironmentOptionalMTCRL)
@@ -172,7 +160,7 @@ def test_mtcrl_without_environments_skips_invariance_with_one_notice(capsys):
 
 
 @pytest.mark.parametrize("kind", ["coremtl", "shared", "mtan", "single"])
-def test_other_kinds_add_no_regularizer(kind):
+def test_other_kinds_add_no_regularizer(kind, vision_config):
     assert build_regularizers(vision_config(kind)) == []
 
 
@@ -219,8 +207,10 @@ def perturbed_forward(model, x: torch.Tensor, direction: torch.Tensor, scale: fl
 
 
 @pytest.mark.parametrize("skip", [False, True])
-def test_features_outside_z_s_reach_predictions_only_through_the_skip_connection(skip):
-    model = tiny_model("coremtl", skip_connection=skip).eval()
+def test_features_outside_z_s_reach_predictions_only_through_the_skip_connection(
+    skip, tiny_vision_model
+):
+    model = tiny_vision_model("coremtl", skip_connection=skip).eval()
     x = torch.rand(2, 3, SIZE, SIZE)
     direction = residual_only_direction(model)
     with torch.no_grad():
@@ -239,14 +229,14 @@ def test_features_outside_z_s_reach_predictions_only_through_the_skip_connection
         assert all(change < 1e-3 for change in changes.values()), changes
 
 
-def test_skip_connection_heads_read_z_s_and_pre_split_features():
-    model = tiny_model("coremtl", skip_connection=True)
+def test_skip_connection_heads_read_z_s_and_pre_split_features(tiny_vision_model):
+    model = tiny_vision_model("coremtl", skip_connection=True)
     assert model.heads["segmentation"].head[0].convs[0][0].in_channels == 16 + 512
     assert model.decoder.normal_head is not model.heads["normal"]
     assert model.decoder.normal_head.head[0].convs[0][0].in_channels == 16
     with pytest.raises(InvalidParameterError, match="features"):
         model.predict(torch.zeros(1, 16, 4, 4))
-    plain = tiny_model("coremtl")
+    plain = tiny_vision_model("coremtl")
     assert plain.decoder.normal_head is plain.heads["normal"]
 
 
@@ -257,31 +247,39 @@ def data_root(tmp_path_factory) -> Path:
     )
 
 
-def write_config(path: Path, root: Path, output: Path) -> Path:
-    data = {
-        "data": {
-            "dataset": "nyuv2",
-            "root": str(root),
-            "tasks": ["segmentation", "depth"],
-            "resolution": [16, 32],
-            "val_fraction": 0.2,
-        },
-        "model": {"kind": "shared", **TINY},
-        "training": {
-            "epochs": 1,
-            "batch_size": 4,
-            "warmup_steps": 0,
-            "lr": 5e-3,
-            "max_steps_per_epoch": 2,
-            "selection_metric": "segmentation/miou",
-        },
-        "run": {"output_dir": str(output), "seed": 1, "num_sample_images": 1},
-    }
-    path.write_text(yaml.safe_dump(data))
-    return path
+@pytest.fixture
+def write_config(tiny_vision_section):
+    """``write_config(path, root, output)``: a YAML config of hard sharing on tiny NYUv2 files."""
+
+    def write(path: Path, root: Path, output: Path) -> Path:
+        data = {
+            "data": {
+                "dataset": "nyuv2",
+                "root": str(root),
+                "tasks": ["segmentation", "depth"],
+                "resolution": [16, 32],
+                "val_fraction": 0.2,
+            },
+            "model": {"kind": "shared", **tiny_vision_section},
+            "training": {
+                "epochs": 1,
+                "batch_size": 4,
+                "warmup_steps": 0,
+                "lr": 5e-3,
+                "max_steps_per_epoch": 2,
+                "selection_metric": "segmentation/miou",
+            },
+            "run": {"output_dir": str(output), "seed": 1, "num_sample_images": 1},
+        }
+        path.write_text(yaml.safe_dump(data))
+        return path
+
+    return write
 
 
-def test_single_task_config_keeps_the_backbone_and_its_own_selection_metric(data_root, tmp_path):
+def test_single_task_config_keeps_the_backbone_and_its_own_selection_metric(
+    data_root, tmp_path, write_config
+):
     from experiments.vision.config import load_config
 
     config = load_config(write_config(tmp_path / "c.yaml", data_root, tmp_path / "out"))
@@ -297,7 +295,7 @@ def test_single_task_config_keeps_the_backbone_and_its_own_selection_metric(data
 
 
 def test_single_task_references_are_written_and_read_by_a_multi_task_run(
-    data_root, tmp_path, capsys
+    data_root, tmp_path, capsys, write_config
 ):
     output = tmp_path / "out"
     config_path = write_config(tmp_path / "c.yaml", data_root, output)
