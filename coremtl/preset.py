@@ -4,7 +4,8 @@
 feature vectors ``(B, C)`` or maps ``(B, C, h, w)`` into a multi-task model with its per-task
 losses, its balancer and its scheduled term sources (:class:`coremtl.trainer.ScheduledTerms`);
 ``train(method, backbone, tasks, data, ...)`` also runs it with :class:`coremtl.trainer.Trainer`
-and returns the metrics (:mod:`coremtl.tasks`). ``method`` is one of :data:`METHODS`:
+and returns the metrics (:mod:`coremtl.tasks`). ``method`` is one of :data:`~coremtl.names.METHODS`
+(:mod:`coremtl.names`; an older spelling such as ``"coremtl"`` or ``"MT-CRL"`` is read as its name):
 
 - ``"core-mtl"``: encoder = backbone, a stream split ``[Z_s; Z_r] = W F + b`` (1x1 convolution on
   maps), heads on ``Z_s`` only (:mod:`coremtl.heads`), a soft-grounding decoder (AdaIN for maps,
@@ -55,14 +56,12 @@ from coremtl.architectures.mtcrl import MTCRLOptions
 from coremtl.balancers.registry import BALANCER_NAMES
 from coremtl.heads import task_heads
 from coremtl.labels import method_label
+from coremtl.names import canonical_method
 from coremtl.objective import CoreMTLObjective
 from coremtl.tasks import Task, check_tasks, evaluate, task_loss
 from coremtl.trainer import ScheduledTerms
 from coremtl.variants import authors_weights, check_variant_options
 from scm.validation import InvalidParameterError
-
-ARCHITECTURE_METHODS = ("core-mtl", "mtan", "rep-mtl", "mt-crl", "single-task")
-METHODS: tuple[str, ...] = (*ARCHITECTURE_METHODS, *BALANCER_NAMES)
 
 
 @dataclass
@@ -160,8 +159,9 @@ def build(
     from coremtl.capacity import capacity_trunk
     from coremtl.representation import BothStreamsModel, DualStreamModel, StreamSplit
 
-    if method not in METHODS:
-        raise InvalidParameterError(f"method: expected one of {', '.join(METHODS)}, got {method!r}")
+    method = canonical_method(method)
+    if capacity_of is not None:
+        capacity_of = canonical_method(capacity_of, "capacity_of")
     if method in BALANCER_NAMES and balancer not in ("ew", method):
         raise InvalidParameterError(
             f"balancer: method {method!r} is itself the balancer; got balancer={balancer!r} too"
@@ -286,6 +286,7 @@ def train(
     ``output_dir`` is given (then the trainer's logs and checkpoints go there)."""
     from coremtl.trainer import Trainer, TrainerConfig
 
+    method = canonical_method(method)
     if method == "core-mtl" and (
         isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 4
     ):
