@@ -12,6 +12,8 @@ for each model, exactly the gradient that model would get alone, so an elementwi
   PCGrad, MGDA, IMTL-G, Aligned-MTL, UPGrad, DualProj, CAGrad);
 - :mod:`coremtl.batched.faces`: the exact batched solvers of the dual-cone projection (UPGrad,
   DualProj) and of CAGrad's inner problem;
+- :mod:`coremtl.batched.term_weights`: the CORE-MTL weights per model, read from
+  :class:`coremtl.objective.CoreMTLObjective`;
 - :mod:`coremtl.batched.terms`: the CORE-MTL terms per model (positive part of the debiased linear
   CKA, the input-level counterfactual swap, reconstruction);
 - :mod:`coremtl.batched.training`: the training loop, and the per-model reference loop built from
@@ -20,10 +22,10 @@ for each model, exactly the gradient that model would get alone, so an elementwi
 """
 
 from coremtl.batched.stacked import StackedAngle, StackedMLP
+from coremtl.batched.term_weights import TermWeights
 from coremtl.batched.training import (
     Draws,
     Settings,
-    TermWeights,
     draws,
     loop_reference,
     train,
