@@ -47,7 +47,7 @@ def tiny_vision_model():
     from experiments.vision.model.build import build_model
 
     def build(
-        kind: str = "coremtl",
+        kind: str = "core-mtl",
         tasks=("segmentation", "depth", "normal"),
         num_classes: int = 5,
         **options,

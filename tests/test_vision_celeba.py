@@ -340,7 +340,7 @@ def test_fused_head_equals_one_linear_head_per_attribute_with_the_same_weights()
 
 @pytest.mark.parametrize(
     ("kind", "model_type"),
-    [("coremtl", AttributeDualStreamModel), ("shared", AttributeSharedBottom), ("mtan", None)],
+    [("core-mtl", AttributeDualStreamModel), ("ew", AttributeSharedBottom), ("mtan", None)],
 )
 def test_models_predict_one_logit_per_attribute(kind, model_type, tiny_vision_model):
     model = tiny_vision_model(kind, SUBSET, 2, semantic_channels=8, residual_channels=4)
@@ -352,7 +352,7 @@ def test_models_predict_one_logit_per_attribute(kind, model_type, tiny_vision_mo
     assert {name: tuple(p.shape) for name, p in forward.predictions.items()} == {
         name: (2,) for name in SUBSET
     }
-    if kind == "coremtl":
+    if kind == "core-mtl":
         assert model.decoder is not None and model.decode(forward.z_s, forward.z_r).shape == (
             2,
             3,
@@ -364,7 +364,7 @@ def test_models_predict_one_logit_per_attribute(kind, model_type, tiny_vision_mo
 def test_perturbing_the_residual_stream_leaves_attribute_predictions_unchanged(
     tiny_vision_model,
 ):
-    model = tiny_vision_model("coremtl", SUBSET, 2, semantic_channels=8, residual_channels=4)
+    model = tiny_vision_model("core-mtl", SUBSET, 2, semantic_channels=8, residual_channels=4)
     model.eval()
     x = torch.rand(3, 3, 16, 16)
     split = model.split

@@ -130,7 +130,7 @@ def test_grounding_loss_is_zero_for_a_consistent_decomposition():
     assert set(terms) == {"render", "albedo_tv", "achromatic", "albedo_normal_corr"}
 
 
-@pytest.mark.parametrize("kind", ["shared", "mtan"])
+@pytest.mark.parametrize("kind", ["ew", "mtan"])
 def test_baseline_model_heads_read_full_width_features(kind, tiny_vision_model):
     model = tiny_vision_model(kind, ["segmentation", "depth"], num_classes=7)
     assert model.heads["segmentation"].head[0].convs[0][0].in_channels == 512

@@ -60,7 +60,7 @@ def tiny_config(tiny_vision_config):
 
 
 @pytest.mark.parametrize(
-    ("kind", "balancer"), [("coremtl", "ew"), ("shared", "ew"), ("shared", "pcgrad")]
+    ("kind", "balancer"), [("core-mtl", "ew"), ("ew", "ew"), ("pcgrad", "pcgrad")]
 )
 def test_a_few_steps_on_one_batch_lower_the_task_losses(
     data_root, tmp_path, kind, balancer, tiny_config
@@ -76,7 +76,7 @@ def test_a_few_steps_on_one_batch_lower_the_task_losses(
     records = [training_step(run, batch) for _ in range(STEPS)]
     totals = [sum(v for k, v in r.items() if k.startswith("loss/")) for r in records]
     assert totals[-1] < totals[0]
-    if kind == "coremtl":
+    if kind == "core-mtl":
         assert {"term/cka", "term/cfa", "term/grounding/render"} <= set(records[0])
 
 
@@ -84,9 +84,7 @@ def test_a_few_steps_on_one_batch_lower_the_task_losses(
 def test_balancers_with_learned_weights_update_them_in_a_step(
     data_root, tmp_path, balancer, tiny_config
 ):
-    config = tiny_config(
-        data_root, tmp_path, model={"kind": "shared"}, training={"balancer": balancer}
-    )
+    config = tiny_config(data_root, tmp_path, model={"kind": balancer})
     run = build_run(config)
     before = {k: v.clone() for k, v in run.balancer.state_dict()["module"].items()}
     assert before
@@ -139,7 +137,7 @@ def test_a_run_killed_inside_an_epoch_resumes_bit_identical_to_an_uninterrupted_
 
 
 def test_nan_input_is_reported_with_key_and_step(data_root, tmp_path, tiny_config):
-    run = build_run(tiny_config(data_root, tmp_path, model={"kind": "shared"}))
+    run = build_run(tiny_config(data_root, tmp_path, model={"kind": "ew"}))
     batch = first_batch(run)
     batch["depth"][0, 0, 0, 0] = float("nan")
     with pytest.raises(NonFiniteError, match="batch key 'depth' holds NaN or infinity at step 0"):
@@ -153,8 +151,8 @@ def test_cli_train_writes_outputs_and_evaluate_reproduces_the_selected_test_metr
     config = tiny_config(
         data_root,
         tmp_path / "out",
-        model={"kind": "shared"},
-        training={"balancer": "pcgrad", "epochs": 1},
+        model={"kind": "pcgrad"},
+        training={"epochs": 1},
     )
     import yaml
 

@@ -16,8 +16,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, ClassVar, Literal, get_args, get_origin, get_type_hints
 
-from coremtl import defaults as method_defaults
+from coremtl.balancers.registry import BALANCER_NAMES
 from coremtl.devices import DEVICE_TYPES, check_device
+from coremtl.names import canonical_method
+from coremtl.objective import CoreMTLObjective
 from coremtl.trainer_config import OptimizationConfig
 from scm.validation import InvalidParameterError
 
@@ -34,6 +36,8 @@ DATASETS = (
     "colored_cityscapes",
 )
 ARCHITECTURES = ("resnet18", "resnet34", "resnet50", "resnet101")
+SHARED = "shared"
+"""``model.kind`` of hard sharing trained by ``training.balancer`` (resolved to that balancer)."""
 OUTPUT_STRIDE = 8
 _NUMBER = re.compile(r"[-+]?(\d+\.?\d*|\.\d+)([eE][-+]?\d+)?")
 
@@ -271,23 +275,26 @@ class DataConfig:
 class ModelConfig:
     """The network: backbone, streams, heads and grounding decoder.
 
-    ``kind``: ``"coremtl"`` (dual streams, heads on ``Z_s``), ``"shared"`` (hard parameter
-    sharing: heads on the whole encoder output; the backbone of every balancer baseline),
-    ``"mtan"`` (MTAN task attention over the encoder stages), ``"single"`` (encoder and head of
-    the one task in ``data.tasks``: the single-task reference of ``Delta_m``), ``"repmtl"`` (hard
-    sharing plus the Rep-MTL saliency regulariser, weights in ``method.repmtl``) or ``"mtcrl"``
-    (MT-CRL: ``mtcrl_modules`` disentangled modules of ``mtcrl_module_channels`` channels each on
-    the encoder maps, a learned task-to-module graph, regulariser weights in ``method.mtcrl``).
+    ``kind``: the method, a name of :data:`coremtl.METHODS` (older spellings are read as their
+    name, :mod:`coremtl.names`): ``"core-mtl"`` (dual streams, heads on ``Z_s``), a balancer name
+    such as ``"ew"`` or ``"pcgrad"`` (hard parameter sharing: heads on the whole encoder output,
+    trained by that balancer), ``"mtan"`` (MTAN task attention over the encoder stages),
+    ``"single-task"`` (encoder and head of the one task in ``data.tasks``: the single-task
+    reference of ``Delta_m``), ``"rep-mtl"`` (hard sharing plus the Rep-MTL saliency regulariser,
+    weights in ``method.repmtl``) or ``"mt-crl"`` (MT-CRL: ``mtcrl_modules`` disentangled modules
+    of ``mtcrl_module_channels`` channels each on the encoder maps, a learned task-to-module graph,
+    regulariser weights in ``method.mtcrl``). :data:`SHARED` (``"shared"``) is hard sharing
+    trained by ``training.balancer``; a run's config resolves it to that balancer's name.
     ``weights``: ``"auto"`` (ImageNet weights from the torchvision cache, stop if absent),
     ``"random"`` (random initialisation) or the path of a ``.pth`` state dict.
     ``grounding``: ``"hard"`` (physics renderer), ``"soft"`` (AdaIN decoder), ``"none"``, or
     ``"auto"`` (:func:`resolve_grounding`: soft for CelebA attributes, hard otherwise).
-    ``skip_connection`` (``kind: coremtl`` only; off by default): an ablation whose heads read
+    ``skip_connection`` (``kind: core-mtl`` only; off by default): an ablation whose heads read
     ``concat(Z_s, F)`` with ``F`` the pre-split encoder features, so the residual stream is
     reachable by the heads (the reference implementation's mistake that docs/VISION.md names).
     """
 
-    kind: Literal["coremtl", "shared", "mtan", "single", "repmtl", "mtcrl"] = "coremtl"
+    kind: str = "core-mtl"
     arch: str = "resnet50"
     weights: str = "auto"
     semantic_channels: int = 256
@@ -298,6 +305,8 @@ class ModelConfig:
     mtcrl_module_channels: int = 128
 
     def __post_init__(self) -> None:
+        if self.kind != SHARED:
+            self.kind = canonical_method(self.kind, "model.kind")
         _require(self.arch in ARCHITECTURES, "model.arch", f"one of {ARCHITECTURES}", self.arch)
         _require(
             self.semantic_channels > 0, "model.semantic_channels", "> 0", self.semantic_channels
@@ -306,9 +315,9 @@ class ModelConfig:
             self.residual_channels > 0, "model.residual_channels", "> 0", self.residual_channels
         )
         _require(
-            not self.skip_connection or self.kind == "coremtl",
+            not self.skip_connection or self.kind == "core-mtl",
             "model.skip_connection",
-            f"false unless model.kind is 'coremtl' (model.kind is {self.kind!r})",
+            f"false unless model.kind is 'core-mtl' (model.kind is {self.kind!r})",
             self.skip_connection,
         )
         _require(self.mtcrl_modules >= 2, "model.mtcrl_modules", ">= 2", self.mtcrl_modules)
@@ -322,7 +331,7 @@ class ModelConfig:
 
 @dataclass
 class RepMTLConfig:
-    """Weights of the Rep-MTL terms (``model.kind: repmtl``;
+    """Weights of the Rep-MTL terms (``model.kind: rep-mtl``;
     :class:`coremtl.architectures.repmtl.RepMTLRegularizer`):
     ``tsr_weight L_TSR + csa_weight L_CSA``, ``temperature`` of the CSA InfoNCE."""
 
@@ -341,7 +350,7 @@ class RepMTLConfig:
 
 @dataclass
 class MTCRLConfig:
-    """Weights of the MT-CRL terms (``model.kind: mtcrl``;
+    """Weights of the MT-CRL terms (``model.kind: mt-crl``;
     :class:`coremtl.architectures.mtcrl.MTCRLRegularizer`):
     ``decorrelation_weight L_dis + invariance_weight L_inv + sparsity_weight L_sparse``.
 
@@ -359,23 +368,37 @@ class MTCRLConfig:
             _require(value >= 0, f"method.mtcrl.{name}", "a non-negative number", value)
 
 
+_LIBRARY = {f.name: f.default for f in dataclasses.fields(CoreMTLObjective)}
+OBJECTIVE_FIELDS = (
+    "cka_weight",
+    "cka_warmup_steps",
+    "debiased_cka",
+    "cfa_weight",
+    "cfa_probability",
+    "reconstruction_weight",
+)
+"""The fields of ``method`` that are :class:`coremtl.objective.CoreMTLObjective`'s, by its names."""
+
+
 @dataclass
 class MethodConfig:
     """Weights of the CORE-MTL terms and of the hard-grounding priors.
 
     Total loss: ``sum_t w_t L_t + cka_weight L_cka + cfa_weight L_cfa + reconstruction_weight
     (L_render + tv_weight L_tv + achromatic_weight L_achromatic + correlation_weight L_corr)``.
-    The CORE-MTL weights default to the library's (:mod:`coremtl.defaults`); the hard-grounding
-    priors are this pipeline's own. ``repmtl`` and ``mtcrl`` hold the weights of those baselines'
-    regularisers (read only when ``model.kind`` names them).
+    The CORE-MTL fields (:data:`OBJECTIVE_FIELDS`) are those of the library's
+    :class:`coremtl.objective.CoreMTLObjective`, with its defaults and its checks;
+    :meth:`objective` is that objective. The hard-grounding priors are this pipeline's own.
+    ``repmtl`` and ``mtcrl`` hold the weights of those baselines' regularisers (read only when
+    ``model.kind`` names them).
     """
 
-    cka_weight: float = method_defaults.CKA_WEIGHT
-    cka_warmup_steps: int = method_defaults.CKA_WARMUP_STEPS
-    debiased_cka: bool = method_defaults.DEBIASED_CKA
-    cfa_weight: float = method_defaults.CFA_WEIGHT
-    cfa_probability: float = method_defaults.CFA_PROBABILITY
-    reconstruction_weight: float = method_defaults.RECONSTRUCTION_WEIGHT
+    cka_weight: float = _LIBRARY["cka_weight"]
+    cka_warmup_steps: int = _LIBRARY["cka_warmup_steps"]
+    debiased_cka: bool = _LIBRARY["debiased_cka"]
+    cfa_weight: float = _LIBRARY["cfa_weight"]
+    cfa_probability: float = _LIBRARY["cfa_probability"]
+    reconstruction_weight: float = _LIBRARY["reconstruction_weight"]
     tv_weight: float = 0.01
     achromatic_weight: float = 0.1
     correlation_weight: float = 0.1
@@ -383,25 +406,19 @@ class MethodConfig:
     mtcrl: MTCRLConfig = field(default_factory=MTCRLConfig)
 
     def __post_init__(self) -> None:
-        for name in (
-            "cka_weight",
-            "cfa_weight",
-            "reconstruction_weight",
-            "tv_weight",
-            "achromatic_weight",
-            "correlation_weight",
-        ):
+        try:
+            self.objective()
+        except InvalidParameterError as error:
+            raise InvalidParameterError(f"method.{error}") from None
+        for name in ("tv_weight", "achromatic_weight", "correlation_weight"):
             value = getattr(self, name)
             _require(value >= 0, f"method.{name}", "a non-negative number", value)
-        _require(
-            0.0 <= self.cfa_probability <= 1.0,
-            "method.cfa_probability",
-            "a probability in [0, 1]",
-            self.cfa_probability,
-        )
-        _require(
-            self.cka_warmup_steps >= 0, "method.cka_warmup_steps", ">= 0", self.cka_warmup_steps
-        )
+
+    def objective(self) -> CoreMTLObjective:
+        """The CORE-MTL terms of this section: :class:`~coremtl.objective.CoreMTLObjective` with
+        the fields of :data:`OBJECTIVE_FIELDS`, reading the input under ``"image"``."""
+        settings = {name: getattr(self, name) for name in OBJECTIVE_FIELDS}
+        return CoreMTLObjective(**settings, input_key="image")
 
 
 @dataclass
@@ -562,8 +579,31 @@ class VisionConfig:
             self.model.grounding,
         )
         self.model.grounding = resolve_grounding(self.model.grounding, self.data.tasks)
-        if self.model.kind == "coremtl":
+        self._resolve_balancer_kind()
+        if self.model.kind == "core-mtl":
             self._check_coremtl_schedule()
+
+    def _resolve_balancer_kind(self) -> None:
+        """``model.kind`` made a method name: :data:`SHARED` becomes ``training.balancer``; a
+        balancer's name is also the balancer that trains it (``training.balancer`` left at
+        ``ew`` or naming the same one), as in :func:`coremtl.build`."""
+        model, training = self.model, self.training
+        if model.kind == SHARED:
+            _require(
+                training.balancer in BALANCER_NAMES,
+                "training.balancer",
+                f"one of {', '.join(BALANCER_NAMES)}",
+                training.balancer,
+            )
+            model.kind = training.balancer
+        if model.kind in BALANCER_NAMES:
+            _require(
+                training.balancer in ("ew", model.kind),
+                "training.balancer",
+                f"'ew' or {model.kind!r}: model.kind {model.kind!r} is itself the balancer",
+                training.balancer,
+            )
+            training.balancer = model.kind
 
     def _check_coremtl_schedule(self) -> None:
         """The debiased CKA needs 4 samples a batch, and every stage starts before the last epoch."""

@@ -94,7 +94,7 @@ def term_sources(config: VisionConfig, model: nn.Module) -> list[ScheduledTerms]
 
     method, training = config.method, config.training
     sources: list[ScheduledTerms] = []
-    if config.model.kind == "coremtl":
+    if config.model.kind == "core-mtl":
         decoder = getattr(model, "decoder", None)
         if method.reconstruction_weight > 0 and isinstance(decoder, HardGroundingDecoder):
             sources.append(ScheduledTerms(HardGroundingTerms(method), 0, "hard grounding"))
@@ -126,7 +126,7 @@ def term_sources(config: VisionConfig, model: nn.Module) -> list[ScheduledTerms]
 
 def task_start_epoch(config: VisionConfig) -> int:
     """The first epoch with task losses (after the reconstruction-only warm-up)."""
-    if config.model.kind == "coremtl" and config.model.grounding != "none":
+    if config.model.kind == "core-mtl" and config.model.grounding != "none":
         return config.training.reconstruction_epochs
     return 0
 

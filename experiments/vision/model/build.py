@@ -1,24 +1,26 @@
 """Assemble a vision model from its config: encoder, stream split, heads, grounding decoder.
 
-- ``kind="coremtl"``: :class:`coremtl.representation.DualStreamModel` with a 1x1-convolution
+``config.kind`` is the method (a name of :data:`coremtl.METHODS`):
+
+- ``"core-mtl"``: :class:`coremtl.representation.DualStreamModel` with a 1x1-convolution
   :class:`~coremtl.representation.StreamSplit` of the encoder maps into ``Z_s`` and ``Z_r`` (both at
   1/8 resolution), DeepLab heads on ``Z_s`` only, and the hard (physics) or soft (AdaIN) grounding
   decoder.
-- ``kind="shared"``: hard parameter sharing (:class:`coremtl.architectures.shared_bottom.SharedBottom`),
+- a balancer name (``"ew"``, ``"pcgrad"``, ...; or ``"shared"``): hard parameter sharing (:class:`coremtl.architectures.shared_bottom.SharedBottom`),
   the heads read the whole encoder output (the model every balancer baseline trains);
-- ``kind="mtan"``: :class:`coremtl.architectures.mtan.MTAN` over the encoder's four stages (task
+- ``"mtan"``: :class:`coremtl.architectures.mtan.MTAN` over the encoder's four stages (task
   attention on the last block of each stage), DeepLab heads on the attended layer-4 features;
-- ``kind="single"``: :class:`coremtl.architectures.single_task.SingleTaskModels` with the encoder
+- ``"single-task"``: :class:`coremtl.architectures.single_task.SingleTaskModels` with the encoder
   and the head of the one task in ``data.tasks`` (the single-task reference of ``Delta_m``);
-- ``kind="repmtl"``: the ``shared`` model; Rep-MTL changes only the loss
+- ``"rep-mtl"``: the hard-sharing model; Rep-MTL changes only the loss
   (:mod:`experiments.vision.regularizers`);
-- ``kind="mtcrl"``: :class:`coremtl.architectures.mtcrl.MTCRL` on the encoder maps: ``M`` separate
+- ``"mt-crl"``: :class:`coremtl.architectures.mtcrl.MTCRL` on the encoder maps: ``M`` separate
   modules (3x3 convolution, batch norm, ReLU; ``model.mtcrl_modules`` of
   ``model.mtcrl_module_channels`` channels each), DeepLab heads on the task-gated concatenation;
-- ``kind="coremtl"`` with ``skip_connection``: the ablation
+- ``"core-mtl"`` with ``skip_connection``: the ablation
   :class:`~.skip.SkipConnectionDualStreamModel`, heads on ``concat(Z_s, F)``.
 
-CelebA attribute tasks: ``coremtl`` (without the skip ablation), ``shared`` and ``repmtl`` read all
+CelebA attribute tasks: ``core-mtl`` (without the skip ablation), hard sharing and ``rep-mtl`` read all
 attributes through one :class:`~.attribute_heads.FusedAttributeHead` (one linear layer on the
 pooled features, so the head's cost does not grow with the number of attributes); the other kinds
 get a pooled linear head per attribute. ``grounding: auto`` is resolved by
@@ -30,10 +32,11 @@ from __future__ import annotations
 import torch
 from torch import Tensor, nn
 
+from coremtl.balancers.registry import BALANCER_NAMES
 from scm.validation import InvalidParameterError
 
 from ..attributes import attribute_tasks
-from ..config import ModelConfig, resolve_grounding
+from ..config import SHARED, ModelConfig, resolve_grounding
 from .attribute_heads import AttributeDualStreamModel, AttributeSharedBottom, FusedAttributeHead
 from .encoder import ResNetEncoder
 from .heads import build_heads
@@ -68,7 +71,7 @@ def single_task(tasks: list[str]) -> str:
     """The task of a single-task model; an error naming ``data.tasks`` unless there is one."""
     if len(tasks) != 1:
         raise InvalidParameterError(
-            f"data.tasks: model.kind 'single' trains exactly one task, got {tasks!r} (for the "
+            f"data.tasks: model.kind 'single-task' trains exactly one task, got {tasks!r} (for the "
             "references of every task: coremtl train --config FILE --single-task-references)"
         )
     return tasks[0]
@@ -84,20 +87,20 @@ def build_model(
     from coremtl.architectures.single_task import SingleTaskModels
     from coremtl.representation import DualStreamModel, StreamSplit
 
-    task = single_task(tasks) if config.kind == "single" else None
+    task = single_task(tasks) if config.kind == "single-task" else None
     fused = attribute_tasks(tasks) == list(tasks) and not config.skip_connection
     encoder = ResNetEncoder(config.arch)
     weights_file = load_pretrained(encoder, config.weights)
-    if config.kind == "single":
+    if config.kind == "single-task":
         heads = build_heads([task], encoder.out_channels, num_classes)
         return SingleTaskModels({task: encoder}, heads), _name(weights_file)
-    if config.kind in ("shared", "repmtl"):
+    if config.kind in (SHARED, "rep-mtl", *BALANCER_NAMES):
         if fused:
             head = FusedAttributeHead(tasks, encoder.out_channels)
             return AttributeSharedBottom(encoder, head), _name(weights_file)
         heads = build_heads(tasks, encoder.out_channels, num_classes)
         return SharedBottom(encoder, heads), _name(weights_file)
-    if config.kind == "mtcrl":
+    if config.kind == "mt-crl":
         width = config.mtcrl_module_channels
         modules = [
             disentangled_module(encoder.out_channels, width) for _ in range(config.mtcrl_modules)
