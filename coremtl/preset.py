@@ -12,7 +12,8 @@ and returns the metrics (:mod:`coremtl.tasks`). ``method`` is one of :data:`~cor
   its stages fitted to the input and feature sizes; an MLP for vectors) and the staged schedule
   of docs/VISION.md: reconstruction alone from epoch 0, the tasks from ``task_start``, CKA and
   CFA from ``independence_start`` (:func:`coremtl.defaults.stage_starts`: 1 and 2 for 6 epochs).
-  The weights are the method's (:mod:`coremtl.defaults`), or those of the ``objective`` given;
+  The weights are the method's (:mod:`coremtl.defaults`), or those of the ``objective`` given
+  (``CoreMTLObjective(independence="conditional")`` partials the tasks' labels out of the CKA);
   with the default objective the CKA warm-up is at most a quarter of the independence stage's
   steps, so a short run reaches the full weight. The task losses are combined by ``balancer``;
 - any balancer name of :data:`coremtl.balancers.BALANCER_NAMES` (``"ew"``, ``"pcgrad"``, ...):
@@ -55,6 +56,7 @@ from coremtl import backbones, defaults
 from coremtl.architectures.mtcrl import MTCRLOptions
 from coremtl.balancers.registry import BALANCER_NAMES
 from coremtl.heads import task_heads
+from coremtl.label_matrix import label_columns
 from coremtl.labels import method_label
 from coremtl.names import canonical_method
 from coremtl.objective import CoreMTLObjective
@@ -100,8 +102,11 @@ def _core_mtl_sources(
     epochs: int,
     stages: tuple[int, int] | None,
     steps_per_epoch: int | None,
+    tasks: tuple[Task, ...] = (),
 ) -> tuple[list[ScheduledTerms], int]:
     chosen = objective or CoreMTLObjective()
+    if chosen.independence == "conditional" and not chosen.label_tasks:
+        chosen = dataclasses.replace(chosen, label_tasks=tasks)
     if not has_decoder and chosen.cfa_mode == "input":
         chosen = dataclasses.replace(chosen, cfa_weight=0.0, reconstruction_weight=0.0)
     grounded = has_decoder and chosen.reconstruction_weight > 0
@@ -196,7 +201,7 @@ def build(
                 weights, authors_config, epochs, steps_per_epoch, len(tasks), stages
             )
         sources, task_start = _core_mtl_sources(
-            objective, decoder is not None, epochs, stages, steps_per_epoch
+            objective, decoder is not None, epochs, stages, steps_per_epoch, tasks
         )
     elif method == "mtan":
         model = backbones.mtan_on(backbone, tasks, example, input_shape)
@@ -241,6 +246,7 @@ def build(
             heads_on=heads_on,
             grounding=grounding,
             capacity_of=capacity_of,
+            independence=objective.independence if objective is not None else "unconditional",
         ),
     )
 
@@ -293,6 +299,14 @@ def train(
         raise InvalidParameterError(
             f"batch_size: the debiased CKA of CORE-MTL needs at least 4 samples, got {batch_size!r}"
         )
+    objective = options.get("objective")
+    if method == "core-mtl" and getattr(objective, "independence", None) == "conditional":
+        needed = label_columns(objective.label_tasks or check_tasks(tasks)) + 4
+        if batch_size < needed:
+            raise InvalidParameterError(
+                f"batch_size: the conditional CKA partials out up to {needed - 4} label columns "
+                f"and needs 4 samples beyond them, so at least {needed}; got {batch_size}"
+            )
     steps = _length(data) // batch_size
     preset = build(
         method,

@@ -18,8 +18,10 @@ from typing import Any, ClassVar, Literal, get_args, get_origin, get_type_hints
 
 from coremtl.balancers.registry import BALANCER_NAMES
 from coremtl.devices import DEVICE_TYPES, check_device
+from coremtl.label_matrix import label_columns
 from coremtl.names import canonical_method
 from coremtl.objective import CoreMTLObjective
+from coremtl.tasks import Task
 from coremtl.trainer_config import OptimizationConfig
 from scm.validation import InvalidParameterError
 
@@ -376,6 +378,7 @@ OBJECTIVE_FIELDS = (
     "cfa_weight",
     "cfa_probability",
     "reconstruction_weight",
+    "independence",
 )
 """The fields of ``method`` that are :class:`coremtl.objective.CoreMTLObjective`'s, by its names."""
 
@@ -388,7 +391,10 @@ class MethodConfig:
     (L_render + tv_weight L_tv + achromatic_weight L_achromatic + correlation_weight L_corr)``.
     The CORE-MTL fields (:data:`OBJECTIVE_FIELDS`) are those of the library's
     :class:`coremtl.objective.CoreMTLObjective`, with its defaults and its checks;
-    :meth:`objective` is that objective. The hard-grounding priors are this pipeline's own.
+    :meth:`objective` is that objective. Among them ``independence``: ``unconditional`` (the CKA
+    of the streams), ``conditional`` (the CKA after partialling out the batch's labels: per-image
+    class histograms of segmentation, per-image means of depth and normals, attribute values;
+    docs/THEORY.md S13) or ``none``. The hard-grounding priors are this pipeline's own.
     ``repmtl`` and ``mtcrl`` hold the weights of those baselines' regularisers (read only when
     ``model.kind`` names them).
     """
@@ -402,6 +408,7 @@ class MethodConfig:
     tv_weight: float = 0.01
     achromatic_weight: float = 0.1
     correlation_weight: float = 0.1
+    independence: str = _LIBRARY["independence"]
     repmtl: RepMTLConfig = field(default_factory=RepMTLConfig)
     mtcrl: MTCRLConfig = field(default_factory=MTCRLConfig)
 
@@ -614,6 +621,15 @@ class VisionConfig:
             "at least 4 (the debiased CKA of method.cka_weight needs 4 samples per batch)",
             training.batch_size,
         )
+        if method.independence == "conditional" and method.cka_weight > 0:
+            needed = label_columns(label_tasks(self)) + 4
+            _require(
+                training.batch_size >= needed,
+                "training.batch_size",
+                f"at least {needed} for method.independence 'conditional' (4 samples beyond the "
+                "label columns partialled out of each batch)",
+                training.batch_size,
+            )
         starts = {}
         if self.model.grounding != "none":
             starts["training.reconstruction_epochs"] = training.reconstruction_epochs
@@ -630,6 +646,18 @@ class VisionConfig:
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
+
+
+def label_tasks(config: VisionConfig) -> tuple[Task, ...]:
+    """The run's tasks as :class:`coremtl.tasks.Task` (kind and outputs), from which the
+    conditional independence penalty builds its label matrix (:func:`coremtl.label_matrix.label_matrix`):
+    segmentation as dense classes (per-image class histograms), depth and normals as dense maps
+    (per-image means), each CelebA attribute as a binary classification."""
+    dense = {"segmentation": config.data.num_classes, "depth": 1, "normal": 3}
+    return tuple(
+        Task(name, "dense", dense[name]) if name in dense else Task(name, "classification", 1)
+        for name in config.data.tasks
+    )
 
 
 def resolve_grounding(grounding: str, tasks: list[str]) -> str:

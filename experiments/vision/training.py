@@ -35,7 +35,7 @@ from coremtl.trainer import ScheduledTerms, Trainer, TrainerConfig
 from scm.validation import InvalidParameterError
 
 from .attributes import attribute_tasks
-from .config import MethodConfig, VisionConfig
+from .config import MethodConfig, VisionConfig, label_tasks
 from .datasets.builders import Splits, build_splits
 from .losses import task_losses
 from .metrics import HIGHER_IS_BETTER, DenseMetrics, delta_m
@@ -115,6 +115,8 @@ def term_sources(config: VisionConfig, model: nn.Module) -> list[ScheduledTerms]
             cfa_mode="input",
             debiased_cka=method.debiased_cka,
             input_key="image",
+            independence=method.independence,
+            label_tasks=label_tasks(config) if method.independence == "conditional" else (),
         )
         start = training.independence_start_epoch
         sources.append(ScheduledTerms(independence, start, "independence"))
