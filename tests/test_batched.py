@@ -235,6 +235,9 @@ def test_term_weights_are_read_from_the_objectives():
     off = CoreMTLObjective(cka_weight=0.0, cfa_weight=0.0, reconstruction_weight=0.5)
     assert TermWeights.of(off).row(0) == (0.0, 0.0, 0.5)
     """a warm-up or a CFA probability of a term that is off is not refused"""
+    without = every_step()
+    without.independence = "none"
+    assert TermWeights.of(without).row(0) == (0.0, 1.0, 1.0)
 
 
 @pytest.mark.parametrize(
@@ -245,6 +248,7 @@ def test_term_weights_are_read_from_the_objectives():
         ("cfa_probability", 0.5),
         ("cfa_start_step", 3),
         ("cfa_mode", "feature"),
+        ("independence", "conditional"),
     ],
 )
 def test_objective_settings_the_batched_step_does_not_compute_are_refused(setting, value):

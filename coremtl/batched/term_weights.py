@@ -38,12 +38,14 @@ class TermWeights:
 
         The batched step computes the debiased CKA's positive part, the input-level CFA and the
         L1 reconstruction at every step from the first; an objective with a CKA warm-up, a CFA
-        probability below 1 or a later CFA start, the feature-level CFA or the biased CKA is
-        refused in one line naming the setting."""
+        probability below 1 or a later CFA start, the feature-level CFA, the biased or the
+        label-conditional CKA is refused in one line naming the setting (``independence="none"``
+        is a CKA weight of 0)."""
         if objective is None:
             return cls()
         _check_batched(objective)
-        return cls(objective.cka_weight, objective.cfa_weight, objective.reconstruction_weight)
+        cka = objective.cka_weight if objective.independence != "none" else 0.0
+        return cls(cka, objective.cfa_weight, objective.reconstruction_weight)
 
     @classmethod
     def per_model(
@@ -71,9 +73,11 @@ class TermWeights:
 
 def _check_batched(objective: CoreMTLObjective) -> None:
     """One line for a setting of ``objective`` that the batched step does not compute."""
+    cka = objective.cka_weight > 0 and objective.independence != "none"
     unsupported = (
-        ("cka_warmup_steps", objective.cka_weight > 0 and objective.cka_warmup_steps != 0, "0"),
-        ("debiased_cka", objective.cka_weight > 0 and not objective.debiased_cka, "True"),
+        ("independence", cka and objective.independence == "conditional", "'unconditional'"),
+        ("cka_warmup_steps", cka and objective.cka_warmup_steps != 0, "0"),
+        ("debiased_cka", cka and not objective.debiased_cka, "True"),
         ("cfa_probability", objective.cfa_weight > 0 and objective.cfa_probability != 1, "1"),
         ("cfa_start_step", objective.cfa_weight > 0 and objective.cfa_start_step != 0, "0"),
         ("cfa_mode", objective.cfa_weight > 0 and objective.cfa_mode != "input", "'input'"),
