@@ -1,6 +1,6 @@
 """The vision pipeline on the toolkit's one trainer (:class:`coremtl.trainer.Trainer`).
 
-What this module adds to the trainer is the vision run as configured (``config.py``):
+What this module adds to the trainer is the vision run as configured (:mod:`.config`):
 
 - the model, data splits and balancer of the config, and the trainer settings: the training
   section as it stands (it is a :class:`coremtl.trainer_config.OptimizationConfig`) with the
