@@ -26,7 +26,8 @@ from scm.validation import InvalidParameterError
 class TermWeights:
     """``l_cka``, ``l_cfa``, ``l_rec`` per model: floats, or tensors of shape ``(M,)``; read from
     :class:`~coremtl.objective.CoreMTLObjective` by :meth:`of` (one for every model) and
-    :meth:`per_model` (one per model). ``TermWeights()`` has no CORE-MTL terms (a balancer alone)."""
+    :meth:`per_model` (one per model). ``TermWeights()`` has no CORE-MTL terms (a balancer
+    alone)."""
 
     cka: Tensor | float = 0.0
     cfa: Tensor | float = 0.0

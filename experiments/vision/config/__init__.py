@@ -4,7 +4,8 @@ A YAML file maps onto :class:`VisionConfig` (:mod:`.schema`), whose sections are
 their own modules: ``data`` (:mod:`.data`), ``model`` and ``method`` (:mod:`.method`), ``training``,
 ``run`` and ``metrics`` (:mod:`.run`). :mod:`.loader` reads the file: an unknown key or a value of
 the wrong type is an :class:`~scm.validation.InvalidParameterError` naming the dotted key, and
-values with a documented range are checked in each section's ``__post_init__`` (:func:`.checks.require`).
+values with a documented range are checked in each section's ``__post_init__``
+(:func:`.checks.require`).
 """
 
 from .data import (

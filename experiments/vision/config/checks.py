@@ -6,7 +6,7 @@ from scm.validation import InvalidParameterError
 
 
 def require(condition: bool, key: str, expected: str, value: object) -> None:
-    """``key: expected <expected>, got <value>`` as an :class:`~scm.validation.InvalidParameterError`
-    unless ``condition``."""
+    """Raise ``key: expected <expected>, got <value>`` (an
+    :class:`~scm.validation.InvalidParameterError`) unless ``condition``."""
     if not condition:
         raise InvalidParameterError(f"{key}: expected {expected}, got {value!r}")

@@ -3,7 +3,8 @@
 :func:`from_dict` builds a section's dataclass from a mapping, converting and checking each value
 against the field's annotation (recursively); an unknown key or a value of the wrong type is one
 line naming the dotted key. A section's ``ALIASES`` (older name -> field name) are accepted.
-:func:`load_config` reads a file and applies ``section.key=value`` overrides (:func:`apply_override`).
+:func:`load_config` reads a file and applies ``section.key=value`` overrides
+(:func:`apply_override`).
 Numbers YAML leaves as strings (``1e-3``, which YAML 1.1 reads as a string) are read as numbers.
 """
 
