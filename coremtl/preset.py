@@ -10,8 +10,9 @@ and returns the metrics (:mod:`coremtl.tasks`). ``method`` is one of :data:`~cor
 - ``"core-mtl"``: encoder = backbone, a stream split ``[Z_s; Z_r] = W F + b`` (1x1 convolution on
   maps), heads on ``Z_s`` only (:mod:`coremtl.heads`), a soft-grounding decoder (AdaIN for maps,
   its stages fitted to the input and feature sizes; an MLP for vectors) and the staged schedule
-  of docs/VISION.md: reconstruction alone from epoch 0, the tasks from ``task_start``, CKA and
-  CFA from ``independence_start`` (:func:`coremtl.defaults.stage_starts`: 1 and 2 for 6 epochs).
+  of docs/VISION.md (:mod:`coremtl.schedule`): reconstruction alone from epoch 0, the tasks from
+  ``task_start``, CKA and CFA from ``independence_start`` (:func:`coremtl.defaults.stage_starts`:
+  1 and 2 for 6 epochs).
   The weights are the method's (:mod:`coremtl.defaults`), or those of the ``objective`` given
   (``CoreMTLObjective(independence="conditional")`` partials the tasks' labels out of the CKA);
   with the default objective the CKA warm-up is at most a quarter of the independence stage's
@@ -34,6 +35,10 @@ routing, with one module), ``capacity_of="core-mtl" | "mt-crl" | "mtan"`` (a bal
 sharing on the same extra layers, :mod:`coremtl.capacity`). :attr:`Preset.label` names the
 result; ``Forward.representations()`` gives what a probe reads from any of them.
 
+A pipeline with layers of its own (heads, a grounding decoder and its terms, the model classes, a
+regulariser's weights) passes them as ``parts`` (:class:`coremtl.parts.Parts`); what each method
+is made of is still decided here. The vision pipeline builds every model this way.
+
 Every method gets its own deep copy of ``backbone`` (the module passed in is never trained), and
 the new layers are initialised from ``seed``, so methods built with one seed start from the same
 backbone weights. Where the library cannot adapt it says so in one line: a dense task on vector
@@ -52,14 +57,15 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from coremtl import backbones, defaults
+from coremtl import backbones
 from coremtl.architectures.mtcrl import MTCRLOptions
 from coremtl.balancers.registry import BALANCER_NAMES
-from coremtl.heads import task_heads
 from coremtl.label_matrix import label_columns
 from coremtl.labels import method_label
 from coremtl.names import canonical_method
 from coremtl.objective import CoreMTLObjective
+from coremtl.parts import Parts
+from coremtl.schedule import core_mtl_sources
 from coremtl.tasks import Task, check_tasks, evaluate, task_loss
 from coremtl.trainer import ScheduledTerms
 from coremtl.variants import authors_weights, check_variant_options
@@ -96,37 +102,6 @@ class Result:
         return self.preset.model
 
 
-def _core_mtl_sources(
-    objective: CoreMTLObjective | None,
-    has_decoder: bool,
-    epochs: int,
-    stages: tuple[int, int] | None,
-    steps_per_epoch: int | None,
-    tasks: tuple[Task, ...] = (),
-) -> tuple[list[ScheduledTerms], int]:
-    chosen = objective or CoreMTLObjective()
-    if chosen.independence == "conditional" and not chosen.label_tasks:
-        chosen = dataclasses.replace(chosen, label_tasks=tasks)
-    if not has_decoder and chosen.cfa_mode == "input":
-        chosen = dataclasses.replace(chosen, cfa_weight=0.0, reconstruction_weight=0.0)
-    grounded = has_decoder and chosen.reconstruction_weight > 0
-    if stages is None:
-        fraction = defaults.RECONSTRUCTION_FRACTION if grounded else 0.0
-        stages = defaults.stage_starts(epochs, fraction, defaults.INDEPENDENCE_FRACTION)
-    task_start, independence_start = stages
-    defaults.check_stages(epochs, task_start, independence_start)
-    if objective is None and steps_per_epoch:
-        quarter = max(1, (epochs - independence_start) * steps_per_epoch // 4)
-        chosen = dataclasses.replace(chosen, cka_warmup_steps=min(chosen.cka_warmup_steps, quarter))
-    sources = []
-    if grounded:
-        rec = dataclasses.replace(chosen, cka_weight=0.0, cfa_weight=0.0)
-        sources.append(ScheduledTerms(rec, 0, "grounding"))
-    independence = dataclasses.replace(chosen, reconstruction_weight=0.0)
-    sources.append(ScheduledTerms(independence, independence_start, "independence"))
-    return sources, task_start
-
-
 def build(
     method: str,
     backbone: nn.Module,
@@ -141,19 +116,22 @@ def build(
     stages: tuple[int, int] | None = None,
     steps_per_epoch: int | None = None,
     environment_key: str | None = None,
-    seed: int = 0,
+    seed: int | None = 0,
     mtcrl: MTCRLOptions | None = None,
     weights: str = "library",
     authors_config: str = "cityscapes",
     heads_on: str = "semantic",
     capacity_of: str | None = None,
+    parts: Parts | None = None,
 ) -> Preset:
     """The model, losses, balancer and term sources of ``method`` on ``backbone`` (see the module
     docstring). ``example`` is a batch of inputs (its shape sizes the heads and the decoder);
     ``streams`` the ``(semantic, residual)`` widths (default: half the feature channels each);
-    ``stages`` an explicit ``(task_start, independence_start)`` for CORE-MTL. The options of the
+    ``stages`` an explicit ``(task_start, independence_start)`` for CORE-MTL; ``seed`` the seed of
+    the new layers (None: drawn from torch's generator as it stands). The options of the
     ablations and controls (module docstring): ``mtcrl``, ``weights`` with ``authors_config``,
-    ``heads_on``, ``capacity_of``."""
+    ``heads_on``, ``capacity_of``. ``parts`` replaces the library's layers and terms with the
+    caller's (:class:`coremtl.parts.Parts`)."""
     from coremtl.architectures import (
         MTCRLRegularizer,
         RepMTLRegularizer,
@@ -183,7 +161,11 @@ def build(
     channels, maps, size = backbones.feature_shape(backbone, example)
     input_shape = tuple(example.shape[1:])
     names = [task.name for task in tasks]
-    torch.manual_seed(seed)
+    parts = parts or Parts()
+    make_heads = parts.heads or backbones.library_heads(tasks, maps, input_shape)
+    shared_bottom = parts.shared_bottom or SharedBottom
+    if seed is not None:
+        torch.manual_seed(seed)
     sources: list[ScheduledTerms] = []
     task_start = 0
     balancer_name = method if method in BALANCER_NAMES else balancer
@@ -191,24 +173,28 @@ def build(
         semantic, residual = backbones.stream_widths(channels, streams)
         split = StreamSplit(channels, semantic, residual, maps=maps)
         both = heads_on == "both"
-        heads = task_heads(tasks, semantic + residual if both else semantic, maps, input_shape)
-        decoder = backbones.soft_decoder(grounding, semantic, residual, maps, size, input_shape)
-        model: nn.Module = (BothStreamsModel if both else DualStreamModel)(
-            backbone, split, heads, decoder
-        )
+        heads = make_heads(semantic + residual if both else semantic)
+        if parts.decoder is not None:
+            decoder = parts.decoder(semantic, residual, heads)
+        else:
+            decoder = backbones.soft_decoder(grounding, semantic, residual, maps, size, input_shape)
+        dual_stream = parts.dual_stream or (BothStreamsModel if both else DualStreamModel)
+        model: nn.Module = dual_stream(backbone, split, heads, decoder)
         if weights != "library":
             objective, stages = authors_weights(
                 weights, authors_config, epochs, steps_per_epoch, len(tasks), stages
             )
-        sources, task_start = _core_mtl_sources(
-            objective, decoder is not None, epochs, stages, steps_per_epoch, tasks
+        sources, task_start = core_mtl_sources(
+            objective, decoder, epochs, stages, steps_per_epoch, tasks, parts.grounding_terms
         )
     elif method == "mtan":
-        model = backbones.mtan_on(backbone, tasks, example, input_shape)
+        model = backbones.mtan_on(backbone, tasks, example, input_shape, make_heads)
     elif method == "mt-crl":
         options = mtcrl or MTCRLOptions()
-        model = backbones.mtcrl_on(backbone, tasks, channels, maps, input_shape, options)
-        regularizer = MTCRLRegularizer(
+        model = backbones.mtcrl_on(
+            backbone, tasks, channels, maps, input_shape, options, make_heads
+        )
+        regularizer = parts.regularizer or MTCRLRegularizer(
             decorrelation_weight=options.decorrelation,
             invariance_weight=options.invariance if environment_key else 0.0,
             sparsity_weight=options.sparsity,
@@ -217,17 +203,18 @@ def build(
         sources = [ScheduledTerms(regularizer, 0, "mt-crl")]
     elif method == "single-task":
         trunks = {name: copy.deepcopy(backbone) for name in names}
-        model = SingleTaskModels(trunks, task_heads(tasks, channels, maps, input_shape))
+        model = SingleTaskModels(trunks, make_heads(channels))
         balancer_name = "ew"
     elif capacity_of is not None:
         trunk, width = capacity_trunk(
             capacity_of, backbone, tasks, example, streams, heads_on, mtcrl
         )
-        model = SharedBottom(trunk, task_heads(tasks, width, maps, input_shape))
+        model = shared_bottom(trunk, make_heads(width))
     else:
-        model = SharedBottom(backbone, task_heads(tasks, channels, maps, input_shape))
+        model = shared_bottom(backbone, make_heads(channels))
         if method == "rep-mtl":
-            sources = [ScheduledTerms(RepMTLRegularizer(), 0, "rep-mtl")]
+            regularizer = parts.regularizer or RepMTLRegularizer()
+            sources = [ScheduledTerms(regularizer, 0, "rep-mtl")]
     return Preset(
         method=method,
         model=model,
