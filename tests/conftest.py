@@ -41,9 +41,10 @@ def tiny_vision_section() -> dict:
 def tiny_vision_model():
     """Build the tiny vision model: ``build(kind, tasks, num_classes, **model_options)`` returns
     the model of ``model.kind`` ``kind`` for ``tasks`` (:data:`TINY_VISION_MODEL` with
-    ``model_options`` over it), its new layers drawn after ``torch.manual_seed(0)``, with no
-    weights file loaded."""
-    from experiments.vision.config import ModelConfig
+    ``model_options`` over it; CelebA attributes or the dense tasks of 32 x 32 images), its new
+    layers drawn after ``torch.manual_seed(0)``, with no weights file loaded."""
+    from experiments.vision.attributes import attribute_tasks
+    from experiments.vision.config import VisionConfig, from_dict
     from experiments.vision.model.build import build_model
 
     def build(
@@ -52,9 +53,14 @@ def tiny_vision_model():
         num_classes: int = 5,
         **options,
     ):
+        tasks = list(tasks)
+        data = {"dataset": "scenes", "tasks": tasks, "num_classes": num_classes}
+        if attribute_tasks(tasks) == tasks:
+            data = {"dataset": "celeba", "root": "unused", "celeba": {"attributes": tasks}}
+        data["resolution"] = [32, 32]
+        model = {"kind": kind, **TINY_VISION_MODEL, **options}
         torch.manual_seed(0)
-        config = ModelConfig(kind=kind, **{**TINY_VISION_MODEL, **options})
-        model, weights_file = build_model(config, list(tasks), num_classes)
+        model, weights_file = build_model(from_dict(VisionConfig, {"data": data, "model": model}))
         assert weights_file is None
         return model
 

@@ -127,7 +127,7 @@ def test_repmtl_terms_are_finite_and_reach_the_encoder(vision_config):
     config = vision_config("rep-mtl", repmtl={"tsr_weight": 1.0, "csa_weight": 0.5})
     (regularizer,) = build_regularizers(config)
     assert isinstance(regularizer, RepMTLRegularizer) and regularizer.csa_weight == 0.5
-    model, _ = build_model(config.model, TASKS, CLASSES)
+    model, _ = build_model(config)
     batch = labelled_batch()
     forward = model.train()(batch["image"])
     terms = regularizer.terms(model, batch, forward, 0, losses_fn)
@@ -139,7 +139,7 @@ def test_repmtl_terms_are_finite_and_reach_the_encoder(vision_config):
 def test_mtcrl_terms_are_finite_and_reach_modules_and_routing(vision_config):
     config = vision_config("mt-crl", mtcrl={"sparsity_weight": 0.1})
     (regularizer,) = build_regularizers(config)
-    model, _ = build_model(config.model, TASKS, CLASSES)
+    model, _ = build_model(config)
     batch = {**labelled_batch(), "environment": torch.tensor([0, 0, 1, 1])}
     forward = model.train()(batch["image"])
     terms = regularizer.terms(model, batch, forward, 0, losses_fn)
@@ -153,7 +153,7 @@ def test_mtcrl_without_environments_skips_invariance_with_one_notice(capsys, vis
     config = vision_config("mt-crl")
     (regularizer,) = build_regularizers(config)
     assert isinstance(regularizer, EnvironmentOptionalMTCRL)
-    model, _ = build_model(config.model, TASKS, CLASSES)
+    model, _ = build_model(config)
     batch = labelled_batch()
     forward = model.train()(batch["image"])
     for step in range(2):
@@ -512,3 +512,32 @@ def test_the_method_section_is_the_library_objective():
     assert objective.cfa_weight == 0.3 and objective.cka_weight == CoreMTLObjective().cka_weight
     with pytest.raises(InvalidParameterError, match=r"^method\.cka_weight: expected a finite"):
         from_dict(VisionConfig, {"data": {"dataset": "scenes"}, "method": {"cka_weight": -1.0}})
+
+
+@pytest.mark.parametrize("kind", ["core-mtl", "pcgrad", "mtan", "rep-mtl", "mt-crl"])
+def test_every_kind_is_built_by_the_library_dispatcher(kind, tiny_vision_config, monkeypatch):
+    import coremtl.preset
+    from experiments.vision.model.build import build_preset
+
+    methods = []
+    library_build = coremtl.preset.build
+
+    def recorded(method, *args, **options):
+        methods.append(method)
+        return library_build(method, *args, **options)
+
+    monkeypatch.setattr(coremtl.preset, "build", recorded)
+    config = tiny_vision_config(
+        data={"dataset": "scenes", "resolution": [16, 16]},
+        model={"kind": kind, "mtcrl_modules": 2, "mtcrl_module_channels": 4},
+        training={"epochs": 4, "reconstruction_epochs": 1, "independence_start_epoch": 2},
+    )
+    preset, _ = build_preset(config)
+    assert methods == [kind] and preset.method == kind
+    starts = [(source.name, source.start_epoch) for source in preset.term_sources]
+    if kind == "core-mtl":
+        assert preset.task_start_epoch == 1
+        assert starts == [("grounding", 0), ("independence", 2)]
+    else:
+        assert preset.task_start_epoch == 0
+        assert starts == ([(kind, 0)] if kind in ("rep-mtl", "mt-crl") else [])

@@ -105,8 +105,8 @@ def test_staged_schedule_switches_terms_on(data_root, tmp_path, tiny_config):
     train(run)
     assert [record["tasks_active"] for record in run.history] == [False, True, True]
     assert [record["terms_active"] for record in run.history][1:] == [
-        ["hard grounding"],
-        ["hard grounding", "independence"],
+        ["grounding"],
+        ["grounding", "independence"],
     ]
     first, second, third = (record["train"] for record in run.history)
     assert not any(k.startswith("loss/") for k in first) and "term/grounding/render" in first
@@ -270,7 +270,7 @@ def test_the_skip_connection_ablation_trains_with_cfa_and_any_balancer(
 def test_hard_grounding_terms_reuse_the_normal_prediction_without_changing_them(
     data_root, tmp_path, tiny_config
 ):
-    from experiments.vision.training import HardGroundingTerms
+    from experiments.vision.model.physics import HardGroundingTerms
 
     run = build_run(tiny_config(data_root, tmp_path))
     model = run.model

@@ -17,17 +17,27 @@ Pieces (each its own module, composed by :class:`HardGroundingDecoder`):
 - albedo-normal decorrelation ``mean_{c,j} rho(A_c, N_j)^2``, with ``rho`` the Pearson correlation
   across the pixels of one image, averaged over images (albedo should not copy geometry;
   the normals are detached there, so this prior shapes the albedo only).
+
+:class:`HardGroundingTerms` is the grounding stage's term source of a run with this decoder
+(weights from the ``method`` section), which :func:`coremtl.build` schedules from epoch 0.
 """
 
 from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import TYPE_CHECKING
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from coremtl.forward import Forward
 from coremtl.lighting import SH_CONSTANTS, linear_to_srgb, shade, srgb_to_linear
 
 from .encoder import OUTPUT_STRIDE
+
+if TYPE_CHECKING:
+    from ..config import MethodConfig
 from .heads import DenseHead
 
 INITIAL_AMBIENT_SHADING = 0.5
@@ -161,3 +171,42 @@ def hard_grounding_terms(
         "albedo_normal_corr": correlation_weight
         * albedo_normal_correlation(components["albedo"], components["normal"].detach()),
     }
+
+
+class HardGroundingTerms:
+    """``l_rec (L_render + l_tv L_tv + l_ach L_achromatic + l_corr L_corr)`` of the physics
+    decoder (:func:`hard_grounding_terms`), one logged term per piece. When the
+    decoder's normal head is the normal task's head, the task prediction is reused as the normals
+    (the same function of the same parameters, computed once)."""
+
+    def __init__(self, method: MethodConfig) -> None:
+        self.method = method
+
+    def config(self) -> dict[str, float]:
+        m = self.method
+        return {
+            "reconstruction_weight": m.reconstruction_weight,
+            "tv_weight": m.tv_weight,
+            "achromatic_weight": m.achromatic_weight,
+            "correlation_weight": m.correlation_weight,
+        }
+
+    def terms(
+        self,
+        model: nn.Module,
+        batch: Mapping[str, Tensor],
+        forward: Forward,
+        step: int,
+        task_losses_fn=None,
+        generator: torch.Generator | None = None,
+    ) -> dict[str, Tensor]:
+        decoder = model.decoder
+        heads = getattr(model, "heads", {})
+        shares_head = "normal" in heads and decoder.normal_head is heads["normal"]
+        normals = forward.predictions.get("normal") if shares_head else None
+        components = decoder.components(forward.z_s, forward.z_r, normals)
+        m = self.method
+        pieces = hard_grounding_terms(
+            components, batch["image"], m.tv_weight, m.achromatic_weight, m.correlation_weight
+        )
+        return {f"grounding/{k}": m.reconstruction_weight * v for k, v in pieces.items()}
