@@ -2,9 +2,11 @@
 
 - :func:`feature_shape`: what the backbone produces on an example batch (vectors ``(B, C)`` or
   maps ``(B, C, h, w)``), probed in eval mode without gradients;
-- :func:`soft_decoder`: the grounding decoder of the streams: :class:`coremtl.grounding.ConvDecoder`
-  with its upsampling stages computed from the input and feature sizes for maps, an
-  :class:`coremtl.grounding.MLPDecoder` reshaped to the input for vectors;
+- :func:`grounding_decoder`: the grounding decoder of the streams, soft (:func:`soft_decoder`:
+  :class:`coremtl.grounding.ConvDecoder` with its upsampling stages computed from the input and
+  feature sizes for maps, an :class:`coremtl.grounding.MLPDecoder` reshaped to the input for
+  vectors) or hard (:func:`coremtl.hard_grounding.hard_decoder`: the Lambertian renderer, its
+  normals from the surface-normal task's head when there is one);
 - :func:`library_heads`: the library's task heads (:mod:`coremtl.heads`) as a heads factory,
   ``width -> heads``, the default of every builder below;
 - :func:`mtan_on`: MTAN over the stages of an ``nn.Sequential`` backbone, the stage widths probed;
@@ -26,7 +28,7 @@ from coremtl.heads import task_heads
 from coremtl.tasks import Task
 from scm.validation import InvalidParameterError
 
-GROUNDINGS = ("soft", "none")
+GROUNDINGS = ("soft", "hard", "none")
 HeadsFactory = Callable[[int], nn.Module]
 """Builds the task heads on features of the given number of channels."""
 
@@ -78,6 +80,29 @@ def stream_widths(channels: int, streams: tuple[int, int] | None) -> tuple[int, 
     return tuple(streams)
 
 
+def grounding_decoder(
+    grounding: str,
+    tasks: Sequence[Task],
+    heads: nn.ModuleDict,
+    semantic: int,
+    residual: int,
+    maps: bool,
+    size: Sequence[int],
+    example: Tensor,
+) -> nn.Module | None:
+    """The decoder of ``grounding`` (one of :data:`GROUNDINGS`; ``None`` for ``"none"``) from
+    streams of the given widths (maps of spatial ``size``, or vectors) to inputs like
+    ``example``; hard grounding shares the normal task's head among ``heads``."""
+    from coremtl.hard_grounding import hard_decoder
+
+    if grounding not in GROUNDINGS:
+        raise InvalidParameterError(f"grounding: expected one of {GROUNDINGS}, got {grounding!r}")
+    input_shape = tuple(example.shape[1:])
+    if grounding == "hard":
+        return hard_decoder(tasks, heads, semantic, residual, maps, input_shape, example)
+    return soft_decoder(grounding, semantic, residual, maps, size, input_shape)
+
+
 def soft_decoder(
     grounding: str,
     semantic: int,
@@ -90,14 +115,8 @@ def soft_decoder(
     given widths (maps of spatial ``size``, or vectors) to inputs of per-sample ``input_shape``."""
     from coremtl.grounding import ConvDecoder, MLPDecoder
 
-    if grounding == "hard":
-        raise InvalidParameterError(
-            "grounding: 'hard' renders the image from predicted surface normals (a dense "
-            "'normal' task and the physics decoder of the vision pipeline); the library preset "
-            f"builds {GROUNDINGS}"
-        )
-    if grounding not in GROUNDINGS:
-        raise InvalidParameterError(f"grounding: expected one of {GROUNDINGS}, got {grounding!r}")
+    if grounding not in ("soft", "none"):
+        raise InvalidParameterError(f"grounding: expected 'soft' or 'none' here, got {grounding!r}")
     if grounding == "none":
         return None
     if not maps:

@@ -9,7 +9,10 @@ and returns the metrics (:mod:`coremtl.tasks`). ``method`` is one of :data:`~cor
 
 - ``"core-mtl"``: encoder = backbone, a stream split ``[Z_s; Z_r] = W F + b`` (1x1 convolution on
   maps), heads on ``Z_s`` only (:mod:`coremtl.heads`), a soft-grounding decoder (AdaIN for maps,
-  its stages fitted to the input and feature sizes; an MLP for vectors) and the staged schedule
+  its stages fitted to the input and feature sizes; an MLP for vectors) or, with
+  ``grounding="hard"``, the Lambertian renderer of :mod:`coremtl.hard_grounding` (sRGB images in
+  ``[0, 1]`` and map backbones only; normals from the surface-normal task when there is one,
+  its terms in the grounding stage, CFA's counterfactual rendered) and the staged schedule
   of docs/VISION.md (:mod:`coremtl.schedule`): reconstruction alone from epoch 0, the tasks from
   ``task_start``, CKA and CFA from ``independence_start`` (:func:`coremtl.defaults.stage_starts`:
   1 and 2 for 6 epochs).
@@ -42,8 +45,9 @@ is made of is still decided here. The vision pipeline builds every model this wa
 Every method gets its own deep copy of ``backbone`` (the module passed in is never trained), and
 the new layers are initialised from ``seed``, so methods built with one seed start from the same
 backbone weights. Where the library cannot adapt it says so in one line: a dense task on vector
-features, hard grounding, a decoder for maps of non-image inputs, MTAN on a backbone without stages,
-a stage that would start after the last epoch.
+features, hard grounding of vectors or of inputs that are not sRGB images, a decoder for maps of
+non-image inputs, MTAN on a backbone without stages, a stage that would start after the last
+epoch.
 """
 
 from __future__ import annotations
@@ -156,7 +160,9 @@ def build(
         raise InvalidParameterError(
             f"backbone: expected an nn.Module, got {type(backbone).__name__}"
         )
-    check_variant_options(method, weights, heads_on, capacity_of, mtcrl, objective, authors_config)
+    check_variant_options(
+        method, weights, heads_on, capacity_of, mtcrl, objective, authors_config, grounding
+    )
     backbone = copy.deepcopy(backbone)
     channels, maps, size = backbones.feature_shape(backbone, example)
     input_shape = tuple(example.shape[1:])
@@ -177,7 +183,9 @@ def build(
         if parts.decoder is not None:
             decoder = parts.decoder(semantic, residual, heads)
         else:
-            decoder = backbones.soft_decoder(grounding, semantic, residual, maps, size, input_shape)
+            decoder = backbones.grounding_decoder(
+                grounding, tasks, heads, semantic, residual, maps, size, example
+            )
         dual_stream = parts.dual_stream or (BothStreamsModel if both else DualStreamModel)
         model: nn.Module = dual_stream(backbone, split, heads, decoder)
         if weights != "library":

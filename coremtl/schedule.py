@@ -6,9 +6,11 @@ docs/VISION.md's schedule: the grounding term alone from epoch 0, the task losse
 (:class:`coremtl.trainer.ScheduledTerms`) and ``task_start``, for :func:`coremtl.build` and every
 pipeline that builds through it:
 
-- ``"grounding"`` from epoch 0: the objective's reconstruction term alone (CKA and CFA weights 0),
-  or the grounding source a caller gives for its decoder (the vision pipeline's physics renderer),
-  when there is a decoder and a positive reconstruction weight;
+- ``"grounding"`` from epoch 0, when there is a decoder and a positive reconstruction weight: the
+  grounding source a caller gives for its decoder (the vision pipeline's hard-grounding priors),
+  else the render loss and priors of the hard-grounding decoder
+  (:class:`coremtl.hard_grounding.HardGroundingTerms`) or the objective's reconstruction term
+  alone (CKA and CFA weights 0);
 - ``"independence"`` from ``independence_start``: the objective without its reconstruction term.
 
 Stages not given are :func:`coremtl.defaults.stage_starts` of the run length (no reconstruction
@@ -64,8 +66,18 @@ def core_mtl_sources(
     sources = []
     if grounded:
         own = grounding_terms(decoder, chosen) if grounding_terms is not None else None
-        reconstruction = dataclasses.replace(chosen, cka_weight=0.0, cfa_weight=0.0)
-        sources.append(ScheduledTerms(own or reconstruction, 0, "grounding"))
+        sources.append(ScheduledTerms(own or _grounding_terms(decoder, chosen), 0, "grounding"))
     independence = dataclasses.replace(chosen, reconstruction_weight=0.0)
     sources.append(ScheduledTerms(independence, independence_start, "independence"))
     return sources, task_start
+
+
+def _grounding_terms(decoder: nn.Module, objective: CoreMTLObjective) -> TermSource:
+    """The library's grounding term of ``decoder``: the hard-grounding render loss and priors at
+    the objective's reconstruction weight (:class:`coremtl.hard_grounding.HardGroundingTerms`),
+    or the objective's L1 reconstruction alone."""
+    from coremtl.hard_grounding import HardGroundingDecoder, HardGroundingTerms
+
+    if isinstance(decoder, HardGroundingDecoder):
+        return HardGroundingTerms(objective.reconstruction_weight, input_key=objective.input_key)
+    return dataclasses.replace(objective, cka_weight=0.0, cfa_weight=0.0)

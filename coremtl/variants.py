@@ -35,6 +35,7 @@ def check_variant_options(
     mtcrl: MTCRLOptions | None,
     objective: CoreMTLObjective | None,
     authors_config: str = "cityscapes",
+    grounding: str = "soft",
 ) -> None:
     """One line for an option that does not exist or does not apply to ``method``."""
     if weights not in WEIGHTS:
@@ -75,6 +76,11 @@ def check_variant_options(
     if weights != "library" and objective is not None:
         raise InvalidParameterError(
             f"weights: {weights!r} sets the objective; give either weights or objective"
+        )
+    if heads_on == "both" and grounding == "hard":
+        raise InvalidParameterError(
+            "heads_on: hard grounding renders normals predicted from Z_s by the task heads; with "
+            "heads on [Z_s; Z_r] use grounding='soft'"
         )
     if heads_on == "both" and objective is not None and objective.cfa_mode == "feature":
         raise InvalidParameterError(

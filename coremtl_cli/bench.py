@@ -16,7 +16,7 @@ from pathlib import Path
 
 BENCHMARKS: dict[str, tuple[str, str]] = {
     "sampling": ("scm.benchmark:main", "SCM sampling throughput against numpy normals"),
-    "mtl-cost": ("experiments.synthetic.study8_cost:main", "step time vs number of tasks, ratios"),
+    "mtl-cost": ("experiments.synthetic.study8_cost:main", "FLOPs and step time vs K, ratios"),
     "balancers": ("coremtl.balancers.benchmark:main", "step time of every balancer against EW"),
     "step": ("coremtl.benchmark:main", "CORE-MTL step time against EW and PCGrad, K = 10 and 40"),
     "render": ("experiments.vision.render_benchmark:main", "scene rendering against .npy loading"),

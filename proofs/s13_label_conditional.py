@@ -43,6 +43,7 @@ import math
 import numpy as np
 import sympy as sp
 
+from proofs.headline import Headline
 from proofs.montecarlo import FLOAT64_ROUNDOFF, Z_SCORE, mean_and_standard_error
 from proofs.s13_predictions import (
     EXAMPLE,
@@ -616,6 +617,11 @@ def measure(rng: np.random.Generator) -> Evidence:
         f"A correlation not carried by the label (rho = 0.5) gives CKA_c(0) = "
         f"{bad['conditional_cka_at_0']:.4f}, moves its zero to {bad['conditional_zero']:.3f} and "
         f"the conditional-penalised end from 0 to {bad['conditional_endpoint_lambda1']:.4f}."
+    )
+    evidence.headline = Headline(
+        "with a correlation not carried by the label (rho = 0.5), conditional CKA at psi = 0",
+        bad["conditional_cka_at_0"],
+        threshold="0 if only the label carried it",
     )
     swap = evidence.counterexample["swap_preferred_by_task_loss"]
     evidence.findings.append(

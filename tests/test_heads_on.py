@@ -73,3 +73,19 @@ def test_heads_on_both_streams_refuse_feature_level_cfa_in_one_line():
         )
     with pytest.raises(InvalidParameterError, match="heads_on: expected one of"):
         coremtl.build("core-mtl", backbone(), TASKS, data()["x"], 6, heads_on="residual")
+
+
+def test_heads_on_both_streams_with_hard_grounding_is_refused_in_one_line():
+    import torch
+    from torch import nn
+
+    import coremtl
+    from scm.validation import InvalidParameterError
+
+    backbone = nn.Sequential(nn.Conv2d(3, 8, 3, stride=2, padding=1), nn.ReLU())
+    tasks = [coremtl.Task("segmentation", "dense", 3)]
+    with pytest.raises(InvalidParameterError, match="heads_on: hard grounding"):
+        coremtl.build(
+            "core-mtl", backbone, tasks, torch.rand(2, 3, 16, 16), epochs=4,
+            heads_on="both", grounding="hard",
+        )  # fmt: skip

@@ -172,8 +172,8 @@ def test_what_cannot_be_adapted_is_refused_in_one_line():
     example = image_data()["x"]
     with pytest.raises(InvalidParameterError, match=r"tasks\['mask'\]: a dense task needs"):
         build("ew", vector_backbone, TASKS, example, epochs=6)
-    with pytest.raises(InvalidParameterError, match="grounding: 'hard' renders the image"):
-        build("core-mtl", small_cnn(), TASKS, example, epochs=6, grounding="hard")
+    with pytest.raises(InvalidParameterError, match="grounding: 'hard' renders an image"):
+        build("core-mtl", vector_backbone, TASKS[:3], example, epochs=6, grounding="hard")
     with pytest.raises(InvalidParameterError, match="backbone: MTAN attends over stages"):
         build("mtan", vector_backbone, TASKS[:1], example, epochs=6)
     with pytest.raises(InvalidParameterError, match="method: expected one of core-mtl"):

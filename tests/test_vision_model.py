@@ -6,9 +6,7 @@ import pytest
 import torch
 import torchvision
 
-from coremtl.lighting import shade, srgb_to_linear
-from experiments.vision.model.encoder import IMAGENET_MEAN, IMAGENET_STD, ResNetEncoder
-from experiments.vision.model.physics import (
+from coremtl.hard_grounding import (
     HardGroundingDecoder,
     achromatic_shading,
     albedo_normal_correlation,
@@ -16,6 +14,8 @@ from experiments.vision.model.physics import (
     lambertian_render,
     total_variation,
 )
+from coremtl.lighting import shade, srgb_to_linear
+from experiments.vision.model.encoder import IMAGENET_MEAN, IMAGENET_STD, ResNetEncoder
 from experiments.vision.model.weights import load_pretrained
 from scm.validation import InvalidParameterError
 
@@ -119,7 +119,7 @@ def test_priors_vanish_exactly_where_they_should():
 
 def test_grounding_loss_is_zero_for_a_consistent_decomposition():
     generator = torch.Generator().manual_seed(3)
-    decoder = HardGroundingDecoder(4, 4)
+    decoder = HardGroundingDecoder(4, torch.nn.Conv2d(4, 3, 1))
     components = decoder.components(
         torch.randn(2, 4, 2, 3, generator=generator), torch.randn(2, 4, 2, 3, generator=generator)
     )

@@ -270,7 +270,7 @@ def test_the_skip_connection_ablation_trains_with_cfa_and_any_balancer(
 def test_hard_grounding_terms_reuse_the_normal_prediction_without_changing_them(
     data_root, tmp_path, tiny_config
 ):
-    from experiments.vision.model.physics import HardGroundingTerms
+    from coremtl.hard_grounding import HardGroundingTerms
 
     run = build_run(tiny_config(data_root, tmp_path))
     model = run.model
@@ -278,7 +278,14 @@ def test_hard_grounding_terms_reuse_the_normal_prediction_without_changing_them(
     batch = first_batch(run)
     model.eval()
     forward = model(batch["image"])
-    source = HardGroundingTerms(run.config.method)
+    method = run.config.method
+    source = HardGroundingTerms(
+        method.reconstruction_weight,
+        method.tv_weight,
+        method.achromatic_weight,
+        method.correlation_weight,
+        input_key="image",
+    )
     reused = source.terms(model, batch, forward, 0)
     forward.predictions.pop("normal")
     recomputed = source.terms(model, batch, forward, 0)

@@ -5,7 +5,7 @@ What this module adds to the trainer is the vision run as configured (:mod:`.con
 - the method from the library's one dispatcher (:func:`.model.build.build_preset`, through
   :func:`coremtl.build`): the model, the balancer, and the staged schedule as term sources with
   start epochs (:mod:`coremtl.schedule`): the grounding term ``l_rec L_rec`` from epoch 0 (the
-  render L1 in linear RGB plus priors of :class:`.model.physics.HardGroundingTerms`, or the soft
+  render L1 in linear RGB plus priors of :class:`coremtl.hard_grounding.HardGroundingTerms`, or the soft
   reconstruction of :class:`coremtl.objective.CoreMTLObjective`), the task losses from
   ``reconstruction_epochs``, and the independence terms ``l_cka(s) L_cka + l_cfa L_cfa`` (debiased
   CKA of the pooled streams with its warm-up ramp counted from the stage start; image-level
@@ -31,6 +31,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 from torch.utils.data import DataLoader
 
+from coremtl.hard_grounding import HardGroundingDecoder
 from coremtl.trainer import Trainer, TrainerConfig
 from scm.validation import InvalidParameterError
 
@@ -40,7 +41,6 @@ from .datasets.builders import Splits, build_splits
 from .losses import task_losses
 from .metrics import HIGHER_IS_BETTER, DenseMetrics, delta_m
 from .model.build import build_preset
-from .model.physics import HardGroundingDecoder
 from .reference import Reference, resolve_reference
 
 LAST_EPOCHS_AVERAGED = 10

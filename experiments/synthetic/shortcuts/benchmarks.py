@@ -69,6 +69,11 @@ class Benchmark(Protocol):
         """The shared encoder, initialised from ``seed``."""
         ...
 
+    def extra_probes(self, model: nn.Module, fit: dict, evaluate: dict) -> dict[str, float]:
+        """Probes that only this benchmark's truth allows (e.g. the true albedo of rendered
+        scenes), on the shortcut-free probe splits; empty when it has none."""
+        ...
+
 
 def inputs_and_labels(batch: Mapping[str, Tensor], tasks: tuple[Task, ...]) -> dict[str, Tensor]:
     """The entries a method trains on: ``x`` and each task's labels (no nuisance, no extras)."""

@@ -8,7 +8,8 @@ validation split scored every epoch), and measures:
 - the task metrics (:func:`coremtl.evaluate`) on the source validation split, the random and the
   permuted target's validation and test splits;
 - the probes of :mod:`experiments.synthetic.shortcuts.probes` on shortcut-free data, MT-CRL's
-  routing matrix, the hard-grounding albedo probe where it applies;
+  routing matrix, and the benchmark's own probes (the streams' hold on the true albedo of the
+  rendered scenes, a hard-grounding model's decomposition);
 - the parameters on the prediction path (:func:`coremtl.capacity.prediction_parameters`) and the
   wall time of training.
 
@@ -70,9 +71,8 @@ def draw(benchmark: Benchmark, seed: int, split: str, n: int, kind: str, strengt
 
 def run(benchmark: Benchmark, sizes: Sizes, job: Job, device: str = "cpu") -> dict[str, Any]:
     """Train ``job.method`` on ``benchmark`` and measure it (module docstring)."""
-    from coremtl.capacity import prediction_parameters
-
     import coremtl
+    from coremtl.capacity import prediction_path_parameters
     from experiments.synthetic.shortcuts.probes import routing, stream_probes
 
     method = METHODS[job.method]
@@ -114,6 +114,7 @@ def run(benchmark: Benchmark, sizes: Sizes, job: Job, device: str = "cpu") -> di
     with torch.no_grad():
         probes = stream_probes(model, fit, evaluate, shortcut, device)
         graph = routing(model, evaluate["x"], device)
+    intrinsic = benchmark.extra_probes(model, fit, evaluate)
     return {
         "benchmark": job.benchmark,
         "method": job.method,
@@ -123,7 +124,8 @@ def run(benchmark: Benchmark, sizes: Sizes, job: Job, device: str = "cpu") -> di
         "metrics": metrics,
         "probes": probes,
         "routing": graph,
-        "parameters": prediction_parameters(result.preset),
+        "intrinsic": intrinsic,
+        "parameters": prediction_path_parameters(result.preset.model),
         "train_seconds": seconds,
         "final_losses": {
             key: value for key, value in result.history[-1].get("train", {}).items()

@@ -11,7 +11,9 @@ split names, so they share layouts and every residual draw but the hue (paired).
 
 The nuisance value of an image, for the probes, is the hue of its floor (class 0, in every image)
 in ``C`` equal bins of the hue circle (chance ``1 / C``). The renderer also returns the true albedo,
-shading and normals (for the hard-grounding probes) under ``albedo``, ``shading``, ``normal``.
+shading and normal maps, the floor's linear albedo and the SH lighting (``albedo``, ``shading``,
+``normal``, ``floor_albedo``, ``lighting``), which :meth:`SceneBenchmark.extra_probes` reads
+(:mod:`experiments.synthetic.shortcuts.hard_probes`).
 
 Backbone: three 3x3 conv-BN-ReLU stages of width ``width``, strides 2, 2 and 1 (output stride 4).
 """
@@ -102,6 +104,17 @@ class SceneBenchmark:
     def draw(self, seed: int, split: str, n: int, law: Law) -> dict[str, Tensor]:
         return dict(_render(self.setup, seed, split, n, law.kind, law.strength))
 
+    def extra_probes(self, model: nn.Module, fit: dict, evaluate: dict) -> dict[str, float]:
+        """What a dual-stream model's streams hold of the true albedo and lighting, and a
+        hard-grounding model's decomposition (:func:`~.hard_probes.hard_probes`); nothing for a
+        model without streams."""
+        from coremtl.representation import DualStreamModel
+        from experiments.synthetic.shortcuts.hard_probes import hard_probes
+
+        if not isinstance(model, DualStreamModel):
+            return {}
+        return hard_probes(model, fit, evaluate)
+
     def backbone(self, seed: int) -> nn.Sequential:
         torch.manual_seed(seed)
         width = self.setup.width
@@ -133,7 +146,8 @@ def _render(
         environment = permuted_environment(hue_derangement(num_classes, seed), strength)
     indices = list(range(n))
     fields = renderer.render(indices, split, environment)
-    albedo = renderer.appearance(indices, split, environment).albedo
+    appearance = renderer.appearance(indices, split, environment)
+    albedo = appearance.albedo
     hues = slot_hues(linear_to_srgb(albedo))
     floor_bin = torch.floor(hues[:, FLOOR_SLOT] * num_classes).long().clamp(0, num_classes - 1)
     batch = {
@@ -142,6 +156,8 @@ def _render(
         "depth": fields["depth"].contiguous(),
         "nuisance": floor_bin,
         "slot_hues": hues,
+        "floor_albedo": albedo[:, FLOOR_SLOT].contiguous(),
+        "lighting": appearance.lighting.flatten(1).contiguous(),
         **{name: fields[name].contiguous() for name in EXTRA_FIELDS},
     }
     return tuple(batch.items())

@@ -122,6 +122,15 @@ def benchmark_summary(
             "parameters": int(runs[0]["parameters"]),
             "train_seconds": float(np.mean([r["train_seconds"] for r in runs])),
         }
+        intrinsic = [r["intrinsic"] for r in runs if r.get("intrinsic")]
+        if intrinsic:
+            entry["intrinsic"] = {
+                key: float(np.mean([probe[key] for probe in intrinsic])) for key in intrinsic[0]
+            }
+            entry["albedo"] = {
+                "Z_s": entry["intrinsic"]["floor_albedo_r2/semantic"],
+                "Z_r": entry["intrinsic"]["floor_albedo_r2/residual"],
+            }
         methods[name] = entry
     winners = [
         name

@@ -8,6 +8,7 @@ import dataclasses
 from dataclasses import dataclass, field
 from typing import Literal
 
+from coremtl import defaults
 from coremtl.names import canonical_method
 from coremtl.objective import CoreMTLObjective
 from scm.validation import InvalidParameterError
@@ -140,7 +141,8 @@ class MethodConfig:
     :meth:`objective` is that objective. Among them ``independence``: ``unconditional`` (the CKA
     of the streams), ``conditional`` (the CKA after partialling out the batch's labels: per-image
     class histograms of segmentation, per-image means of depth and normals, attribute values;
-    docs/THEORY.md S13) or ``none``. The hard-grounding priors are this pipeline's own.
+    docs/THEORY.md S13) or ``none``. The hard-grounding priors default to the library's
+    (:mod:`coremtl.defaults`).
     ``repmtl`` and ``mtcrl`` hold the weights of those baselines' regularisers (read only when
     ``model.kind`` names them).
     """
@@ -151,9 +153,9 @@ class MethodConfig:
     cfa_weight: float = _LIBRARY["cfa_weight"]
     cfa_probability: float = _LIBRARY["cfa_probability"]
     reconstruction_weight: float = _LIBRARY["reconstruction_weight"]
-    tv_weight: float = 0.01
-    achromatic_weight: float = 0.1
-    correlation_weight: float = 0.1
+    tv_weight: float = defaults.ALBEDO_TV_WEIGHT
+    achromatic_weight: float = defaults.ACHROMATIC_SHADING_WEIGHT
+    correlation_weight: float = defaults.ALBEDO_NORMAL_CORRELATION_WEIGHT
     independence: str = _LIBRARY["independence"]
     repmtl: RepMTLConfig = field(default_factory=RepMTLConfig)
     mtcrl: MTCRLConfig = field(default_factory=MTCRLConfig)

@@ -14,9 +14,10 @@ module brings the pipeline's own layers as :class:`coremtl.parts.Parts`:
   (one linear layer on the pooled features, so the head's cost does not grow with the number of
   attributes) in :class:`~.attribute_heads.AttributeDualStreamModel` (its head drawn after the
   decoder, with the model) or :class:`~.attribute_heads.AttributeSharedBottom`;
-- CORE-MTL's grounding decoder: hard (:class:`~.physics.HardGroundingDecoder`, sharing the normal
-  task's head when there is one, its terms :class:`~.physics.HardGroundingTerms`) or soft
-  (:class:`SigmoidImageDecoder`), as ``model.grounding`` resolves
+- CORE-MTL's grounding decoder: hard (:class:`coremtl.hard_grounding.HardGroundingDecoder`, its
+  normals from the normal task's head when there is one, else from a DeepLab head of its own; its
+  terms :class:`coremtl.hard_grounding.HardGroundingTerms` with the priors of the ``method``
+  section) or soft (:class:`SigmoidImageDecoder`), as ``model.grounding`` resolves
   (:func:`~experiments.vision.config.resolve_grounding`); the streams are
   ``model.semantic_channels`` and ``model.residual_channels`` wide;
 - ``model.skip_connection``: the ablation :class:`~.skip.SkipConnectionDualStreamModel`, heads on
@@ -39,8 +40,7 @@ from ..attributes import attribute_tasks
 from ..config import SHARED, VisionConfig, label_tasks
 from .attribute_heads import AttributeDualStreamModel, AttributeSharedBottom, FusedAttributeHead
 from .encoder import ResNetEncoder
-from .heads import build_heads
-from .physics import HardGroundingDecoder, HardGroundingTerms
+from .heads import DenseHead, build_heads
 from .skip import SkipConnectionDualStreamModel
 from .weights import load_pretrained
 
@@ -70,6 +70,7 @@ def single_task(tasks: list[str]) -> str:
 
 def vision_parts(config: VisionConfig, method: str, encoder_channels: int):
     """The pipeline's layers and terms for :func:`coremtl.build` (module docstring)."""
+    from coremtl.hard_grounding import HardGroundingDecoder, HardGroundingTerms
     from coremtl.parts import Parts
 
     from ..regularizers import build_regularizers
@@ -93,16 +94,23 @@ def vision_parts(config: VisionConfig, method: str, encoder_channels: int):
     def decoder(semantic: int, residual: int, task_heads: nn.Module) -> nn.Module | None:
         if model.grounding == "hard":
             shares = "normal" in task_heads and not model.skip_connection
-            normals = task_heads["normal"] if shares else None
-            return HardGroundingDecoder(semantic, residual, normals)
+            normals = task_heads["normal"] if shares else DenseHead("normal", semantic, 3)
+            return HardGroundingDecoder(residual, normals)
         if model.grounding == "soft":
             return SigmoidImageDecoder(semantic, residual)
         return None
 
     def grounding_terms(grounding_decoder, objective):
-        if isinstance(grounding_decoder, HardGroundingDecoder):
-            return HardGroundingTerms(config.method)
-        return None
+        if not isinstance(grounding_decoder, HardGroundingDecoder):
+            return None
+        priors = config.method
+        return HardGroundingTerms(
+            objective.reconstruction_weight,
+            priors.tv_weight,
+            priors.achromatic_weight,
+            priors.correlation_weight,
+            input_key=objective.input_key,
+        )
 
     dual_stream = None
     if model.skip_connection:
