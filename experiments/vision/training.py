@@ -5,8 +5,9 @@ What this module adds to the trainer is the vision run as configured (:mod:`.con
 - the method from the library's one dispatcher (:func:`.model.build.build_preset`, through
   :func:`coremtl.build`): the model, the balancer, and the staged schedule as term sources with
   start epochs (:mod:`coremtl.schedule`): the grounding term ``l_rec L_rec`` from epoch 0 (the
-  render L1 in linear RGB plus priors of :class:`coremtl.hard_grounding.HardGroundingTerms`, or the soft
-  reconstruction of :class:`coremtl.objective.CoreMTLObjective`), the task losses from
+  render L1 in linear RGB plus the priors of ``method``,
+  :class:`coremtl.hard_grounding.HardGroundingTerms`, or the soft reconstruction of
+  :class:`coremtl.objective.CoreMTLObjective`), the task losses from
   ``reconstruction_epochs``, and the independence terms ``l_cka(s) L_cka + l_cfa L_cfa`` (debiased
   CKA of the pooled streams with its warm-up ramp counted from the stage start; image-level
   counterfactuals through the grounding decoder, BN frozen, a derangement of the batch) from
