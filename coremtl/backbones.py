@@ -7,6 +7,8 @@
   feature sizes for maps, an :class:`coremtl.grounding.MLPDecoder` reshaped to the input for
   vectors) or hard (:func:`coremtl.hard_grounding.hard_decoder`: the Lambertian renderer, its
   normals from the surface-normal task's head when there is one);
+- :func:`library_heads`: the library's task heads (:mod:`coremtl.heads`) as a heads factory,
+  ``width -> heads``, the default of every builder below;
 - :func:`mtan_on`: MTAN over the stages of an ``nn.Sequential`` backbone, the stage widths probed;
 - :func:`mtcrl_on`: MT-CRL's disentangled modules on the backbone features (:func:`mtcrl_modules`).
 
@@ -16,7 +18,7 @@ What cannot be fitted is refused in one line naming the parameter.
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 import torch
 from torch import Tensor, nn
@@ -27,6 +29,8 @@ from coremtl.tasks import Task
 from scm.validation import InvalidParameterError
 
 GROUNDINGS = ("soft", "hard", "none")
+HeadsFactory = Callable[[int], nn.Module]
+"""Builds the task heads on features of the given number of channels."""
 
 
 def probe(module: nn.Module, x: Tensor) -> Tensor:
@@ -53,6 +57,15 @@ def feature_shape(backbone: nn.Module, example: Tensor) -> tuple[int, bool, tupl
             f"backbone: expected feature vectors (B, C) or maps (B, C, h, w), got {shape}"
         )
     return out.shape[1], out.ndim == 4, tuple(out.shape[2:])
+
+
+def library_heads(tasks: Sequence[Task], maps: bool, input_shape: Sequence[int]) -> HeadsFactory:
+    """The library's heads of ``tasks`` (:func:`coremtl.heads.task_heads`) as a heads factory."""
+
+    def make(width: int) -> nn.Module:
+        return task_heads(tasks, width, maps, input_shape)
+
+    return make
 
 
 def stream_widths(channels: int, streams: tuple[int, int] | None) -> tuple[int, int]:
@@ -122,10 +135,15 @@ def soft_decoder(
 
 
 def mtan_on(
-    backbone: nn.Module, tasks: Sequence[Task], example: Tensor, input_shape: Sequence[int]
+    backbone: nn.Module,
+    tasks: Sequence[Task],
+    example: Tensor,
+    input_shape: Sequence[int],
+    make_heads: HeadsFactory | None = None,
 ) -> nn.Module:
     """MTAN over the stages of ``backbone``; each stage's ``u_j`` and ``p_j`` probed on ``example``
-    to size the attention and choose its mode (maps where both are maps, vectors otherwise)."""
+    to size the attention and choose its mode (maps where both are maps, vectors otherwise). The
+    heads are ``make_heads(width)`` (default: :func:`coremtl.heads.task_heads` of ``tasks``)."""
     from coremtl.architectures.mtan import MTAN, split_stage
 
     stages = list(backbone) if isinstance(backbone, nn.Sequential) else []
@@ -154,14 +172,21 @@ def mtan_on(
         channels.append((u.shape[1], current.shape[1]))
         modes.append(u.ndim == 4 and current.ndim == 4)
     maps = current.ndim == 4
-    heads = task_heads(tasks, current.shape[1], maps, input_shape)
+    heads = (make_heads or library_heads(tasks, maps, input_shape))(current.shape[1])
     return MTAN(stages, channels, heads, maps=modes)
 
 
-def mtcrl_modules(channels: int, maps: bool, count: int) -> list[nn.Module]:
-    """``count`` modules of ``max(1, channels // count)`` channels each on ``channels`` features:
-    3x3 convolution, batch norm, ReLU on maps; linear and ReLU on vectors."""
-    width = max(1, channels // count)
+def mtcrl_width(channels: int, options: MTCRLOptions) -> int:
+    """The channels of each MT-CRL module: ``options.width``, or ``max(1, channels // modules)``."""
+    return options.width or max(1, channels // options.modules)
+
+
+def mtcrl_modules(
+    channels: int, maps: bool, count: int, width: int | None = None
+) -> list[nn.Module]:
+    """``count`` modules of ``width`` channels each (default ``max(1, channels // count)``) on
+    ``channels`` features: 3x3 convolution, batch norm, ReLU on maps; linear and ReLU on vectors."""
+    width = width or max(1, channels // count)
 
     def module() -> nn.Module:
         if maps:
@@ -182,13 +207,15 @@ def mtcrl_on(
     maps: bool,
     input_shape: Sequence[int],
     options: MTCRLOptions | None = None,
+    make_heads: HeadsFactory | None = None,
 ) -> nn.Module:
     """MT-CRL with ``options.modules`` modules (:func:`mtcrl_modules`) on the backbone features,
-    its routing and gates as ``options`` say (default :class:`MTCRLOptions`)."""
+    its routing and gates as ``options`` say (default :class:`MTCRLOptions`); heads as in
+    :func:`mtan_on`."""
     from coremtl.architectures.mtcrl import MTCRL
 
     options = options or MTCRLOptions()
-    modules = mtcrl_modules(channels, maps, options.modules)
-    width = options.modules * max(1, channels // options.modules)
-    heads = task_heads(tasks, width, maps, input_shape)
+    width = mtcrl_width(channels, options)
+    modules = mtcrl_modules(channels, maps, options.modules, width)
+    heads = (make_heads or library_heads(tasks, maps, input_shape))(options.modules * width)
     return MTCRL(backbone, modules, heads, routing=options.routing, gates=options.gates)

@@ -122,8 +122,9 @@ def capacity_trunk(
         return nn.Sequential(backbone, layer), width
     if method == "mt-crl":
         options = mtcrl or MTCRLOptions()
-        modules = backbones.mtcrl_modules(channels, maps, options.modules)
-        width = options.modules * max(1, channels // options.modules)
+        each = backbones.mtcrl_width(channels, options)
+        modules = backbones.mtcrl_modules(channels, maps, options.modules, each)
+        width = options.modules * each
         return nn.Sequential(backbone, ConcatenatedModules(modules)), width
     target = mtan_extra_parameters(backbone, tasks, example, tuple(example.shape[1:]))
     return nn.Sequential(backbone, matched_block(channels, maps, target)), channels

@@ -1,8 +1,8 @@
 """The method's defaults, in one place: the CORE-MTL term weights and the staged schedule.
 
 :class:`coremtl.objective.CoreMTLObjective`, the preset (:mod:`coremtl.preset`) and the vision
-pipeline's ``MethodConfig`` (``experiments/vision/config.py``) all read their defaults from here,
-so ``CoreMTLObjective()`` with no arguments is the method (docs/VISION.md, "Method"):
+pipeline's ``MethodConfig`` (``experiments/vision/config/method.py``) all read their defaults from
+here, so ``CoreMTLObjective()`` with no arguments is the method (docs/VISION.md, "Method"):
 
 - independence: debiased linear CKA of the pooled streams (docs/THEORY.md S8), weight
   :data:`CKA_WEIGHT` reached by a linear ramp over :data:`CKA_WARMUP_STEPS` steps;

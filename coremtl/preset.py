@@ -4,7 +4,8 @@
 feature vectors ``(B, C)`` or maps ``(B, C, h, w)`` into a multi-task model with its per-task
 losses, its balancer and its scheduled term sources (:class:`coremtl.trainer.ScheduledTerms`);
 ``train(method, backbone, tasks, data, ...)`` also runs it with :class:`coremtl.trainer.Trainer`
-and returns the metrics (:mod:`coremtl.tasks`). ``method`` is one of :data:`METHODS`:
+and returns the metrics (:mod:`coremtl.tasks`). ``method`` is one of :data:`~coremtl.names.METHODS`
+(:mod:`coremtl.names`; an older spelling such as ``"coremtl"`` or ``"MT-CRL"`` is read as its name):
 
 - ``"core-mtl"``: encoder = backbone, a stream split ``[Z_s; Z_r] = W F + b`` (1x1 convolution on
   maps), heads on ``Z_s`` only (:mod:`coremtl.heads`), a soft-grounding decoder (AdaIN for maps,
@@ -12,8 +13,9 @@ and returns the metrics (:mod:`coremtl.tasks`). ``method`` is one of :data:`METH
   ``grounding="hard"``, the Lambertian renderer of :mod:`coremtl.hard_grounding` (sRGB images in
   ``[0, 1]`` and map backbones only; normals from the surface-normal task when there is one,
   its terms in the grounding stage, CFA's counterfactual rendered) and the staged schedule
-  of docs/VISION.md: reconstruction alone from epoch 0, the tasks from ``task_start``, CKA and
-  CFA from ``independence_start`` (:func:`coremtl.defaults.stage_starts`: 1 and 2 for 6 epochs).
+  of docs/VISION.md (:mod:`coremtl.schedule`): reconstruction alone from epoch 0, the tasks from
+  ``task_start``, CKA and CFA from ``independence_start`` (:func:`coremtl.defaults.stage_starts`:
+  1 and 2 for 6 epochs).
   The weights are the method's (:mod:`coremtl.defaults`), or those of the ``objective`` given
   (``CoreMTLObjective(independence="conditional")`` partials the tasks' labels out of the CKA);
   with the default objective the CKA warm-up is at most a quarter of the independence stage's
@@ -35,6 +37,10 @@ heads on ``[Z_s; Z_r]``), ``mtcrl=MTCRLOptions(...)`` (MT-CRL without decorrelat
 routing, with one module), ``capacity_of="core-mtl" | "mt-crl" | "mtan"`` (a balancer's hard
 sharing on the same extra layers, :mod:`coremtl.capacity`). :attr:`Preset.label` names the
 result; ``Forward.representations()`` gives what a probe reads from any of them.
+
+A pipeline with layers of its own (heads, a grounding decoder and its terms, the model classes, a
+regulariser's weights) passes them as ``parts`` (:class:`coremtl.parts.Parts`); what each method
+is made of is still decided here. The vision pipeline builds every model this way.
 
 Every method gets its own deep copy of ``backbone`` (the module passed in is never trained), and
 the new layers are initialised from ``seed``, so methods built with one seed start from the same
@@ -59,20 +65,20 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from coremtl import backbones, defaults
+from coremtl import backbones
 from coremtl.architectures.mtcrl import MTCRLOptions
 from coremtl.balancers.registry import BALANCER_NAMES
-from coremtl.heads import task_heads
 from coremtl.label_matrix import label_columns
 from coremtl.labels import method_label
+from coremtl.names import canonical_method
 from coremtl.objective import CoreMTLObjective
+from coremtl.parts import Parts
+from coremtl.schedule import core_mtl_sources
 from coremtl.tasks import Task, check_tasks, score, task_loss
 from coremtl.trainer import ScheduledTerms
 from coremtl.variants import authors_weights, check_variant_options
 from scm.validation import InvalidParameterError, check_positive_int, check_seed
 
-ARCHITECTURE_METHODS = ("core-mtl", "mtan", "rep-mtl", "mt-crl", "single-task")
-METHODS: tuple[str, ...] = (*ARCHITECTURE_METHODS, *BALANCER_NAMES)
 METHOD_OPTIONS: dict[str, tuple[str, ...]] = {
     "streams": ("core-mtl",),
     "grounding": ("core-mtl",),
@@ -123,46 +129,6 @@ class Result:
         return self.preset.model
 
 
-def _core_mtl_sources(
-    objective: CoreMTLObjective | None,
-    decoder: nn.Module | None,
-    epochs: int,
-    stages: tuple[int, int] | None,
-    steps_per_epoch: int | None,
-    tasks: tuple[Task, ...] = (),
-) -> tuple[list[ScheduledTerms], int]:
-    from coremtl.hard_grounding import HardGroundingDecoder, HardGroundingTerms
-
-    chosen = objective or CoreMTLObjective()
-    if chosen.independence == "conditional" and not chosen.label_tasks:
-        chosen = dataclasses.replace(chosen, label_tasks=tasks)
-    if decoder is None and chosen.cfa_mode == "input":
-        chosen = dataclasses.replace(chosen, cfa_weight=0.0, reconstruction_weight=0.0)
-    grounded = decoder is not None and chosen.reconstruction_weight > 0
-    if stages is not None and not (isinstance(stages, (tuple, list)) and len(stages) == 2):
-        raise InvalidParameterError(
-            f"stages: expected (task_start, independence_start) epochs, got {stages!r}"
-        )
-    if stages is None:
-        fraction = defaults.RECONSTRUCTION_FRACTION if grounded else 0.0
-        stages = defaults.stage_starts(epochs, fraction, defaults.INDEPENDENCE_FRACTION)
-    task_start, independence_start = stages
-    defaults.check_stages(epochs, task_start, independence_start)
-    if objective is None and steps_per_epoch:
-        quarter = max(1, (epochs - independence_start) * steps_per_epoch // 4)
-        chosen = dataclasses.replace(chosen, cka_warmup_steps=min(chosen.cka_warmup_steps, quarter))
-    sources = []
-    if grounded and isinstance(decoder, HardGroundingDecoder):
-        hard = HardGroundingTerms(chosen.reconstruction_weight, input_key=chosen.input_key)
-        sources.append(ScheduledTerms(hard, 0, "grounding"))
-    elif grounded:
-        rec = dataclasses.replace(chosen, cka_weight=0.0, cfa_weight=0.0)
-        sources.append(ScheduledTerms(rec, 0, "grounding"))
-    independence = dataclasses.replace(chosen, reconstruction_weight=0.0)
-    sources.append(ScheduledTerms(independence, independence_start, "independence"))
-    return sources, task_start
-
-
 def build(
     method: str,
     backbone: nn.Module,
@@ -177,21 +143,24 @@ def build(
     stages: tuple[int, int] | None = None,
     steps_per_epoch: int | None = None,
     environment_key: str | None = None,
-    seed: int = 0,
+    seed: int | None = 0,
     mtcrl: MTCRLOptions | None = None,
     weights: str = "library",
     authors_config: str = "cityscapes",
     heads_on: str = "semantic",
     capacity_of: str | None = None,
+    parts: Parts | None = None,
 ) -> Preset:
     """The model, losses, balancer and term sources of ``method`` on ``backbone`` (see the module
     docstring). ``example`` is a batch of inputs (its shape sizes the heads and the decoder);
     ``streams`` the ``(semantic, residual)`` widths (default: half the feature channels each);
     ``grounding`` ``"soft"`` (default), ``"hard"`` or ``"none"``; ``stages`` an explicit
-    ``(task_start, independence_start)`` for CORE-MTL. ``balancer`` (default ``"ew"``) combines
-    the task losses of every method but single-task. The options of the ablations and controls
-    (module docstring): ``mtcrl``, ``weights`` with ``authors_config``, ``heads_on``,
-    ``capacity_of``."""
+    ``(task_start, independence_start)`` for CORE-MTL; ``seed`` the seed of the new layers (None:
+    drawn from torch's generator as it stands). ``balancer`` (default ``"ew"``) combines the task
+    losses of every method but single-task. The options of the ablations and controls (module
+    docstring): ``mtcrl``, ``weights`` with ``authors_config``, ``heads_on``, ``capacity_of``.
+    ``parts`` replaces the library's layers and terms with the caller's
+    (:class:`coremtl.parts.Parts`)."""
     from coremtl.architectures import (
         MTCRLRegularizer,
         RepMTLRegularizer,
@@ -202,8 +171,9 @@ def build(
     from coremtl.capacity import capacity_trunk
     from coremtl.representation import BothStreamsModel, DualStreamModel, StreamSplit
 
-    if method not in METHODS:
-        raise InvalidParameterError(f"method: expected one of {', '.join(METHODS)}, got {method!r}")
+    method = canonical_method(method)
+    if capacity_of is not None:
+        capacity_of = canonical_method(capacity_of, "capacity_of")
     if method in BALANCER_NAMES and balancer not in (None, method):
         raise InvalidParameterError(
             f"balancer: method {method!r} is itself the balancer; got balancer={balancer!r} too"
@@ -234,7 +204,8 @@ def build(
             f"balancer_options: expected a mapping of option names to values, got "
             f"{type(balancer_options).__name__}"
         )
-    check_seed(seed)
+    if seed is not None:
+        check_seed(seed)
     tasks = check_tasks(tasks)
     if isinstance(epochs, bool) or not isinstance(epochs, int) or epochs < 1:
         raise InvalidParameterError(f"epochs: expected a positive integer, got {epochs!r}")
@@ -256,7 +227,11 @@ def build(
     channels, maps, size = backbones.feature_shape(backbone, example)
     input_shape = tuple(example.shape[1:])
     names = [task.name for task in tasks]
-    torch.manual_seed(seed)
+    parts = parts or Parts()
+    make_heads = parts.heads or backbones.library_heads(tasks, maps, input_shape)
+    shared_bottom = parts.shared_bottom or SharedBottom
+    if seed is not None:
+        torch.manual_seed(seed)
     sources: list[ScheduledTerms] = []
     task_start = 0
     balancer_name = method if method in BALANCER_NAMES else balancer or "ew"
@@ -264,26 +239,30 @@ def build(
         semantic, residual = backbones.stream_widths(channels, streams)
         split = StreamSplit(channels, semantic, residual, maps=maps)
         both = heads_on == "both"
-        heads = task_heads(tasks, semantic + residual if both else semantic, maps, input_shape)
-        decoder = backbones.grounding_decoder(
-            grounding or "soft", tasks, heads, semantic, residual, maps, size, example
-        )
-        model: nn.Module = (BothStreamsModel if both else DualStreamModel)(
-            backbone, split, heads, decoder
-        )
+        heads = make_heads(semantic + residual if both else semantic)
+        if parts.decoder is not None:
+            decoder = parts.decoder(semantic, residual, heads)
+        else:
+            decoder = backbones.grounding_decoder(
+                grounding or "soft", tasks, heads, semantic, residual, maps, size, example
+            )
+        dual_stream = parts.dual_stream or (BothStreamsModel if both else DualStreamModel)
+        model: nn.Module = dual_stream(backbone, split, heads, decoder)
         if weights != "library":
             objective, stages = authors_weights(
                 weights, authors_config, epochs, steps_per_epoch, len(tasks), stages
             )
-        sources, task_start = _core_mtl_sources(
-            objective, decoder, epochs, stages, steps_per_epoch, tasks
+        sources, task_start = core_mtl_sources(
+            objective, decoder, epochs, stages, steps_per_epoch, tasks, parts.grounding_terms
         )
     elif method == "mtan":
-        model = backbones.mtan_on(backbone, tasks, example, input_shape)
+        model = backbones.mtan_on(backbone, tasks, example, input_shape, make_heads)
     elif method == "mt-crl":
         options = mtcrl or MTCRLOptions()
-        model = backbones.mtcrl_on(backbone, tasks, channels, maps, input_shape, options)
-        regularizer = MTCRLRegularizer(
+        model = backbones.mtcrl_on(
+            backbone, tasks, channels, maps, input_shape, options, make_heads
+        )
+        regularizer = parts.regularizer or MTCRLRegularizer(
             decorrelation_weight=options.decorrelation,
             invariance_weight=options.invariance if environment_key else 0.0,
             sparsity_weight=options.sparsity,
@@ -292,17 +271,18 @@ def build(
         sources = [ScheduledTerms(regularizer, 0, "mt-crl")]
     elif method == "single-task":
         trunks = {name: copy.deepcopy(backbone) for name in names}
-        model = SingleTaskModels(trunks, task_heads(tasks, channels, maps, input_shape))
+        model = SingleTaskModels(trunks, make_heads(channels))
         balancer_name = "ew"
     elif capacity_of is not None:
         trunk, width = capacity_trunk(
             capacity_of, backbone, tasks, example, streams, heads_on, mtcrl
         )
-        model = SharedBottom(trunk, task_heads(tasks, width, maps, input_shape))
+        model = shared_bottom(trunk, make_heads(width))
     else:
-        model = SharedBottom(backbone, task_heads(tasks, channels, maps, input_shape))
+        model = shared_bottom(backbone, make_heads(channels))
         if method == "rep-mtl":
-            sources = [ScheduledTerms(RepMTLRegularizer(), 0, "rep-mtl")]
+            regularizer = parts.regularizer or RepMTLRegularizer()
+            sources = [ScheduledTerms(regularizer, 0, "rep-mtl")]
     chosen = make_balancer(balancer_name, names, **dict(balancer_options or {}))
     _check_shared_parameters(method, chosen, model)
     return Preset(
@@ -391,6 +371,7 @@ def train(
     from coremtl.sampler import num_samples
     from coremtl.trainer import Trainer, TrainerConfig
 
+    method = canonical_method(method)
     open_options = set(inspect.signature(build).parameters) - set(BUILD_ARGUMENTS_OF_TRAIN)
     unknown_options = sorted(set(options) - open_options)
     if unknown_options:

@@ -104,8 +104,8 @@ def ood_gap_on_tracked_shift(model) -> dict[str, float]:
 # %%
 EPOCHS, BATCH_SIZE, PROBE_EVERY = 12, 256, 2
 methods = {
-    "PCGrad": ("pcgrad", "pcgrad", None),
-    "CORE-MTL": (
+    "pcgrad": ("pcgrad", "pcgrad", None),
+    "core-mtl": (
         "core-mtl",
         "ew",
         CoreMTLObjective(

@@ -247,7 +247,7 @@ def test_train_refuses_a_batch_too_small_for_the_labels():
 
 def test_a_vision_yaml_sets_the_conditional_penalty(tmp_path):
     from experiments.vision.config import load_config
-    from experiments.vision.training import term_sources
+    from experiments.vision.model.build import build_preset
 
     settings = yaml.safe_load((CONFIGS / "scenes_cpu_tiny.yaml").read_text())
     settings["method"]["independence"] = "conditional"
@@ -256,7 +256,7 @@ def test_a_vision_yaml_sets_the_conditional_penalty(tmp_path):
     path.write_text(yaml.safe_dump(settings))
     config = load_config(path)
     assert config.method.independence == "conditional"
-    objective = term_sources(config, torch.nn.Module())[-1].source
+    objective = build_preset(config)[0].term_sources[-1].source
     assert objective.independence == "conditional"
     assert [(t.name, t.kind, t.outputs) for t in objective.label_tasks] == [
         ("segmentation", "dense", 5),

@@ -228,3 +228,21 @@ def test_a_diverged_run_is_counted_left_out_and_never_selected():
     attached = regime_cells.attach(rows, predicted, 1)
     diverged = [r for r in attached if r["diverged"]]
     assert diverged and all(not r["held"] and r["diagnosis"] == "diverged" for r in diverged)
+
+
+def test_variants_switch_terms_of_the_one_objective_off():
+    config = regime_cells.Config()
+    full = config.objective
+    assert regime_cells.variant_objective(config, "core-mtl") == full
+    assert regime_cells.variant_objective(config, "ew") is None
+    only = regime_cells.variant_objective(config, "cka only")
+    assert (only.cka_weight, only.cfa_weight, only.reconstruction_weight) == (full.cka_weight, 0, 0)
+    weights = regime_cells.method_weights(config, ["w/o CFA", "ew", "w/o rec"], units=2)
+    assert [weights.row(m) for m in range(6)] == [
+        (1.0, 0.0, 1.0),
+        (1.0, 0.0, 1.0),
+        (0.0, 0.0, 0.0),
+        (0.0, 0.0, 0.0),
+        (1.0, 1.0, 0.0),
+        (1.0, 1.0, 0.0),
+    ]

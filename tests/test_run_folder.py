@@ -10,6 +10,7 @@ import pytest
 from coremtl.run_folder import (
     CLI_FLAGS,
     MANIFEST,
+    RESUMABLE_SETTINGS,
     FolderFlags,
     check_resumable,
     claim_fresh_folder,
@@ -109,10 +110,15 @@ def test_a_changed_learning_rate_is_refused_on_resume(run_dir):
         check_resumable(run_dir, changed)
 
 
-def test_watching_settings_may_change_on_resume(run_dir):
-    changed = json.loads(json.dumps(CONFIG))
-    changed["trainer"]["progress"] = False
-    check_resumable(run_dir, changed)
+@pytest.mark.parametrize("setting", sorted(RESUMABLE_SETTINGS))
+def test_watching_settings_may_change_on_resume_and_no_other(run_dir, setting):
+    watched = json.loads(json.dumps(CONFIG))
+    watched["trainer"][setting] = "changed"
+    assert configuration_differences(CONFIG, watched) == []
+    check_resumable(run_dir, watched)
+    computed = json.loads(json.dumps(watched))
+    computed["trainer"]["epochs"] = 4
+    assert configuration_differences(CONFIG, computed) == ["trainer.epochs: 3 -> 4"]
 
 
 def test_added_and_removed_keys_are_differences():

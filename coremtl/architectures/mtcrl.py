@@ -96,7 +96,8 @@ def _weight(value: object, name: str) -> float:
 class MTCRLOptions:
     """MT-CRL's settings and the ablations of its ingredients (module docstring).
 
-    ``modules``: ``M >= 1`` disentangled modules (the backbone's channels split between them);
+    ``modules``: ``M >= 1`` disentangled modules (the backbone's channels split between them,
+    or ``width`` channels each when given);
     ``decorrelation``, ``sparsity``, ``invariance``: the weights of ``L_dis``, ``L_sparse`` and
     ``L_inv`` (the last used only when environment labels are given); ``routing``: ``"learned"``
     (the task-to-module graph) or ``"none"`` (every gate fixed at 1, no sparsity term); ``gates``:
@@ -112,12 +113,17 @@ class MTCRLOptions:
     invariance: float = 1.0
     routing: str = "learned"
     gates: str = "binary"
+    width: int | None = None
 
     def __post_init__(self) -> None:
-        if isinstance(self.modules, bool) or not isinstance(self.modules, int) or self.modules < 1:
-            raise InvalidParameterError(
-                f"mtcrl.modules: expected a positive integer, got {self.modules!r}"
-            )
+        for name in ("modules", "width"):
+            value = getattr(self, name)
+            if (value is not None or name == "modules") and (
+                isinstance(value, bool) or not isinstance(value, int) or value < 1
+            ):
+                raise InvalidParameterError(
+                    f"mtcrl.{name}: expected a positive integer, got {value!r}"
+                )
         for name in ("decorrelation", "sparsity", "invariance"):
             object.__setattr__(self, name, _weight(getattr(self, name), f"mtcrl.{name}"))
         if self.routing not in ROUTINGS:

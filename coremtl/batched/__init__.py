@@ -12,6 +12,8 @@ for each model, exactly the gradient that model would get alone, so an elementwi
   PCGrad, MGDA, IMTL-G, Aligned-MTL, UPGrad, DualProj, CAGrad);
 - :mod:`coremtl.batched.faces`: the exact batched solvers of the dual-cone projection (UPGrad,
   DualProj) and of CAGrad's inner problem;
+- :mod:`coremtl.batched.term_weights`: the CORE-MTL weights per model, read from
+  :class:`coremtl.objective.CoreMTLObjective`;
 - :mod:`coremtl.batched.terms`: the CORE-MTL terms per model (positive part of the debiased linear
   CKA, the input-level counterfactual swap, reconstruction);
 - :mod:`coremtl.batched.training`: the training loop;
@@ -24,7 +26,8 @@ for each model, exactly the gradient that model would get alone, so an elementwi
 from coremtl.batched.draws import Draws
 from coremtl.batched.reference import loop_reference
 from coremtl.batched.stacked import StackedAngle, StackedMLP
-from coremtl.batched.training import Settings, TermWeights, draws, train, train_objective
+from coremtl.batched.term_weights import TermWeights
+from coremtl.batched.training import Settings, draws, train, train_objective
 
 __all__ = [
     "Draws",

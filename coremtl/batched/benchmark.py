@@ -17,11 +17,21 @@ import torch
 from coremtl.batched.balancing import BATCHED_BALANCERS
 from coremtl.batched.reference import loop_reference
 from coremtl.batched.stacked import StackedMLP
-from coremtl.batched.training import Settings, TermWeights, draws, train
+from coremtl.batched.term_weights import TermWeights
+from coremtl.batched.training import Settings, draws, train
+from coremtl.objective import CoreMTLObjective
 
+CORE_MTL = CoreMTLObjective(
+    cka_weight=1.0,
+    cka_warmup_steps=0,
+    cfa_weight=1.0,
+    cfa_probability=1.0,
+    reconstruction_weight=1.0,
+)
+"""CORE-MTL as the batched step computes it: every term at every step, at weight 1."""
 METHODS = {
     **{name: (name, TermWeights()) for name in BATCHED_BALANCERS},
-    "core-mtl": ("ew", TermWeights(cka=1.0, cfa=1.0, reconstruction=1.0)),
+    "core-mtl": ("ew", TermWeights.of(CORE_MTL)),
 }
 
 

@@ -34,6 +34,7 @@ from coremtl.batched.balancing import (
     task_weights,
 )
 from coremtl.batched.draws import Draws
+from coremtl.batched.term_weights import TermWeights
 from coremtl.batched.terms import (
     counterfactual_loss,
     gather_rows,
@@ -100,25 +101,6 @@ class Settings:
     @property
     def only_loss_weighting(self) -> bool:
         return all(name in LOSS_WEIGHTINGS for name in self.names)
-
-
-@dataclass
-class TermWeights:
-    """``l_cka``, ``l_cfa``, ``l_rec`` per model: floats, or tensors of shape ``(M,)``."""
-
-    cka: Tensor | float = 0.0
-    cfa: Tensor | float = 0.0
-    reconstruction: Tensor | float = 0.0
-
-    def row(self, index: int) -> tuple[float, float, float]:
-        def pick(value):
-            return float(value[index]) if isinstance(value, Tensor) else float(value)
-
-        return pick(self.cka), pick(self.cfa), pick(self.reconstruction)
-
-    def active(self, name: str) -> bool:
-        value = getattr(self, name)
-        return bool((value != 0).any()) if isinstance(value, Tensor) else value != 0
 
 
 def draws(settings: Settings, num_models: int, n: int, num_tasks: int, seed: int) -> Draws:

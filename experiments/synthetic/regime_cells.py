@@ -6,10 +6,14 @@ prediction attached to each measured row (the rules are in
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from dataclasses import dataclass, field
 
 import numpy as np
+import torch
+
+from coremtl.objective import CoreMTLObjective
 
 BALANCERS = ("ew", "pcgrad", "mgda", "rlw", "alignedmtl", "upgrad", "cagrad")
 """The balancers compared (registry names, all batched in :mod:`coremtl.batched.balancing`).
@@ -22,12 +26,13 @@ LOSS_BALANCERS = ("ew", "rlw")
 
 
 VARIANTS = {
-    "core-mtl": (1.0, 1.0, 1.0),
-    "cka only": (1.0, 0.0, 0.0),
-    "w/o CKA": (0.0, 1.0, 1.0),
-    "w/o CFA": (1.0, 0.0, 1.0),
-    "w/o rec": (1.0, 1.0, 0.0),
+    "core-mtl": (),
+    "cka only": ("cfa", "reconstruction"),
+    "w/o CKA": ("cka",),
+    "w/o CFA": ("cfa",),
+    "w/o rec": ("reconstruction",),
 }
+"""CORE-MTL and its ablations: the terms of ``Config.objective`` each switches off."""
 
 
 METHODS = (*BALANCERS, *VARIANTS)
@@ -92,9 +97,15 @@ class Config:
             "adamw": Schedule(lr=0.01, short=30, long=600, weight_decay=1e-2),
         }
     )
-    cka_weight: float = 1.0
-    cfa_weight: float = 1.0
-    reconstruction_weight: float = 1.0
+    objective: CoreMTLObjective = field(
+        default_factory=lambda: CoreMTLObjective(
+            cka_weight=1.0,
+            cka_warmup_steps=0,
+            cfa_weight=1.0,
+            cfa_probability=1.0,
+            reconstruction_weight=1.0,
+        )
+    )
     band_relative: float = 0.05
     band_absolute: float = 1e-4
     confidence: float = 0.95
@@ -102,20 +113,21 @@ class Config:
     mlp: MLPConfig | None = field(default_factory=MLPConfig)
 
 
+def variant_objective(config: Config, method: str) -> CoreMTLObjective | None:
+    """The objective of CORE-MTL variant ``method`` (``config.objective`` with the terms of
+    :data:`VARIANTS` switched off), or None for a balancer (no CORE-MTL terms)."""
+    if method not in VARIANTS:
+        return None
+    off = {f"{term}_weight": 0.0 for term in VARIANTS[method]}
+    return dataclasses.replace(config.objective, **off)
+
+
 def method_weights(config: Config, methods: list[str], units: int, device="cpu"):
     """``TermWeights`` over ``methods x units`` models (method-major), on ``device``."""
-    import torch
-
     from coremtl.batched import TermWeights
 
-    scale = (config.cka_weight, config.cfa_weight, config.reconstruction_weight)
-    rows = [
-        [VARIANTS[m][i] * scale[i] if m in VARIANTS else 0.0 for m in methods] for i in range(3)
-    ]
-    as_tensor = [
-        torch.tensor(r, dtype=torch.float64, device=device).repeat_interleave(units) for r in rows
-    ]
-    return TermWeights(*as_tensor)
+    objectives = [variant_objective(config, m) for m in methods for _ in range(units)]
+    return TermWeights.per_model(objectives, torch.float64, device)
 
 
 GROUPS = (

@@ -330,7 +330,7 @@ def statement_of(v: float, rho: float, variant: str) -> str:
     comes from the population dynamics)."""
     from experiments.synthetic.regime_angle import critical_angle
 
-    uses_cka = VARIANTS.get(variant, (0,))[0] > 0
+    uses_cka = variant in VARIANTS and "cka" not in VARIANTS[variant]
     if rho != 0 and uses_cka:
         return f"S11: CKA is zero at psi_c = {critical_angle(v, rho):.3f}, not at 0"
     if v == 1.0 and uses_cka:

@@ -134,7 +134,7 @@ def evaluate_checkpoint(
     for override in overrides:
         apply_override(data, override)
     config = from_dict(VisionConfig, data)
-    model, _ = build_model(config.model, config.data.tasks, config.data.num_classes)
+    model, _ = build_model(config)
     load_module_state(model, state["model"], checkpoint)
     device = torch.device(config.run.device)
     model.to(device)

@@ -4,7 +4,7 @@ docs/VISION.md compares a multi-task run with single-task models trained by the 
 backbone and data: ``Delta_m % = mean_k (-1)^{l_k} (M_k - M_stl,k) / M_stl,k * 100``
 (:func:`experiments.vision.metrics.delta_m`). ``coremtl train --config FILE
 --single-task-references`` trains, for each task ``t`` of ``data.tasks``, the config with
-``data.tasks: [t]``, ``model.kind: single`` (the same encoder, weights and head as the multi-task
+``data.tasks: [t]``, ``model.kind: single-task`` (the same encoder, weights and head as the multi-task
 model; :func:`~.model.build.build_model`), Equal Weighting, the same data, schedule and seed, in
 ``<run.output_dir>/single_task/<t>/`` (a complete run directory). The test metrics of each run's
 checkpoint selected on validation (``test_at_selected``) are merged into one JSON mapping
@@ -49,7 +49,7 @@ RUNS_FOLDER = "single_task"
 
 
 def single_task_config(config: VisionConfig, task: str) -> VisionConfig:
-    """``config`` restricted to ``task``: a ``single`` model, Equal Weighting, its own folder.
+    """``config`` restricted to ``task``: a ``single-task`` model, Equal Weighting, its own folder.
 
     The selection metric is kept when it is one of ``task``'s metrics (``"<task>/..."``) and
     replaced by ``"delta_m"`` otherwise. For CelebA the attribute list is ``[task]`` as well.
@@ -60,7 +60,7 @@ def single_task_config(config: VisionConfig, task: str) -> VisionConfig:
     data["data"]["tasks"] = [task]
     if "celeba" in data["data"] and config.data.dataset == "celeba":
         data["data"]["celeba"]["attributes"] = [task]
-    data["model"]["kind"] = "single"
+    data["model"]["kind"] = "single-task"
     data["model"]["skip_connection"] = False
     data["training"]["balancer"] = "ew"
     data["training"]["balancer_options"] = {}

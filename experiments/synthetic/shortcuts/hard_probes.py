@@ -1,8 +1,7 @@
 """What the streams hold on study 9's rendered scenes, against the scenes' own truth.
 
 The scenes renderer (:mod:`experiments.vision.scenes`) knows every residual factor: the albedo of
-each slot (the floor is slot :data:`~experiments.synthetic.shortcuts.scenes.FLOOR_SLOT`, in every
-image), the order-2 SH lighting, and per pixel the albedo, shading and normal maps, while the
+each slot (the floor is slot :data:`FLOOR_SLOT`, in every image), the order-2 SH lighting, and per pixel the albedo, shading and normal maps, while the
 segmentation names the slot of each pixel. On shortcut-free images (the target law, the suite's probe splits, where the floor's colour
 varies independently of the layout),
 :func:`hard_probes` measures, with the generic probes of :mod:`coremtl.intrinsic_probes`:
@@ -25,7 +24,9 @@ from __future__ import annotations
 
 from torch import Tensor, nn
 
-from experiments.synthetic.shortcuts.scenes import FLOOR_SLOT
+FLOOR_SLOT = 0
+"""The floor's class and slot in every rendered scene (the scenes' plane class)."""
+
 
 
 def hard_probes(model: nn.Module, fit: dict[str, Tensor], held_out: dict[str, Tensor]) -> dict:

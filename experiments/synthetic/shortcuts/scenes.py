@@ -29,6 +29,7 @@ from torch import Tensor, nn
 
 from coremtl.tasks import Task
 from experiments.synthetic.shortcuts.benchmarks import Law
+from experiments.synthetic.shortcuts.hard_probes import FLOOR_SLOT, hard_probes
 from experiments.vision.scenes import (
     SceneConfig,
     SceneRenderer,
@@ -37,7 +38,6 @@ from experiments.vision.scenes import (
     permuted_environment,
 )
 
-FLOOR_SLOT = 0
 EXTRA_FIELDS = ("albedo", "shading", "normal")
 DEPTH_UNIT = 5.0
 """Depth labels are in units of the objects' farthest distance (``far_objects``, 5 m), so that
@@ -114,7 +114,6 @@ class SceneBenchmark:
         hard-grounding model's decomposition (:func:`~.hard_probes.hard_probes`); nothing for a
         model without streams."""
         from coremtl.representation import DualStreamModel
-        from experiments.synthetic.shortcuts.hard_probes import hard_probes
 
         if not isinstance(model, DualStreamModel):
             return {}
