@@ -281,7 +281,7 @@ def test_predicted_signs_of_the_worked_example():
             lambda: predictions.example(label="binary").profile_risk(0.3),
             "label: the risks and gaps",
         ),
-        (lambda: predictions.example().ood_gap(0.3, -2.0), "shift: expected a value in"),
+        (lambda: predictions.example().ood_gap(0.3, -2.0), "shift: expected a finite number in"),
         (
             lambda: lc.penalised_endpoint(predictions.example(), 0.0, -1.0, "conditional"),
             "lam: expected",

@@ -161,21 +161,25 @@ def build_preset(config: VisionConfig):
         invariance=mtcrl.invariance_weight,
         gates="soft",
     )
+    core = method == "core-mtl"
+    core_options = {
+        "streams": (model.semantic_channels, model.residual_channels),
+        "grounding": model.grounding,
+        "objective": config.method.objective(),
+        "stages": stages(config),
+    }
     preset = coremtl.build(
         method,
         backbone,
         label_tasks(config),
         torch.zeros(2, 3, *config.data.resolution),
         config.training.epochs,
-        balancer=config.training.balancer,
-        balancer_options=config.training.balancer_options,
-        streams=(model.semantic_channels, model.residual_channels),
-        grounding=model.grounding,
-        objective=config.method.objective(),
-        stages=stages(config) if method == "core-mtl" else None,
+        balancer=None if method == "single-task" else config.training.balancer,
+        balancer_options=None if method == "single-task" else config.training.balancer_options,
         seed=None,
         mtcrl=options if method == "mt-crl" else None,
         parts=vision_parts(config, method, encoder.out_channels),
+        **(core_options if core else {}),
     )
     return preset, None if weights_file is None else str(weights_file)
 
