@@ -17,6 +17,7 @@ from experiments.synthetic.shortcuts.methods import (
     MTCRL_WITHOUT_DECORRELATION,
 )
 from experiments.synthetic.shortcuts.predictions import predictions
+from experiments.synthetic.shortcuts.probes import CHANCE
 from experiments.synthetic.shortcuts.summary import summarise_records
 
 SEEDS = range(6)
@@ -42,7 +43,7 @@ def _records(effects: dict[str, float], benchmark: str = "digits/colour", source
                 "benchmark": benchmark, "method": method, "seed": seed, "strength": 0.95,
                 "label": method, "metrics": metrics, "routing": None, "parameters": 10,
                 "train_seconds": 1.0,
-                "probes": {"Z": {"nuisance": 0.5, "label": 0.8}},
+                "probes": {"Z": {"nuisance": 0.5, "label": 0.8}, CHANCE: {"nuisance": 0.1}},
             })  # fmt: skip
     return records
 
@@ -52,9 +53,7 @@ BASE = {"ew": 0.0, "pcgrad": 0.0, "mgda": 0.0, CORE: 0.0, CALIBRATION: 0.4}
 
 def _summary(effects: dict[str, float], **kwargs) -> dict:
     records = _records({**BASE, **effects}, **kwargs)
-    return summarise_records(
-        records, {"digits/colour": "left/accuracy"}, {"digits/colour": 0.1}, 0.95
-    )
+    return summarise_records(records, {"digits/colour": "left/accuracy"}, 0.95)
 
 
 def test_a_gain_lost_without_decorrelation_is_traced_to_decorrelation():
@@ -98,7 +97,7 @@ def test_verdict_follows_the_selected_core_mtl_against_the_best_balancer(core_ef
 def test_verdict_is_qualified_when_core_mtl_wins_on_some_benchmarks_only():
     records = _records({**BASE, CORE: 0.2}) + _records(BASE, benchmark="digits/texture")
     metrics = {"digits/colour": "left/accuracy", "digits/texture": "left/accuracy"}
-    summary = summarise_records(records, metrics, dict.fromkeys(metrics, 0.1), 0.95)
+    summary = summarise_records(records, metrics, 0.95)
     outcomes = [p.score(summary) for p in predictions(None)]
     finding = conclude(None, summary, outcomes)
     assert finding.verdict == QUALIFIED
@@ -116,3 +115,11 @@ def test_a_prediction_about_a_benchmark_not_run_is_not_measured():
     summary = _summary({})
     outcome = {p.id: p for p in predictions(None)}["P5"].score(summary)
     assert outcome.held is None
+
+
+def test_the_probe_chance_is_the_constant_guess_not_one_over_the_values():
+    summary = _summary({})
+    assert summary["benchmarks"]["digits/colour"]["nuisance_chance"] == pytest.approx(
+        0.1, rel=1e-12
+    )
+    assert CHANCE not in summary["benchmarks"]["digits/colour"]["methods"]["ew"]["probes"]

@@ -27,7 +27,7 @@ STUDIES: dict[int, str] = {
     6: "experiments.synthetic.study6_substitution",
     7: "experiments.synthetic.study7_swap",
     8: "experiments.synthetic.study8_cost",
-    9: "experiments.synthetic.study9_shortcut",
+    9: "experiments.synthetic.shortcuts.study",
     10: "experiments.synthetic.study10_mtcrl",
     11: "experiments.synthetic.study11_closed_form",
 }

@@ -28,7 +28,6 @@ FLOOR_SLOT = 0
 """The floor's class and slot in every rendered scene (the scenes' plane class)."""
 
 
-
 def hard_probes(model: nn.Module, fit: dict[str, Tensor], held_out: dict[str, Tensor]) -> dict:
     """The measurements of the module docstring of a dual-stream ``model`` (the decomposition
     errors only when its decoder is a hard-grounding one) on two shortcut-free splits of the scenes

@@ -7,9 +7,10 @@ linear ridge classifier (scikit-learn's ``RidgeClassifier``: least squares on on
 penalty :data:`PROBE_ALPHA`) on standardised pooled features is fitted on one shortcut-free
 split (``probe_fit``, drawn from the target law, where the nuisance is independent of the labels)
 and its accuracy read on another (``probe_eval``): the *nuisance probe* predicts the nuisance value
-(chance ``1 / num_nuisance_values``), the *label probe* the shortcut task's label (classification
-benchmarks; chance ``1 / classes``). A representation "holds" the nuisance when its held-out
-nuisance accuracy is well above chance. Fitting on shortcut-free data matters: in the source the
+, the *label probe* the shortcut task's label (classification benchmarks). Chance is the
+accuracy of the constant guess (:func:`chance_accuracy`, under :data:`CHANCE`), not ``1 / values``:
+a nuisance need not be uniform. A representation "holds" the nuisance when its held-out nuisance
+accuracy is well above chance. Fitting on shortcut-free data matters: in the source the
 nuisance and the label are confounded, so a probe there could not tell which of the two it reads.
 """
 
@@ -23,6 +24,8 @@ from torch import Tensor, nn
 from coremtl.probes import representations
 from coremtl.tasks import Task
 
+CHANCE = "chance"
+"""The entry of :func:`stream_probes` holding the constant guess's accuracy."""
 PROBE_ALPHA = 1.0
 """L2 penalty of the probes (scikit-learn's ``alpha``) on standardised features."""
 
@@ -40,6 +43,14 @@ def probe_accuracy(
     probe = make_pipeline(StandardScaler(), RidgeClassifier(alpha=PROBE_ALPHA))
     probe.fit(fit, fit_labels)
     return float(probe.score(evaluate, eval_labels))
+
+
+def chance_accuracy(fit_labels: np.ndarray, eval_labels: np.ndarray) -> float:
+    """Held-out accuracy of the constant guess, the most frequent label of the fit split: the
+    level a probe of a representation that holds nothing reaches (the labels need not be
+    uniform: the floor's hue in the scenes' palette is not)."""
+    values, counts = np.unique(fit_labels, return_counts=True)
+    return float(np.mean(eval_labels == values[np.argmax(counts)]))
 
 
 def _vectors(model: nn.Module, x: Tensor, device: str) -> dict[str, np.ndarray]:
@@ -66,13 +77,17 @@ def stream_probes(
     if shortcut_task.kind == "classification":
         key = shortcut_task.key
         targets["label"] = (fit[key].numpy(), evaluate[key].numpy())
-    return {
+    found = {
         name: {
             target: probe_accuracy(fit_vectors[name], fit_y, eval_vectors[name], eval_y)
             for target, (fit_y, eval_y) in targets.items()
         }
         for name in fit_vectors
     }
+    found[CHANCE] = {
+        target: chance_accuracy(fit_y, eval_y) for target, (fit_y, eval_y) in targets.items()
+    }
+    return found
 
 
 def routing(model: nn.Module, x: Tensor, device: str = "cpu") -> list[list[float]] | None:

@@ -26,7 +26,7 @@ capacity carries part of the gain if ``C - EW`` is above 0 by more than 2 SE; it
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 import numpy as np
@@ -39,6 +39,7 @@ from experiments.synthetic.shortcuts.methods import (
     EW,
     METHODS,
 )
+from experiments.synthetic.shortcuts.probes import CHANCE
 
 SELECTION = (
     "training-domain validation: the best balancer and the selected CORE-MTL setting have the "
@@ -63,7 +64,7 @@ def _mean(numbers: Sequence[float]) -> float:
 
 
 def _probe_means(runs: Sequence[Mapping[str, Any]]) -> dict[str, dict[str, float]]:
-    names = runs[0]["probes"].keys()
+    names = [name for name in runs[0]["probes"] if name != CHANCE]
     return {
         name: {
             target: float(np.mean([r["probes"][name][target] for r in runs]))
@@ -76,6 +77,13 @@ def _probe_means(runs: Sequence[Mapping[str, Any]]) -> dict[str, dict[str, float
 def _routing_mean(runs: Sequence[Mapping[str, Any]]) -> list[list[float]] | None:
     graphs = [r["routing"] for r in runs if r.get("routing") is not None]
     return np.mean(graphs, axis=0).tolist() if graphs else None
+
+
+def _minus_of(name: str, target: Callable[[str], list[float]], present: Sequence[str]):
+    """The paired difference of an ablation, control or variant from the method it belongs to
+    (``METHODS[name].of``), where both ran."""
+    of = METHODS[name].of
+    return paired_difference(target(name), target(of)).to_dict() if of in present else None
 
 
 def benchmark_summary(
@@ -110,6 +118,7 @@ def benchmark_summary(
             "minus_ew": minus_ew.to_dict(),
             "detectable": minus_ew.detectable(),
             "minus_best_balancer": paired_difference(target(name), target(best_balancer)).to_dict(),
+            "minus_of": _minus_of(name, target, present),
             "permuted_minus_ew": paired_difference(
                 target(name, "permuted_test"), target(EW, "permuted_test")
             ).to_dict(),
@@ -208,12 +217,12 @@ def sweep(
 def summarise_records(
     records: Sequence[Mapping[str, Any]],
     metrics: Mapping[str, str],
-    chances: Mapping[str, float],
     strength: float,
 ) -> dict[str, Any]:
     """The summary of every benchmark at the source ``strength`` (``metrics``: benchmark key ->
-    its target metric; ``chances``: -> the chance accuracy of its nuisance probe), and the
-    strength sweep where one was run."""
+    its target metric), the chance level of its nuisance probe (the constant guess,
+    :func:`~.probes.chance_accuracy`, averaged over its runs), and the strength sweep where one
+    was run."""
     main = [r for r in records if r["strength"] == strength]
     return {
         "selection": SELECTION,
@@ -221,7 +230,11 @@ def summarise_records(
         "benchmarks": {
             key: {
                 **benchmark_summary(main, key, metric),
-                "nuisance_chance": chances[key],
+                "nuisance_chance": float(
+                    np.mean(
+                        [r["probes"][CHANCE]["nuisance"] for r in main if r["benchmark"] == key]
+                    )
+                ),
                 "sweep": sweep(records, key, metric),
             }
             for key, metric in metrics.items()
