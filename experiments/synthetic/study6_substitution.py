@@ -8,8 +8,9 @@ reports 3.28 on cross-domain images. A ratio above 1 means the residual stream a
 
 The registered predictions are the paper's: CORE-MTL's mean ratio on the linear SCM is above 1
 (P1), and above Equal Weighting's by more than 2 standard errors of the difference (P2: the
-ratio comes from CORE-MTL's terms, not from the dual-stream architecture). The difference's
-standard error is that of two independent means (:func:`experiments.stats.independent_se`).
+ratio comes from CORE-MTL's terms, not from the dual-stream architecture). The seeds are paired
+(a seed fixes the data and the initial weights of both methods), so the difference is the
+paired one (:func:`experiments.stats.paired_difference`) over the seeds both ran.
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ from pathlib import Path
 
 import numpy as np
 
-from experiments.stats import K_SE, critical_z, estimate, independent_se, mean_std
+from experiments.stats import K_SE, critical_z, estimate, mean_std, paired_difference
 from experiments.study import (
     FAILS,
     HOLDS,
@@ -77,11 +78,13 @@ def summarise(config: Config, measurements: dict) -> dict:
             {
                 "variant": model["variant"],
                 "method": model["method"],
+                "seeds": [],
                 "ratios": [],
                 "dZ_s": [],
                 "dZ_r": [],
             },
         )
+        entry["seeds"].append(model["seed"])
         for key, name in (("ratios", "ratio"), ("dZ_s", "dZ_s"), ("dZ_r", "dZ_r")):
             entry[key].append(model[name])
     for entry in groups.values():
@@ -92,10 +95,10 @@ def summarise(config: Config, measurements: dict) -> dict:
     core, reference = groups.get(f"linear|{CORE}"), groups.get(f"linear|{REFERENCE}")
     difference = None
     if core and reference:
-        difference = {
-            "mean": core["ratio"]["mean"] - reference["ratio"]["mean"],
-            "se": independent_se(core["ratios"], reference["ratios"]),
-        }
+        ratios = [dict(zip(g["seeds"], g["ratios"], strict=True)) for g in (core, reference)]
+        both = sorted(set(ratios[0]) & set(ratios[1]))
+        paired = paired_difference([ratios[0][s] for s in both], [ratios[1][s] for s in both])
+        difference = {"mean": paired.mean, "se": paired.se, "n": paired.n}
     return {"groups": groups, "paper_ratio": PAPER_RATIO, "core_minus_ew": difference}
 
 
