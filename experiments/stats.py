@@ -115,13 +115,14 @@ class Estimate:
     @classmethod
     def from_dict(cls, record: Mapping[str, Any]) -> Estimate:
         """The inverse of :meth:`to_dict`, also after JSON, where an infinite ``se`` or ``sd``
-        (a single seed) is stored as ``None``."""
+        (a single seed) and the NaN mean of :data:`NO_ESTIMATE` are stored as ``None``."""
 
         def spread(key: str) -> float:
             value = record[key]
             return math.inf if value is None else float(value)
 
-        return cls(float(record["mean"]), spread("se"), int(record["n"]), spread("sd"))
+        mean = math.nan if record["mean"] is None else float(record["mean"])
+        return cls(mean, spread("se"), int(record["n"]), spread("sd"))
 
 
 def estimate(values: Iterable[float]) -> Estimate:
@@ -141,6 +142,31 @@ def paired_difference(a: Iterable[float], b: Iterable[float]) -> Estimate:
             f"{second.size}"
         )
     return estimate(first - second)
+
+
+NO_ESTIMATE = Estimate(math.nan, math.inf, 0, math.nan)
+"""The estimate of no value at all (every run of a method diverged)."""
+
+
+def finite_estimate(values: Iterable[float]) -> Estimate:
+    """The :func:`estimate` of the finite ``values`` (a diverged run's value is NaN), or
+    :data:`NO_ESTIMATE` when none is finite."""
+    array = np.asarray(list(values), dtype=float)
+    kept = array[np.isfinite(array)]
+    return estimate(kept) if kept.size else NO_ESTIMATE
+
+
+def finite_paired_difference(a: Iterable[float], b: Iterable[float]) -> Estimate:
+    """The :func:`paired_difference` ``a - b`` over the seeds where both values are finite (a
+    diverged run drops its seed from the pair), or :data:`NO_ESTIMATE` when no seed is left."""
+    first, second = np.asarray(list(a), dtype=float), np.asarray(list(b), dtype=float)
+    if first.size != second.size:
+        raise InvalidParameterError(
+            f"a, b: paired values need one value per seed on both sides, got {first.size} and "
+            f"{second.size}"
+        )
+    both = np.isfinite(first) & np.isfinite(second)
+    return paired_difference(first[both], second[both]) if both.any() else NO_ESTIMATE
 
 
 def detectable_difference(sd: float, n: int, k: float = K_SE, power: float = POWER) -> float:

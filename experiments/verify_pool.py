@@ -64,7 +64,12 @@ def run_parallel(
 
         def mapper(jobs: list[tuple]) -> list:
             futures = [pool.submit(function, *arguments) for function, arguments in jobs]
-            return [future.result() for future in futures]
+            try:
+                return [future.result() for future in futures]
+            except BaseException:
+                for future in futures:
+                    future.cancel()
+                raise
 
         def record(key: str | int, outcome: dict) -> int:
             if key == "proofs":

@@ -111,3 +111,21 @@ def test_smoke_result_has_a_verdict_a_short_headline_and_its_plots(smoke_result,
         assert outcome["held"] in (True, False, None)
     paths = STUDY.plot(smoke_result, tmp_path)
     assert paths and all(path.exists() for path in paths)
+
+
+def test_a_run_that_diverges_is_recorded_as_diverged_not_raised(monkeypatch):
+    import coremtl
+    from experiments.synthetic.shortcuts.runs import Job, run
+    from experiments.synthetic.shortcuts.study import benchmark_of
+    from scm.validation import NonFiniteError
+
+    def diverging(*args, **kwargs):
+        raise NonFiniteError("loss of task 'left' is nan at step 7")
+
+    monkeypatch.setattr(coremtl, "train", diverging)
+    record = run(
+        benchmark_of("digits/colour"), SMOKE.sizes["digits"], Job("digits/colour", "ew", 0, 0.95)
+    )
+    assert record["diverged"] == "loss of task 'left' is nan at step 7"
+    assert (record["method"], record["seed"], record["strength"]) == ("ew", 0, 0.95)
+    assert "metrics" not in record

@@ -123,3 +123,16 @@ def test_the_probe_chance_is_the_constant_guess_not_one_over_the_values():
         0.1, rel=1e-12
     )
     assert CHANCE not in summary["benchmarks"]["digits/colour"]["methods"]["ew"]["probes"]
+
+
+def test_a_diverged_run_leaves_its_seed_out_of_that_method_only():
+    records = _records({**BASE, CORE: 0.2})
+    diverged = next(r for r in records if r["method"] == CORE and r["seed"] == 0)
+    for key in ("metrics", "probes", "routing", "parameters"):
+        diverged.pop(key)
+    diverged["diverged"] = "loss of task 'left' is nan at step 3"
+    bench = summarise_records(records, {"digits/colour": "left/accuracy"}, 0.95)["benchmarks"]
+    core = bench["digits/colour"]["methods"][CORE]
+    assert core["diverged"] == 1 and core["minus_ew"]["n"] == len(SEEDS) - 1
+    assert bench["digits/colour"]["methods"]["pcgrad"]["minus_ew"]["n"] == len(SEEDS)
+    assert core["minus_ew"]["mean"] == pytest.approx(0.2, abs=0.01)

@@ -13,6 +13,8 @@ from experiments.stats import (
     bonferroni_z,
     detectable_difference,
     estimate,
+    finite_estimate,
+    finite_paired_difference,
     paired_difference,
     seeds_needed,
     standard_error,
@@ -110,3 +112,23 @@ def test_an_estimate_of_one_seed_survives_the_results_file():
     stored = json.loads(json.dumps(jsonable(single.to_dict())))
     assert stored["se"] is None
     assert Estimate.from_dict(stored) == single
+
+
+@pytest.mark.parametrize("values", SAMPLES)
+def test_a_diverged_seed_leaves_the_pair_and_nothing_else(values):
+    """A NaN (a diverged run) drops its seed from both sides; the rest is the plain paired
+    difference of the seeds left."""
+    other = [v / 2 + 0.1 for v in values]
+    broken = [math.nan, *values[1:]]
+    found = finite_paired_difference(broken, other)
+    assert found == paired_difference(values[1:], other[1:])
+    assert finite_estimate(broken) == estimate(values[1:])
+
+
+def test_no_finite_seed_gives_no_estimate_that_survives_the_results_file():
+    found = finite_paired_difference([math.nan, 1.0], [0.0, math.inf])
+    assert found.n == 0 and not found.above() and not found.below()
+    back = Estimate.from_dict(json.loads(json.dumps(found.to_dict()).replace("NaN", "null")))
+    assert back.n == 0 and math.isnan(back.mean)
+    with pytest.raises(InvalidParameterError, match="one value per seed"):
+        finite_paired_difference([1.0, 2.0], [1.0])

@@ -149,7 +149,19 @@ def conclude(config: Any, summary: Mapping[str, Any], outcomes: Sequence[Outcome
          "ingredient"),
         benchmark_rows(benchmarks),
     )  # fmt: skip
-    details = [f"Selection: {summary['selection']}. Predictions: {held_text(outcomes)}.", ""]
+    diverged = [
+        f"{name} on {k} ({entry['diverged']})"
+        for k, bench in benchmarks.items()
+        for name, entry in bench["methods"].items()
+        if entry.get("diverged")
+    ]
+    details = [
+        f"Selection: {summary['selection']}. Predictions: {held_text(outcomes)}. Runs that "
+        "diverged (left out of their method's comparisons): "
+        + ("; ".join(diverged) if diverged else "none")
+        + ".",
+        "",
+    ]
     for bench_key, bench in benchmarks.items():
         details += method_table(bench_key, bench)
     return Finding(

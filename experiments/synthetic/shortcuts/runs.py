@@ -13,6 +13,10 @@ validation split scored every epoch), and measures:
 - the parameters on the prediction path (:func:`coremtl.capacity.prediction_parameters`) and the
   wall time of training.
 
+A run whose loss or gradient becomes non-finite (:class:`scm.validation.NonFiniteError`) is
+recorded as *diverged* with the error's message and no metrics; the summary leaves its seed out of
+that method's comparisons and counts it.
+
 The calibration row trains EW on the target law (its own training and validation splits), so its
 target numbers say what is learnable without the shortcut.
 """
@@ -27,6 +31,7 @@ import torch
 
 from experiments.synthetic.shortcuts.benchmarks import Benchmark, Law, inputs_and_labels
 from experiments.synthetic.shortcuts.methods import METHODS
+from scm.validation import NonFiniteError
 
 
 @dataclass(frozen=True)
@@ -84,19 +89,29 @@ def run(benchmark: Benchmark, sizes: Sizes, job: Job, device: str = "cpu") -> di
     validation = draw(benchmark, job.seed, f"{prefix}source_val", sizes.val, kind, strength)
     tasks = benchmark.tasks
     begin = time.perf_counter()
-    result = coremtl.train(
-        method.method,
-        benchmark.backbone(job.seed),
-        tasks,
-        inputs_and_labels(train, tasks),
-        val_data=inputs_and_labels(validation, tasks),
-        epochs=sizes.epochs,
-        batch_size=sizes.batch_size,
-        learning_rate=sizes.learning_rate,
-        seed=job.seed,
-        device=device,
-        **method.build_options(),
-    )
+    identity = {"benchmark": job.benchmark, "method": job.method, "seed": job.seed}
+    try:
+        result = coremtl.train(
+            method.method,
+            benchmark.backbone(job.seed),
+            tasks,
+            inputs_and_labels(train, tasks),
+            val_data=inputs_and_labels(validation, tasks),
+            epochs=sizes.epochs,
+            batch_size=sizes.batch_size,
+            learning_rate=sizes.learning_rate,
+            seed=job.seed,
+            device=device,
+            **method.build_options(),
+        )
+    except NonFiniteError as error:
+        return {
+            **identity,
+            "strength": strength,
+            "label": job.method,
+            "diverged": str(error),
+            "train_seconds": time.perf_counter() - begin,
+        }
     seconds = time.perf_counter() - begin
     model = result.model.eval()
     metrics = {"source_val": dict(result.val)}
@@ -116,9 +131,7 @@ def run(benchmark: Benchmark, sizes: Sizes, job: Job, device: str = "cpu") -> di
         graph = routing(model, evaluate["x"], device)
     intrinsic = benchmark.extra_probes(model, fit, evaluate)
     return {
-        "benchmark": job.benchmark,
-        "method": job.method,
-        "seed": job.seed,
+        **identity,
         "strength": strength,
         "label": result.preset.label,
         "metrics": metrics,

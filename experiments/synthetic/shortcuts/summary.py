@@ -31,7 +31,9 @@ from typing import Any
 
 import numpy as np
 
-from experiments.stats import Estimate, estimate, paired_difference
+from experiments.stats import Estimate
+from experiments.stats import finite_estimate as estimate
+from experiments.stats import finite_paired_difference as paired_difference
 from experiments.synthetic.shortcuts.methods import (
     BALANCERS,
     CALIBRATION,
@@ -51,16 +53,20 @@ SELECTION = (
 def values(
     records: Sequence[Mapping[str, Any]], benchmark: str, method: str, split: str, metric: str
 ) -> list[float]:
-    """Per-seed values of ``metric`` on ``split`` in seed order (empty when not run)."""
+    """Per-seed values of ``metric`` on ``split`` in seed order (empty when not run; NaN for a
+    run that diverged)."""
     chosen = sorted(
         (r for r in records if r["benchmark"] == benchmark and r["method"] == method),
         key=lambda r: r["seed"],
     )
-    return [float(r["metrics"][split][metric]) for r in chosen]
+    return [math.nan if r.get("diverged") else float(r["metrics"][split][metric]) for r in chosen]
 
 
 def _mean(numbers: Sequence[float]) -> float:
-    return float(np.mean(numbers)) if numbers else -math.inf
+    """The mean of the finite ``numbers`` (``-inf`` when none: a method that never trained is
+    never selected)."""
+    finite = [x for x in numbers if math.isfinite(x)]
+    return float(np.mean(finite)) if finite else -math.inf
 
 
 def _probe_means(runs: Sequence[Mapping[str, Any]]) -> dict[str, dict[str, float]]:
@@ -107,11 +113,13 @@ def benchmark_summary(
     drop = paired_difference(calibration, ew) if calibration else None
     methods: dict[str, dict[str, Any]] = {}
     for name in present:
-        runs = [r for r in records if r["benchmark"] == benchmark and r["method"] == name]
+        every = [r for r in records if r["benchmark"] == benchmark and r["method"] == name]
+        runs = [r for r in every if not r.get("diverged")] or every
         minus_ew = paired_difference(target(name), ew)
         entry = {
             "family": METHODS[name].family,
             "label": runs[0]["label"],
+            "diverged": len(every) - len([r for r in every if not r.get("diverged")]),
             "target": estimate(target(name)).to_dict(),
             "permuted": estimate(target(name, "permuted_test")).to_dict(),
             "source": estimate(values(records, benchmark, name, "source_val", metric)).to_dict(),
@@ -126,10 +134,10 @@ def benchmark_summary(
                 target(name, "permuted_test"), target(name)
             ).to_dict(),
             "share_removed": minus_ew.mean / drop.mean if drop and drop.mean > 0 else None,
-            "probes": _probe_means(runs),
+            "probes": _probe_means(runs) if runs[0].get("probes") else {},
             "routing": _routing_mean(runs),
-            "parameters": int(runs[0]["parameters"]),
-            "train_seconds": float(np.mean([r["train_seconds"] for r in runs])),
+            "parameters": runs[0].get("parameters"),
+            "train_seconds": float(np.mean([r["train_seconds"] for r in every])),
         }
         intrinsic = [r["intrinsic"] for r in runs if r.get("intrinsic")]
         if intrinsic:
@@ -232,7 +240,11 @@ def summarise_records(
                 **benchmark_summary(main, key, metric),
                 "nuisance_chance": float(
                     np.mean(
-                        [r["probes"][CHANCE]["nuisance"] for r in main if r["benchmark"] == key]
+                        [
+                            r["probes"][CHANCE]["nuisance"]
+                            for r in main
+                            if r["benchmark"] == key and not r.get("diverged")
+                        ]
                     )
                 ),
                 "sweep": sweep(records, key, metric),
