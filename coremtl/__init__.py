@@ -14,7 +14,7 @@ from typing import Any
 _PUBLIC = {
     "Task": "coremtl.tasks",
     "build": "coremtl.preset",
-    "train": "coremtl.preset",
+    "train": "coremtl.training",
     "evaluate": "coremtl.tasks",
     "METHODS": "coremtl.names",
     "canonical_method": "coremtl.names",

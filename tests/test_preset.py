@@ -15,9 +15,10 @@ from coremtl import defaults
 from coremtl.grounding import ConvDecoder, upsampling_stages
 from coremtl.heads import DenseHead, PooledHead
 from coremtl.objective import CoreMTLObjective
-from coremtl.preset import build, train
+from coremtl.preset import build
 from coremtl.tasks import Task, evaluate, task_loss
 from coremtl.toy_images import coloured_squares
+from coremtl.training import train
 from scm.validation import InvalidParameterError
 
 README = Path(__file__).resolve().parents[1] / "README.md"
