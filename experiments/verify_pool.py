@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import argparse
 import time
-from concurrent.futures import Future, ProcessPoolExecutor, as_completed
+from concurrent.futures import Executor, Future, ProcessPoolExecutor, as_completed
 from multiprocessing import get_context
 from pathlib import Path
 
@@ -36,6 +36,19 @@ def takes_mapper(number: int) -> bool:
     from experiments.synthetic import study
 
     return study(number).spreads_jobs
+
+
+def map_jobs(pool: Executor, jobs: list[tuple]) -> list:
+    """``[function(*arguments) for function, arguments in jobs]`` on ``pool``, in order; when one
+    raises, the jobs not yet started are cancelled (a failed study stops using the workers) and
+    the error is raised."""
+    futures = [pool.submit(function, *arguments) for function, arguments in jobs]
+    try:
+        return [future.result() for future in futures]
+    except BaseException:
+        for future in futures:
+            future.cancel()
+        raise
 
 
 def run_parallel(
@@ -63,13 +76,7 @@ def run_parallel(
         print(f"[verify] {len(pending)} pieces on {args.jobs} worker processes", flush=True)
 
         def mapper(jobs: list[tuple]) -> list:
-            futures = [pool.submit(function, *arguments) for function, arguments in jobs]
-            try:
-                return [future.result() for future in futures]
-            except BaseException:
-                for future in futures:
-                    future.cancel()
-                raise
+            return map_jobs(pool, jobs)
 
         def record(key: str | int, outcome: dict) -> int:
             if key == "proofs":

@@ -106,3 +106,40 @@ def test_worker_processes_give_the_results_of_one_process(smoke_run, tmp_path):
 def test_verify_rejects_a_non_positive_jobs(capsys):
     assert main(["verify", "--smoke", "--jobs", "0"]) == 2
     assert "--jobs: expected a positive integer" in capsys.readouterr().err
+
+
+class _OneWorkerPool:
+    """A pool that has started only the first job when its result is asked for."""
+
+    def __init__(self) -> None:
+        self.futures: list = []
+
+    def submit(self, function, *arguments):
+        from concurrent.futures import Future
+
+        future = Future()
+        if not self.futures:
+            try:
+                future.set_result(function(*arguments))
+            except Exception as error:  # noqa: BLE001 - the pool hands the error to the caller
+                future.set_exception(error)
+        self.futures.append(future)
+        return future
+
+
+def test_a_failing_job_cancels_the_jobs_not_yet_started():
+    from concurrent.futures import ThreadPoolExecutor
+
+    from experiments.verify_pool import map_jobs
+
+    def job(index: int) -> int:
+        if index == 0:
+            raise ValueError("diverged")
+        return index
+
+    pool = _OneWorkerPool()
+    with pytest.raises(ValueError, match="diverged"):
+        map_jobs(pool, [(job, (i,)) for i in range(5)])
+    assert all(future.cancelled() for future in pool.futures[1:])
+    with ThreadPoolExecutor(2) as threads:
+        assert map_jobs(threads, [(job, (i,)) for i in range(1, 4)]) == [1, 2, 3]
