@@ -121,7 +121,7 @@ class _OneWorkerPool:
         if not self.futures:
             try:
                 future.set_result(function(*arguments))
-            except Exception as error:  # noqa: BLE001 - the pool hands the error to the caller
+            except Exception as error:
                 future.set_exception(error)
         self.futures.append(future)
         return future
