@@ -27,17 +27,11 @@ from experiments.synthetic.default_weights import (
     source_data,
     summarise,
 )
-from experiments.synthetic.shortcuts.scenes import SceneBenchmark, SceneSetup
+from experiments.synthetic.shortcuts.scenes import SceneBenchmark
 from scm.validation import InvalidParameterError
 
 RECORD = Path(__file__).resolve().parents[1] / "docs" / "default_weights.json"
-TINY = SelectionConfig(
-    scene=SceneSetup(resolution=(16, 16)),
-    sizes=dataclasses.replace(CONFIGS["smoke"].sizes, train=32, val=16, epochs=2),
-    seeds=2,
-    cka_weights=(0.1,),
-    cfa_weights=(0.1, 2.0),
-)
+TINY = dataclasses.replace(CONFIGS["smoke"], cka_weights=(0.1,), cfa_weights=(0.1, 2.0))
 
 
 def test_selection_runs_with_every_law_but_the_source_refused(monkeypatch):

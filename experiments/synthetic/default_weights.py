@@ -146,7 +146,7 @@ class SelectionConfig:
 CONFIGS = {
     "smoke": SelectionConfig(
         scene=SceneSetup(resolution=(16, 16)),
-        sizes=dataclasses.replace(SCENE_SIZES, train=64, val=32, epochs=2),
+        sizes=dataclasses.replace(SCENE_SIZES, train=32, val=16, epochs=2),
         seeds=2,
     ),
     "fast": SelectionConfig(),
