@@ -16,7 +16,6 @@ from coremtl.grounding import ConvDecoder, upsampling_stages
 from coremtl.heads import DenseHead, PooledHead
 from coremtl.objective import CoreMTLObjective
 from coremtl.preset import build, train
-from coremtl.schedule import capped_cka_warmup
 from coremtl.tasks import Task, evaluate, task_loss
 from coremtl.toy_images import coloured_squares
 from scm.validation import InvalidParameterError
@@ -89,11 +88,7 @@ def test_every_method_trains_on_the_same_backbone_and_predicts_every_task(method
     assert predictions["value"].shape == (16, 2)
     assert predictions["mask"].shape == (16, 2, 16, 16)
     assert set(result.val) == {
-        "label/accuracy",
-        "flag/accuracy",
-        "value/mse",
-        "mask/accuracy",
-        "mask/miou",
+        "label/accuracy", "flag/accuracy", "value/mse", "mask/accuracy", "mask/miou"
     }
     assert len(result.history) == 3
 
@@ -121,13 +116,6 @@ def test_core_mtl_schedule_adapts_to_the_run_length():
     assert independence.cfa_mode == "input"
     assert independence.cka_warmup_steps == (6 - 2) * 10 // 4
     assert preset.term_sources[0].source.reconstruction_weight == defaults.RECONSTRUCTION_WEIGHT
-
-
-def test_the_default_cka_warmup_is_a_quarter_of_a_short_independence_stage():
-    assert capped_cka_warmup(6, 2, 10) == (6 - 2) * 10 // 4
-    assert capped_cka_warmup(2, 1, 1) == 1
-    assert capped_cka_warmup(200, 40, 100) == defaults.CKA_WARMUP_STEPS
-    assert capped_cka_warmup(200, 40, 100, warmup=20) == 20
 
 
 def test_the_staged_run_switches_terms_on_at_their_epochs():
