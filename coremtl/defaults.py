@@ -22,13 +22,15 @@ Provenance: :data:`CKA_WEIGHT` and :data:`CFA_WEIGHT` are the winner of a docume
 (``experiments/synthetic/default_weights.py``, docs/DEFAULT_WEIGHTS.md) run by
 ``coremtl select-weights`` (fast setting, seeds 0-4) and recorded in ``docs/default_weights.json``:
 the grid ``lambda_CKA in {0.01, 0.1, 1} x lambda_CFA in {0.1, 0.5, 2}`` on the rendered-scenes
-benchmark of study 9, source environments only (shortcut strengths 0 and 0.95), scored by the
-mean over paired seeds and environments of the source-validation ``Delta_m`` against Equal
-Weighting (LibMTL's convention), the argmax winning. No target split is rendered. The procedure
-holds :data:`CFA_PROBABILITY` and :data:`RECONSTRUCTION_WEIGHT` fixed; the warm-up and the schedule
-are not selected. Training-domain validation cannot see an out-of-distribution benefit, so these
-are the weights that cost the least source accuracy, not the ones that remove a shortcut; a test
-(``tests/test_default_weights.py``) keeps these values equal to the record's winner.
+benchmark of the shortcut suite (study 9), source environments only (shortcut strengths 0 and
+0.95), each point trained through ``coremtl.train("core-mtl", ...)`` as these defaults would run
+and scored by the mean over paired seeds and environments of the source-validation ``Delta_m``
+against Equal Weighting (LibMTL's convention), the argmax winning. No target split is drawn. The
+procedure holds :data:`CFA_PROBABILITY` and :data:`RECONSTRUCTION_WEIGHT` fixed; the warm-up and
+the schedule are not selected. Training-domain validation cannot see an out-of-distribution
+benefit, so these are the weights that cost the least source accuracy, not the ones that remove a
+shortcut; a test (``tests/test_default_weights.py``) keeps these values equal to the record's
+winner.
 """
 
 from __future__ import annotations
@@ -37,7 +39,7 @@ import math
 
 from scm.validation import InvalidParameterError
 
-CKA_WEIGHT = 0.1
+CKA_WEIGHT = 0.01
 CKA_WARMUP_STEPS = 500
 DEBIASED_CKA = True
 CFA_WEIGHT = 0.1

@@ -17,8 +17,8 @@ Stages not given are :func:`coremtl.defaults.stage_starts` of the run length (no
 stage without grounding). Without a decoder the input-level CFA has nothing to decode, so its
 weight is 0; the label-conditional CKA partials out the labels of ``tasks`` unless the objective
 names its own. The library's default objective (``objective=None``) has its CKA warm-up capped at
-a quarter of the independence stage's steps, so a short run reaches the full weight; a given
-objective is used as it is.
+a quarter of the independence stage's steps (:func:`capped_cka_warmup`), so a short run reaches
+the full weight; a given objective is used as it is.
 """
 
 from __future__ import annotations
@@ -66,8 +66,8 @@ def core_mtl_sources(
     task_start, independence_start = stages
     defaults.check_stages(epochs, task_start, independence_start)
     if objective is None and steps_per_epoch:
-        quarter = max(1, (epochs - independence_start) * steps_per_epoch // 4)
-        chosen = dataclasses.replace(chosen, cka_warmup_steps=min(chosen.cka_warmup_steps, quarter))
+        warmup = capped_cka_warmup(epochs, independence_start, steps_per_epoch)
+        chosen = dataclasses.replace(chosen, cka_warmup_steps=warmup)
     sources = []
     if grounded:
         own = grounding_terms(decoder, chosen) if grounding_terms is not None else None
@@ -75,6 +75,19 @@ def core_mtl_sources(
     independence = dataclasses.replace(chosen, reconstruction_weight=0.0)
     sources.append(ScheduledTerms(independence, independence_start, "independence"))
     return sources, task_start
+
+
+def capped_cka_warmup(
+    epochs: int,
+    independence_start: int,
+    steps_per_epoch: int,
+    warmup: int = defaults.CKA_WARMUP_STEPS,
+) -> int:
+    """The CKA warm-up of the library's default objective on a run: ``min(warmup, max(1,
+    floor(S / 4)))`` steps, ``S = (epochs - independence_start) * steps_per_epoch`` the steps of the
+    independence stage, so that a short run reaches the full CKA weight."""
+    quarter = max(1, (epochs - independence_start) * steps_per_epoch // 4)
+    return min(warmup, quarter)
 
 
 def _grounding_terms(decoder: nn.Module, objective: CoreMTLObjective) -> TermSource:

@@ -18,6 +18,7 @@ import torch
 import yaml
 
 import coremtl
+from coremtl import defaults
 from coremtl.cka import conditional_linear_cka, label_complement, linear_cka
 from coremtl.forward import Forward
 from coremtl.label_matrix import label_columns, label_matrix
@@ -207,7 +208,9 @@ def test_objective_independence_option_chooses_the_term():
     assert list(terms["unconditional"]) == ["cka"] and terms["none"] == {}
     assert list(terms["conditional"]) == ["conditional_cka"]
     expected = conditional_linear_cka(forward.z_s, forward.z_r, label_matrix(labels, TASKS[:1]))
-    torch.testing.assert_close(terms["conditional"]["conditional_cka"], 0.1 * expected)
+    torch.testing.assert_close(
+        terms["conditional"]["conditional_cka"], defaults.CKA_WEIGHT * expected
+    )
 
 
 def test_objective_refuses_an_unknown_mode_and_a_conditional_term_without_tasks():

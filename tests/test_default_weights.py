@@ -3,73 +3,80 @@ argmax of its criterion, and the library's defaults are the winner of its commit
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import random
 from pathlib import Path
 
 import pytest
 
+import coremtl
 from coremtl import defaults
 from coremtl_cli.main import main
-from experiments.synthetic import default_weights, shortcut_scenes
 from experiments.synthetic.common import jsonable
 from experiments.synthetic.default_weights import (
+    CONFIGS,
+    EW,
     METRICS,
     SPLITS,
     SelectionConfig,
     improvement_over_ew,
     point_name,
+    run,
     select,
     source_data,
     summarise,
 )
-from experiments.synthetic.shortcut_scenes import ShortcutSetup
-from experiments.vision.scenes import SceneRenderer
+from experiments.synthetic.shortcuts.scenes import SceneBenchmark
 from scm.validation import InvalidParameterError
 
 RECORD = Path(__file__).resolve().parents[1] / "docs" / "default_weights.json"
-TINY = SelectionConfig(
-    setup=ShortcutSetup(resolution=(16, 16), train=32, val=16, epochs=2),
-    seeds=2,
-    cka_weights=(0.1,),
-    cfa_weights=(0.1, 2.0),
-)
+TINY = dataclasses.replace(CONFIGS["smoke"], cka_weights=(0.1,), cfa_weights=(0.1, 2.0))
 
 
-def test_selection_runs_with_the_target_law_unavailable(monkeypatch):
-    """The environment builder raises for anything but the source law, and every rendered split
-    is one of the procedure's own: the selection still runs to a winner."""
-    original = shortcut_scenes.make_environment
+def test_selection_runs_with_every_law_but_the_source_refused(monkeypatch):
+    """The benchmark refuses any law but the source and records the splits drawn: the selection
+    still runs to a winner, drawing its own two splits only."""
+    draw = SceneBenchmark.draw
+    drawn: list[str] = []
 
-    def source_only(name: str, **kwargs):
-        if name != "source":
-            raise AssertionError(f"the selection asked for the {name!r} law")
-        return original(name, **kwargs)
+    def source_only(self, seed, split, n, law):
+        if law.kind != "source":
+            raise AssertionError(f"the selection asked for the {law.kind!r} law")
+        drawn.append(split)
+        return draw(self, seed, split, n, law)
 
-    monkeypatch.setattr(shortcut_scenes, "make_environment", source_only)
-    with pytest.raises(AssertionError, match="target"):
-        shortcut_scenes.render(TINY.setup, 0, "val", 4, None)
-    rendered: list[str] = []
-    render_split = SceneRenderer.render
-
-    def recording(self, indices, split, environment):
-        rendered.append(split)
-        return render_split(self, indices, split, environment)
-
-    monkeypatch.setattr(SceneRenderer, "render", recording)
-    result = default_weights.run(TINY, seed=0)
-    assert set(rendered) == set(SPLITS)
+    monkeypatch.setattr(SceneBenchmark, "draw", source_only)
+    result = run(TINY, seed=0)
+    assert set(drawn) == set(SPLITS)
     assert result["winner"]["name"] in {point_name(p) for p in TINY.grid()}
     assert {r["strength"] for r in result["records"]} == set(TINY.strengths)
 
 
 def test_source_data_refuses_the_target_law_and_foreign_splits():
+    benchmark = SceneBenchmark(TINY.scene)
     with pytest.raises(InvalidParameterError, match="strength"):
-        source_data(TINY.setup, 0, SPLITS[1], 4, None)
+        source_data(benchmark, 0, SPLITS[1], 4, None)
     with pytest.raises(InvalidParameterError, match="split"):
-        source_data(TINY.setup, 0, "target_val", 4, 0.95)
+        source_data(benchmark, 0, "target_val", 4, 0.95)
     with pytest.raises(InvalidParameterError, match="strength"):
-        source_data(TINY.setup, 0, SPLITS[0], 4, 1.5)
+        source_data(benchmark, 0, SPLITS[0], 4, 1.5)
+
+
+def test_the_default_point_is_core_mtl_as_the_library_runs_it_by_default():
+    """``coremtl.train("core-mtl", ...)`` with the procedure's options at the library's default
+    weights builds the same staged terms (weights, warm-up, stages) as with no options at all."""
+    config = CONFIGS["fast"]
+    benchmark = SceneBenchmark(config.scene)
+    example = source_data(benchmark, 0, SPLITS[0], 2, 0.95)["x"]
+    steps = config.sizes.train // config.sizes.batch_size
+    common = ("core-mtl", benchmark.backbone(0), benchmark.tasks, example, config.sizes.epochs)
+    library = coremtl.build(*common, steps_per_epoch=steps)
+    point = (defaults.CKA_WEIGHT, defaults.CFA_WEIGHT)
+    procedure = coremtl.build(*common, steps_per_epoch=steps, **config.core_options(point))
+    assert procedure.task_start_epoch == library.task_start_epoch
+    described = [source.description() for source in procedure.term_sources]
+    assert described == [source.description() for source in library.term_sources]
 
 
 def test_selection_picks_the_highest_score_whatever_the_order():
@@ -100,29 +107,30 @@ def test_selection_refuses_an_empty_or_non_finite_table():
 
 
 def test_improvement_over_ew_is_libmtl_delta_m_positive_when_better():
-    ew = {
-        "segmentation/miou": 0.4,
-        "segmentation/pixel_accuracy": 0.8,
-        "depth/abs_err": 0.5,
-        "depth/rel_err": 0.2,
-    }
+    """The mean over tasks of the per-task mean relative change: segmentation has two metrics,
+    depth one, so a 10 % change of mIoU moves the score by 10 / 2 / 2 and one of depth by 10 / 2."""
+    ew = {"segmentation/miou": 0.4, "segmentation/accuracy": 0.8, "depth/mse": 0.5}
     assert improvement_over_ew(ew, ew) == 0.0
-    better = {"segmentation/miou": 0.44, "segmentation/pixel_accuracy": 0.8}
-    better |= {"depth/abs_err": 0.45, "depth/rel_err": 0.2}
-    assert improvement_over_ew(better, ew) == pytest.approx((10 + 0 + 10 + 0) / 4)
-    worse_depth = {**ew, "depth/abs_err": 0.6}
-    assert improvement_over_ew(worse_depth, ew) == pytest.approx(-20 / 4)
-    with pytest.raises(InvalidParameterError, match="depth/rel_err"):
-        improvement_over_ew({k: v for k, v in ew.items() if k != "depth/rel_err"}, ew)
+    better = {**ew, "segmentation/miou": 0.44}
+    assert improvement_over_ew(better, ew) == pytest.approx(10 / 2 / 2)
+    better_depth = {**ew, "depth/mse": 0.45}
+    assert improvement_over_ew(better_depth, ew) == pytest.approx(10 / 2)
+    worse = {"segmentation/miou": 0.36, "segmentation/accuracy": 0.72, "depth/mse": 0.6}
+    assert improvement_over_ew(worse, ew) == pytest.approx((-10 - 20) / 2)
+    with pytest.raises(InvalidParameterError, match="depth/mse"):
+        improvement_over_ew({k: v for k, v in ew.items() if k != "depth/mse"}, ew)
+    with pytest.raises(InvalidParameterError, match="segmentation/miou"):
+        improvement_over_ew(ew, {**ew, "segmentation/miou": 0.0})
 
 
 def _metrics(miou: float) -> dict:
-    return {key: (miou if key == METRICS[0] else 1.0) for key in METRICS}
+    return {key: (miou if key == "segmentation/miou" else 1.0) for key in METRICS}
 
 
 def test_the_score_is_the_mean_over_seeds_and_environments_with_the_se_over_seeds():
     """EW has mIoU 0.5 everywhere; a point's mIoU is ``0.5 (1 + x / 100)``, so its ``Delta`` is
-    ``x / 4`` percent (one of the four metrics moves)."""
+    ``x / 4`` percent (one of segmentation's two metrics moves, and segmentation is one of two
+    tasks)."""
     config = SelectionConfig(seeds=2, cka_weights=(0.1,), cfa_weights=(0.1, 0.5))
     moves = {
         (0.1, 0.1): {(0, 0.0): 8.0, (0, 0.95): 4.0, (1, 0.0): 0.0, (1, 0.95): 4.0},
@@ -132,7 +140,7 @@ def test_the_score_is_the_mean_over_seeds_and_environments_with_the_se_over_seed
     for seed in (0, 1):
         for strength in config.strengths:
             records.append(
-                {"seed": seed, "strength": strength, "method": "EW", "source_val": _metrics(0.5)}
+                {"seed": seed, "strength": strength, "method": EW, "source_val": _metrics(0.5)}
             )
             for point, move in moves.items():
                 miou = 0.5 * (1 + move[(seed, strength)] / 100)
@@ -158,7 +166,13 @@ def test_the_score_is_the_mean_over_seeds_and_environments_with_the_se_over_seed
 
 @pytest.mark.parametrize(
     "changes",
-    [{"seeds": 1}, {"strengths": ()}, {"cka_weights": (0.0, 0.1)}, {"cfa_probability": 2.0}],
+    [
+        {"seeds": 1},
+        {"strengths": ()},
+        {"cka_weights": (0.0, 0.1)},
+        {"cfa_probability": 2.0},
+        {"reconstruction_weight": 0.0},
+    ],
 )
 def test_a_bad_selection_setting_is_refused(changes):
     with pytest.raises(InvalidParameterError, match=next(iter(changes)).split("_")[0]):
@@ -177,11 +191,12 @@ def test_the_library_defaults_are_the_winner_of_the_committed_record():
     assert defaults.RECONSTRUCTION_WEIGHT == weights["reconstruction"]
 
 
-def test_the_committed_record_is_the_procedure_run_on_source_splits():
+def test_the_committed_record_is_the_fast_procedure_run_on_source_splits():
     record = _record()
     assert record["command"] == "coremtl select-weights" and record["mode"] == "fast"
     assert record["splits_rendered"] == list(SPLITS)
-    assert {r["method"] for r in record["records"]} >= set(record["points"]) | {"EW"}
+    assert record["config"] == json.loads(json.dumps(jsonable(CONFIGS["fast"])))
+    assert {r["method"] for r in record["records"]} >= set(record["points"]) | {EW}
     scores = {
         (point["cka_weight"], point["cfa_weight"]): point["criterion"]["mean"]
         for point in record["points"].values()

@@ -1,30 +1,34 @@
 """The procedure that chooses the library's default CORE-MTL term weights (:mod:`coremtl.defaults`).
 
-Benchmark: the rendered scenes of study 9 (:mod:`experiments.synthetic.shortcut_scenes`: the
-dual-stream conv net, segmentation and depth, the toolkit's trainer), in its **source**
-environments only: the source law at each shortcut strength ``p`` of ``strengths``. For each
-seed ``s`` (paired: the seed fixes the data of every split and the initialisation, the same for
-every method), each environment ``p`` and each method (Equal Weighting, and EW plus the CORE-MTL
-terms at each point ``g = (lambda_CKA, lambda_CFA)`` of the grid, the CFA probability and the
-reconstruction weight held fixed), a model trains on the environment's :data:`SPLITS` ``[0]`` and
-is scored on its validation split :data:`SPLITS` ``[1]``, drawn from the same law. No target
-split is rendered (:func:`source_data` refuses one), and no model is scored on a law it did not
-train on, so the criterion cannot see what a weight does out of distribution.
+Benchmark: the rendered scenes of the shortcut suite
+(:class:`experiments.synthetic.shortcuts.scenes.SceneBenchmark`: segmentation and depth, its
+three-stage conv backbone), in its **source** environments only: the source law at each shortcut
+strength ``p`` of ``strengths``. For each seed ``s`` (paired: the seed fixes the data of every
+split and the backbone's initial weights, the same for every method), each environment ``p`` and
+each method (Equal Weighting, and CORE-MTL at each point ``g = (lambda_CKA, lambda_CFA)`` of the
+grid, the CFA probability and the reconstruction weight held fixed), a model is trained through
+:func:`coremtl.train` on the environment's :data:`SPLITS` ``[0]`` and scored with
+:func:`coremtl.evaluate` on its validation split :data:`SPLITS` ``[1]``, drawn from the same law.
+A grid point is CORE-MTL exactly as ``coremtl.train("core-mtl", ...)`` runs it when the point's
+weights are the defaults: the library's stage starts (:func:`coremtl.defaults.stage_starts`) and
+its CKA warm-up on the run (:func:`coremtl.schedule.capped_cka_warmup`). No target split is drawn
+(:func:`source_data` refuses one), and no model is scored on a law it did not train on, so the
+criterion cannot see what a weight does out of distribution.
 
 Criterion: LibMTL's ``Delta_m`` against EW on the same seed and environment (Maninis et al.,
 "Attentive single-tasking of multiple tasks", CVPR 2019; Lin and Zhang, "LibMTL", JMLR 2023),
 in percent with LibMTL's sign (positive = better than EW)::
 
-    Delta(g, s, p) = 100 / |K| * sum_{k in K} (-1)^{l_k} (M_{g,k} - M_{EW,k}) / M_{EW,k},
+    Delta(g, s, p) = 100 / T * sum_t 1 / |K_t| * sum_{k in K_t} (-1)^{l_k} (M_{g,k} - M_{EW,k}) / M_{EW,k},
 
-``l_k = 0`` when higher is better, over the validation metrics ``K`` of :data:`METRICS` (two per
-task, so the mean over ``K`` is LibMTL's mean over tasks of the per-task means;
-:func:`experiments.vision.metrics.delta_m`). A point's score is the mean over seeds and
-environments, ``C(g) = mean_s mean_p Delta(g, s, p)``, with the standard error over seeds of the
-per-seed means ``mean_p Delta(g, s, p)`` (:func:`experiments.stats.estimate`; the winner's margin
-over another point is the :func:`experiments.stats.paired_difference` of their per-seed means). The winner maximises ``C``; points with
-equal scores go to the smaller weights (:func:`tie_order`: smaller ``lambda_CKA + lambda_CFA``,
-then smaller ``lambda_CKA``).
+the mean over the ``T`` tasks of the mean over each task's validation metrics ``K_t`` of
+:data:`METRICS` (segmentation: mIoU and pixel accuracy; depth: mean squared error), ``l_k = 0``
+when higher is better. A point's score is the mean over seeds and environments,
+``C(g) = mean_s mean_p Delta(g, s, p)``, with the standard error over seeds of the per-seed means
+``mean_p Delta(g, s, p)`` (:func:`experiments.stats.estimate`; the winner's margin over another
+point is the :func:`experiments.stats.paired_difference` of their per-seed means). The winner
+maximises ``C``; points with equal scores go to the smaller weights (:func:`tie_order`: smaller
+``lambda_CKA + lambda_CFA``, then smaller ``lambda_CKA``).
 
 Training-domain validation (DomainBed's term: Gulrajani and Lopez-Paz, ICLR 2021) rewards
 in-distribution accuracy only; a weight that removes a shortcut costs source accuracy and gains
@@ -33,44 +37,47 @@ nothing the criterion can see, so the procedure may well favour small weights.
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 
 from experiments.stats import Estimate, estimate, paired_difference
 from experiments.synthetic.common import jsonable, seeds_for
-from experiments.synthetic.shortcut_scenes import (
-    Method,
-    ShortcutSetup,
-    render,
-    scene_config,
-    task_metrics,
-    train,
-)
+from experiments.synthetic.shortcuts.benchmarks import Law, inputs_and_labels
+from experiments.synthetic.shortcuts.runs import Sizes
+from experiments.synthetic.shortcuts.scenes import SceneBenchmark, SceneSetup
+from experiments.synthetic.shortcuts.study import FULL_SCENE_SIZES, SCENE_SIZES
 from scm.validation import InvalidParameterError, check_in_range
 
 SPLITS = ("weights_train", "weights_val")
-"""The only splits the procedure renders (training, validation); their names keep their layouts
-apart from those of study 9's splits."""
-METRICS = (
-    "segmentation/miou",
-    "segmentation/pixel_accuracy",
-    "depth/abs_err",
-    "depth/rel_err",
-)
+"""The only splits the procedure draws (training, validation); their names keep their layouts
+apart from those of the shortcut suite's splits."""
+METRICS = {
+    "segmentation/miou": True,
+    "segmentation/accuracy": True,
+    "depth/mse": False,
+}
+"""The validation metrics of :func:`coremtl.evaluate` the criterion reads, each with whether
+higher is better; a metric ``<task>/<name>`` belongs to task ``<task>``."""
+EW = "ew"
+"""The reference method (its name in :data:`coremtl.METHODS`)."""
 Point = tuple[float, float]
 """A grid point ``(cka_weight, cfa_weight)``."""
 
 
 @dataclass(frozen=True)
 class SelectionConfig:
-    """The benchmark (``setup``, ``seeds`` paired seeds, source ``strengths``), the grid
-    (``cka_weights`` x ``cfa_weights``) and the weights held fixed."""
+    """The benchmark (``scene``; ``sizes``: of them the procedure reads ``train``, ``val``,
+    ``epochs``, ``batch_size`` and ``learning_rate``; ``seeds`` paired seeds; source
+    ``strengths``), the grid (``cka_weights`` x ``cfa_weights``) and the weights held fixed."""
 
-    setup: ShortcutSetup = field(default_factory=ShortcutSetup)
+    scene: SceneSetup = field(default_factory=SceneSetup)
+    sizes: Sizes = SCENE_SIZES
     seeds: int = 5
     strengths: tuple[float, ...] = (0.0, 0.95)
     cka_weights: tuple[float, ...] = (0.01, 0.1, 1.0)
@@ -96,24 +103,54 @@ class SelectionConfig:
                     f"{name}: expected a non-empty tuple of positive weights, got {weights!r}"
                 )
         check_in_range(self.cfa_probability, "cfa_probability", 0.0, 1.0)
-        check_in_range(self.reconstruction_weight, "reconstruction_weight", 0.0, math.inf)
+        weight = self.reconstruction_weight
+        if not isinstance(weight, int | float) or not math.isfinite(weight) or weight <= 0:
+            raise InvalidParameterError(
+                f"reconstruction_weight: expected a positive weight (the reconstruction trains "
+                f"the decoder that CFA decodes with), got {weight!r}"
+            )
 
     def grid(self) -> list[Point]:
         return [(cka, cfa) for cka in self.cka_weights for cfa in self.cfa_weights]
 
-    def method(self, point: Point) -> Method:
-        cka, cfa = point
-        return Method(
-            point_name(point), "ew", cka, cfa, self.cfa_probability, self.reconstruction_weight
+    def weights(self, point: Point) -> dict[str, float]:
+        """The record's weights of a grid point."""
+        return {
+            "cka": point[0],
+            "cfa": point[1],
+            "cfa_probability": self.cfa_probability,
+            "reconstruction": self.reconstruction_weight,
+        }
+
+    def core_options(self, point: Point) -> dict[str, Any]:
+        """The options of ``coremtl.train("core-mtl", ...)`` at ``point``: the objective with the
+        point's weights and the CKA warm-up the library gives its default objective on this run,
+        and the library's default stages (module docstring)."""
+        from coremtl.defaults import stage_starts
+        from coremtl.objective import CoreMTLObjective
+        from coremtl.schedule import capped_cka_warmup
+
+        epochs = self.sizes.epochs
+        stages = stage_starts(epochs)
+        steps_per_epoch = self.sizes.train // self.sizes.batch_size
+        objective = CoreMTLObjective(
+            cka_weight=point[0],
+            cka_warmup_steps=capped_cka_warmup(epochs, stages[1], steps_per_epoch),
+            cfa_weight=point[1],
+            cfa_probability=self.cfa_probability,
+            reconstruction_weight=self.reconstruction_weight,
         )
+        return {"objective": objective, "stages": stages}
 
 
 CONFIGS = {
     "smoke": SelectionConfig(
-        setup=ShortcutSetup(resolution=(16, 16), train=64, val=32, epochs=3), seeds=2
+        scene=SceneSetup(resolution=(16, 16)),
+        sizes=dataclasses.replace(SCENE_SIZES, train=32, val=16, epochs=2),
+        seeds=2,
     ),
     "fast": SelectionConfig(),
-    "full": SelectionConfig(setup=ShortcutSetup(train=384, val=256, epochs=8), seeds=10),
+    "full": SelectionConfig(sizes=FULL_SCENE_SIZES, seeds=10),
 }
 
 
@@ -121,7 +158,7 @@ def point_name(point: Point) -> str:
     return f"CKA {point[0]:g}, CFA {point[1]:g}"
 
 
-def source_data(setup: ShortcutSetup, seed: int, split: str, n: int, strength: float) -> dict:
+def source_data(benchmark: SceneBenchmark, seed: int, split: str, n: int, strength: float) -> dict:
     """``n`` samples of ``split`` (one of :data:`SPLITS`) of the source law at shortcut
     ``strength``; the target law cannot be asked for."""
     if split not in SPLITS:
@@ -130,17 +167,24 @@ def source_data(setup: ShortcutSetup, seed: int, split: str, n: int, strength: f
         raise InvalidParameterError(
             f"strength: expected a source shortcut strength in [0, 1], got {strength!r}"
         )
-    return render(setup, seed, split, n, check_in_range(strength, "strength", 0.0, 1.0))
+    law = Law("source", check_in_range(strength, "strength", 0.0, 1.0))
+    return inputs_and_labels(benchmark.draw(seed, split, n, law), benchmark.tasks)
 
 
 def improvement_over_ew(metrics: Mapping[str, float], ew: Mapping[str, float]) -> float:
     """``Delta(g, s, p)`` of the module docstring, in percent, positive = better than EW."""
-    from experiments.vision.metrics import delta_m
-
     missing = [key for key in METRICS if key not in metrics or key not in ew]
     if missing:
         raise InvalidParameterError(f"metrics: expected {list(METRICS)}, missing {missing}")
-    return delta_m({k: metrics[k] for k in METRICS}, {k: ew[k] for k in METRICS}, sign=1)
+    by_task: dict[str, list[float]] = {}
+    for key, higher_is_better in METRICS.items():
+        if ew[key] == 0:
+            raise InvalidParameterError(f"ew[{key!r}]: the reference metric must be non-zero")
+        relative = (metrics[key] - ew[key]) / ew[key]
+        by_task.setdefault(key.split("/")[0], []).append(
+            relative if higher_is_better else -relative
+        )
+    return 100.0 * float(np.mean([np.mean(values) for values in by_task.values()]))
 
 
 def record_of(found: Estimate) -> dict:
@@ -173,9 +217,12 @@ def train_and_score(
     grid point, each trained on the source training split of its environment."""
     from tqdm import tqdm
 
-    setup = config.setup
-    num_classes = scene_config(setup, 0).num_classes
-    methods = [Method("EW"), *(config.method(point) for point in config.grid())]
+    import coremtl
+
+    benchmark = SceneBenchmark(config.scene)
+    tasks, sizes = benchmark.tasks, config.sizes
+    methods: list[tuple[str, str, Point | None]] = [(EW, EW, None)]
+    methods += [(point_name(point), "core-mtl", point) for point in config.grid()]
     seeds = seeds_for(seed, config.seeds)
     records: list[dict] = []
     bar = tqdm(
@@ -185,19 +232,32 @@ def train_and_score(
     )
     for run_seed in seeds:
         for strength in config.strengths:
-            train_data = source_data(setup, run_seed, SPLITS[0], setup.train, strength)
-            val_data = source_data(setup, run_seed, SPLITS[1], setup.val, strength)
-            for method in methods:
+            train = source_data(benchmark, run_seed, SPLITS[0], sizes.train, strength)
+            validation = source_data(benchmark, run_seed, SPLITS[1], sizes.val, strength)
+            for name, method, point in methods:
                 begin = time.perf_counter()
-                model = train(setup, method, train_data, run_seed, device)
+                result = coremtl.train(
+                    method,
+                    benchmark.backbone(run_seed),
+                    tasks,
+                    train,
+                    epochs=sizes.epochs,
+                    batch_size=sizes.batch_size,
+                    learning_rate=sizes.learning_rate,
+                    seed=run_seed,
+                    device=device,
+                    **(config.core_options(point) if point is not None else {}),
+                )
                 seconds = time.perf_counter() - begin
                 records.append(
                     {
                         "seed": run_seed,
                         "strength": strength,
-                        "method": method.name,
-                        "weights": method.weights() if method.is_core else None,
-                        "source_val": task_metrics(model, val_data, num_classes, device),
+                        "method": name,
+                        "weights": config.weights(point) if point is not None else None,
+                        "source_val": coremtl.evaluate(
+                            result.model, validation, tasks, device=device
+                        ),
                         "train_seconds": seconds,
                     }
                 )
@@ -217,7 +277,7 @@ def summarise(config: SelectionConfig, records: list[dict]) -> dict:
         name = point_name(point)
         by_strength = {
             f"{p:g}": [
-                improvement_over_ew(metrics[(s, p, name)], metrics[(s, p, "EW")]) for s in seeds
+                improvement_over_ew(metrics[(s, p, name)], metrics[(s, p, EW)]) for s in seeds
             ]
             for p in config.strengths
         }
@@ -247,7 +307,7 @@ def summarise(config: SelectionConfig, records: list[dict]) -> dict:
         "ranking": [point_name(point) for point in ranking],
         "winner": {
             "name": point_name(winner),
-            "weights": config.method(winner).weights(),
+            "weights": config.weights(winner),
             "criterion": points[point_name(winner)]["criterion"],
         },
         "winner_minus": margins,
@@ -257,9 +317,9 @@ def summarise(config: SelectionConfig, records: list[dict]) -> dict:
 CRITERION = (
     "C(g) = mean over seeds and source environments of Delta_m(g vs EW, same seed and "
     "environment) on the source validation split, in percent, LibMTL's sign (positive = better "
-    f"than EW), over {', '.join(METRICS)} (two metrics per task); SE over seeds of the per-seed "
-    "means (ddof = 1); winner = argmax C, equal scores to the smaller cka + cfa, then the "
-    "smaller cka"
+    "than EW): the mean over tasks of the mean over each task's metrics among "
+    f"{', '.join(METRICS)} (coremtl.evaluate); SE over seeds of the per-seed means (ddof = 1); "
+    "winner = argmax C, equal scores to the smaller cka + cfa, then the smaller cka"
 )
 
 
