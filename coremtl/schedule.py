@@ -16,9 +16,11 @@ pipeline that builds through it:
 Stages not given are :func:`coremtl.defaults.stage_starts` of the run length (no reconstruction
 stage without grounding). Without a decoder the input-level CFA has nothing to decode, so its
 weight is 0; the label-conditional CKA partials out the labels of ``tasks`` unless the objective
-names its own. The library's default objective (``objective=None``) has its CKA warm-up capped at
-a quarter of the independence stage's steps (:func:`capped_cka_warmup`), so a short run reaches
-the full weight; a given objective is used as it is.
+names its own. The library's default CKA warm-up (:data:`coremtl.defaults.CKA_WARMUP_STEPS`, in the
+default objective or in a given one that keeps it) is capped at a quarter of the independence
+stage's steps (:func:`capped_cka_warmup`), so a short run reaches the full weight whichever
+objective it trains (the default, the label-conditional one, ...); any other warm-up is used as
+given.
 """
 
 from __future__ import annotations
@@ -65,7 +67,7 @@ def core_mtl_sources(
         stages = defaults.stage_starts(epochs, fraction, defaults.INDEPENDENCE_FRACTION)
     task_start, independence_start = stages
     defaults.check_stages(epochs, task_start, independence_start)
-    if objective is None and steps_per_epoch:
+    if steps_per_epoch and chosen.cka_warmup_steps == defaults.CKA_WARMUP_STEPS:
         warmup = capped_cka_warmup(epochs, independence_start, steps_per_epoch)
         chosen = dataclasses.replace(chosen, cka_warmup_steps=warmup)
     sources = []
