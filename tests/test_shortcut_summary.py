@@ -136,3 +136,13 @@ def test_a_diverged_run_leaves_its_seed_out_of_that_method_only():
     assert core["diverged"] == 1 and core["minus_ew"]["n"] == len(SEEDS) - 1
     assert bench["digits/colour"]["methods"]["pcgrad"]["minus_ew"]["n"] == len(SEEDS)
     assert core["minus_ew"]["mean"] == pytest.approx(0.2, abs=0.01)
+
+
+def test_an_ablation_that_wins_is_reported_as_an_ablation_not_traced_through_its_siblings():
+    no_routing = "mt-crl (no invariance, no routing)"
+    summary = _summary({MTCRL: 0.1, no_routing: 0.2, MTCRL_WITHOUT_DECORRELATION: 0.0})
+    bench = summary["benchmarks"]["digits/colour"]
+    assert no_routing in bench["winners"] and no_routing not in bench["attribution"]
+    assert "decorrelation" in bench["attribution"][MTCRL]["ingredients"]
+    finding = conclude(None, summary, [p.score(summary) for p in predictions(None)])
+    assert f"{MTCRL}," in finding.result

@@ -23,7 +23,8 @@ from experiments.study import (
     headline_of,
     held_text,
 )
-from experiments.synthetic.shortcuts.methods import CALIBRATION, EW
+from experiments.synthetic.shortcuts.methods import CALIBRATION, EW, METHODS
+from experiments.synthetic.shortcuts.summary import VARIANT_FAMILIES
 
 
 def _e(record: Mapping[str, Any]) -> Estimate:
@@ -35,13 +36,21 @@ def _share(value: float | None) -> str:
 
 
 def _winner(bench: Mapping[str, Any]) -> str | None:
+    """The winner with the largest gain over EW among the methods as a user builds them (an
+    ablation or a control only when nothing else wins)."""
     winners = bench["winners"]
     if not winners:
         return None
-    return max(winners, key=lambda name: _e(bench["methods"][name]["minus_ew"]).mean)
+    built = [w for w in winners if bench["methods"][w]["family"] not in VARIANT_FAMILIES]
+    return max(built or winners, key=lambda name: _e(bench["methods"][name]["minus_ew"]).mean)
 
 
 def _ingredients(bench: Mapping[str, Any], name: str) -> str:
+    method = METHODS[name]
+    if method.family == "ablation":
+        return f"itself an ablation of {method.of} (its {method.ingredient} switched off)"
+    if method.family == "control":
+        return f"itself a control (EW on the layers of {method.of})"
     attribution = bench["attribution"].get(name)
     if attribution is None or not attribution["rows"]:
         return "no ablation run"

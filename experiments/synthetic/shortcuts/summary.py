@@ -16,7 +16,8 @@ Share of the shortcut removed by a method: ``(m - EW) / (calibration - EW)`` on 
 ratio of the paired means (1: as good as training without the shortcut; 0: no better than EW).
 
 The ingredient behind a winner ``W`` (a method above EW by more than 2 SE; the calibration row
-excluded), with ``g = W - EW`` its gain. For each ablation ``A`` of ``W`` (one ingredient switched
+excluded; an ablation or a control that wins is reported as what it is, one ingredient of its
+method switched off or EW on its layers, and not traced further), with ``g = W - EW`` its gain. For each ablation ``A`` of ``W`` (one ingredient switched
 off): the ingredient carries part of the gain if ``W - A`` is above 0 by more than 2 SE; the share
 it carries is ``(W - A) / g``. For its capacity control ``C`` (EW on the same extra layers):
 capacity carries part of the gain if ``C - EW`` is above 0 by more than 2 SE; its share is
@@ -43,6 +44,10 @@ from experiments.synthetic.shortcuts.methods import (
 )
 from experiments.synthetic.shortcuts.probes import CHANCE
 
+VARIANT_FAMILIES = ("ablation", "control")
+"""Families whose members are traced through the method they belong to, not on their own: an
+ablation's other ablations each switch off a different ingredient of the base method, so they are
+not ablations of it."""
 SELECTION = (
     "training-domain validation: the best balancer and the selected CORE-MTL setting have the "
     "highest mean source-validation metric of the shortcut task; target-oracle choices (by the "
@@ -162,7 +167,11 @@ def benchmark_summary(
         "selected_core": selected,
         "oracle_core": oracle,
         "winners": winners,
-        "attribution": {name: attribute(records, benchmark, metric, name) for name in winners},
+        "attribution": {
+            name: attribute(records, benchmark, metric, name)
+            for name in winners
+            if METHODS[name].family not in VARIANT_FAMILIES
+        },
     }
 
 
