@@ -25,6 +25,10 @@ SUBCOMMANDS: dict[str, tuple[str, str]] = {
     "data": ("experiments.vision.data_cli", "generate data sets (rendered scenes, Cityscapes-C)"),
     "train": ("experiments.vision.train_cli", "train a vision model from a YAML config"),
     "evaluate": ("experiments.vision.evaluate_cli", "metrics of a saved vision checkpoint"),
+    "shortcuts": (
+        "experiments.shortcuts_cli",
+        "run the shortcut suite (study 9) on the benchmarks and methods you choose",
+    ),
     "select-weights": (
         "experiments.select_weights_cli",
         "choose the default CORE-MTL weights on source validation of the rendered scenes",

@@ -25,7 +25,7 @@ from experiments.verify_steps import (
 )
 
 
-def _start_worker(threads: int) -> None:
+def start_worker(threads: int) -> None:
     import torch
 
     torch.set_num_threads(threads)
@@ -64,7 +64,7 @@ def run_parallel(
     failures = 0
     context = get_context("spawn")
     with ProcessPoolExecutor(
-        args.jobs, mp_context=context, initializer=_start_worker, initargs=(args.threads,)
+        args.jobs, mp_context=context, initializer=start_worker, initargs=(args.threads,)
     ) as pool:
         pending: dict[Future, str | int] = {}
         if not args.no_proofs:

@@ -36,7 +36,7 @@ from experiments.study import FAILS, Context, Study
 from experiments.synthetic.common import seeds_for
 from experiments.synthetic.shortcuts.benchmarks import Benchmark
 from experiments.synthetic.shortcuts.finding import conclude
-from experiments.synthetic.shortcuts.methods import METHODS
+from experiments.synthetic.shortcuts.methods import EW, METHODS
 from experiments.synthetic.shortcuts.plot import plot
 from experiments.synthetic.shortcuts.predictions import predictions
 from experiments.synthetic.shortcuts.runs import Job, Sizes, run
@@ -82,6 +82,10 @@ class Config:
         unknown = [name for name in self.methods if name not in METHODS]
         if unknown:
             raise InvalidParameterError(f"methods: unknown {unknown}; expected names of METHODS")
+        if EW not in self.methods:
+            raise InvalidParameterError(
+                f"methods: every comparison is against {EW!r}, which must be among them"
+            )
         for key in self.benchmarks:
             if key.split("/")[0] not in self.sizes:
                 raise InvalidParameterError(f"benchmarks: no sizes for {key!r}")
