@@ -89,7 +89,11 @@ def test_every_method_trains_on_the_same_backbone_and_predicts_every_task(method
     assert predictions["value"].shape == (16, 2)
     assert predictions["mask"].shape == (16, 2, 16, 16)
     assert set(result.val) == {
-        "label/accuracy", "flag/accuracy", "value/mse", "mask/accuracy", "mask/miou"
+        "label/accuracy",
+        "flag/accuracy",
+        "value/mse",
+        "mask/accuracy",
+        "mask/miou",
     }
     assert len(result.history) == 3
 
