@@ -1,4 +1,5 @@
-"""Model A of the regime map: the setting-S angle encoder, exact population quantities in torch.
+"""Exact population quantities of the setting-S angle encoder in torch (model A of the regime map,
+:mod:`.model_a`).
 
 Per model (leading axis ``M``): ``Sigma_s = I_k``, ``Sigma_S = v I_k``, source-only correlation
 ``Cov(Z_r, Z_s) = rho sqrt(v) I_k`` (docs/THEORY.md, setting S), encoder ``R(psi) G^T``, heads
@@ -21,14 +22,11 @@ Per model (leading axis ``M``): ``Sigma_s = I_k``, ``Sigma_S = v I_k``, source-o
 
 from __future__ import annotations
 
-import math
-
 import numpy as np
 import torch
 from torch import Tensor
 
 from coremtl.batched.stacked import block_rotations
-from scm.correlation import cka_zero_angle
 
 
 def joint_covariance(v: Tensor, rho: Tensor, k: int) -> Tensor:
@@ -98,21 +96,6 @@ def random_direction(k: int, rng: np.random.Generator) -> np.ndarray:
     a = rng.standard_normal((k, k))
     outer = a @ a.T
     return outer / np.linalg.norm(outer)
-
-
-def critical_angle(v: float, rho: float) -> float:
-    """The angle in ``[0, pi/2)`` where the population stream CKA is zero with ``rho != 0``:
-    S11's ``psi_c`` (:func:`scm.correlation.cka_zero_angle`) brought into the encoder's range."""
-    return cka_zero_angle(v, rho) % (math.pi / 2)
-
-
-def unit_tensors(units: list[dict], dtype=torch.float64, device="cpu") -> dict[str, Tensor]:
-    """Per-unit arrays of a list of ``(cell, seed)`` units stacked into tensors on ``device``."""
-    keys = ("beta", "mixing", "head_w", "direction")
-    stacked = {key: torch.as_tensor(np.stack([u[key] for u in units]), dtype=dtype) for key in keys}
-    for key in ("v", "rho", "psi0", "noise_var"):
-        stacked[key] = torch.as_tensor([u[key] for u in units], dtype=dtype)
-    return {key: value.to(device) for key, value in stacked.items()}
 
 
 def to_numpy(tensor: Tensor) -> np.ndarray:
