@@ -313,11 +313,13 @@ def test_a_regime_averages_the_paired_difference_per_seed_over_its_cells():
     rows = compare(arrays, unit_cells, config, ("A", "gd", "long"))
     registered = {r.key(): replace(r, prediction="better", band=0.01) for r in rows}
     scored = attach(rows, registered, config)
-    (regime,) = summary.regimes_of(arrays, unit_cells, scored, registered, config)
+    predicted = summary.predicted_regimes(list(registered.values()), config)
+    (regime,) = summary.regimes_of(arrays, unit_cells, scored, predicted, config)
     per_seed = np.mean([[0.5 - 1, 0.7 - 1, 0.6 - 1], [1.9 - 2, 1.5 - 2, 1.8 - 2]], axis=0)
     assert regime.cells == 2 and regime.difference.n == 3
     assert regime.difference.mean == pytest.approx(per_seed.mean())
     assert regime.measured == "better" and regime.predicted == "better"
+    assert summary.implied_verdict(predicted) == HOLDS
 
 
 @pytest.mark.parametrize(
@@ -413,3 +415,36 @@ def test_figure_is_drawn_from_the_result_alone(tiny_run, tmp_path):
 def test_outcome_objects_carry_the_prediction_ids(tiny_run):
     assert [o["id"] for o in tiny_run["outcomes"]] == ["P1", "P2", "P3", "P4"]
     assert isinstance(finding._regimes(tiny_run["summary"]), Outcome)
+
+
+@pytest.mark.slow
+def test_expected_is_the_verdict_the_fast_registration_implies():
+    config = CONFIGS["fast"]
+    outputs = [f(*a) for f, a in registration.prediction_jobs(config, 0, "cpu")]
+    rows = registration.predicted_rows(config, outputs)
+    assert summary.implied_verdict(summary.predicted_regimes(rows, config)) == STUDY.expected
+
+
+@pytest.mark.slow
+def test_the_fast_seed_count_is_what_its_plan_gives():
+    chosen = power.plan_seeds(CONFIGS["fast"])
+    assert chosen.seeds == CONFIGS["fast"].seeds
+    assert chosen.share_met() > chosen.share_met(10)
+
+
+@pytest.mark.parametrize(
+    ("better", "words"),
+    [([], "not reliably smaller than the best balancer's in any of the 4"),
+     (["A gd, r1"], "reliably smaller than the best balancer's in 1 of 4"),
+     (["A gd, r1", "A gd, r2", "A adamw, r1", "A adamw, r2"], "reliably smaller than the best "
+      "balancer's in all 4")],
+)  # fmt: skip
+def test_the_result_sentence_reads_as_the_verdict(better, words):
+    record = {
+        "claim": {"settings": 4, "better": better},
+        "held_share": {"A": 0.5},
+        "seeds": {"A": 48},
+    }
+    text = finding.result_text(record)
+    assert words in text and "50% of model A's rows (48 paired seeds)" in text
+    assert summary.verdict_of(len(better), 4) == {0: FAILS, 1: QUALIFIED, 4: HOLDS}[len(better)]

@@ -31,14 +31,9 @@ def chunks(units: int, size: int) -> list[tuple[int, int]]:
 
 
 def training_jobs(config: Config) -> list[TrainingJob]:
-    """Model A's jobs (``chunk`` models each), then model B's (``mlp.chunk`` models each), per
-    optimiser."""
-    per_job = max(1, config.chunk // len(METHODS))
-    jobs = [
-        TrainingJob("A", name, start, size)
-        for name in config.schedules
-        for start, size in chunks(len(model_a.unit_cells(config)), per_job)
-    ]
+    """Model B's jobs (``mlp.chunk`` models each), then model A's (``chunk`` models each), per
+    optimiser: the longest first, so that the workers finish together."""
+    jobs = []
     if config.mlp is not None:
         units = len(model_b.unit_cells(config))
         jobs += [
@@ -46,6 +41,12 @@ def training_jobs(config: Config) -> list[TrainingJob]:
             for name in config.mlp.schedules
             for start, size in chunks(units, model_b.units_per_chunk(config))
         ]
+    per_job = max(1, config.chunk // len(METHODS))
+    jobs += [
+        TrainingJob("A", name, start, size)
+        for name in config.schedules
+        for start, size in chunks(len(model_a.unit_cells(config)), per_job)
+    ]
     return jobs
 
 
@@ -92,8 +93,9 @@ def measure(context: Context) -> dict:
         parts.setdefault(job.model, {}).setdefault(job.optimiser, []).append(output)
     return {
         "models": {
-            model: {name: merge(chunked) for name, chunked in by_optimiser.items()}
-            for model, by_optimiser in parts.items()
+            model: {name: merge(chunked) for name, chunked in parts[model].items()}
+            for model in ("A", "B")
+            if model in parts
         },
         "registered": context.registration.get("data", {}).get("predicted", []),
     }

@@ -11,8 +11,8 @@ paired seeds. The plan takes ``d`` from the registration and ``s`` from a pilot:
 measured means nor the measured seeds enter the choice. The seed count is the ``quantile`` of the
 per-test needs, at least ``minimum`` and at most ``cap`` (the time limit of ``coremtl verify``).
 
-The settings' counts (:data:`.config.CONFIGS`) come from :func:`plan_seeds` with the arguments
-recorded in :data:`PLANS`.
+A setting's ``plan`` (:class:`.config.PilotPlan`) records the arguments; :func:`plan_seeds`
+reruns it.
 """
 
 from __future__ import annotations
@@ -23,7 +23,7 @@ from dataclasses import dataclass, replace
 import numpy as np
 
 from experiments.synthetic.regime_map.comparisons import Row
-from experiments.synthetic.regime_map.config import Config
+from experiments.synthetic.regime_map.config import Config, PilotPlan
 from scm.validation import InvalidParameterError
 
 
@@ -42,21 +42,6 @@ class SeedPlan:
         """The share of tests whose need ``seeds`` (default the chosen count) meets."""
         count = self.seeds if seeds is None else seeds
         return sum(n <= count for n in self.needs) / len(self.needs) if self.needs else 1.0
-
-
-@dataclass(frozen=True)
-class PlanArguments:
-    pilot_seed: int
-    pilot_seeds: int
-    quantile: float
-    minimum: int
-    cap: int
-
-
-PLANS = {
-    "fast": PlanArguments(pilot_seed=1000, pilot_seeds=10, quantile=0.75, minimum=10, cap=48),
-}
-"""The arguments of the plan behind each setting's model-A seed count."""
 
 
 def plan(rows: list[Row], quantile: float, minimum: int, cap: int) -> SeedPlan:
@@ -85,7 +70,11 @@ def pilot_rows(config: Config, pilot_seed: int, pilot_seeds: int) -> list[Row]:
     return [Row.from_dict(r) for r in result["summary"]["rows"]]
 
 
-def plan_seeds(config: Config, arguments: PlanArguments) -> SeedPlan:
-    """The plan of a setting: the pilot, then :func:`plan`."""
+def plan_seeds(config: Config, arguments: PilotPlan | None = None) -> SeedPlan:
+    """The plan of a setting (its ``plan`` unless ``arguments`` are given): the pilot, then
+    :func:`plan`."""
+    arguments = arguments or config.plan
+    if arguments is None:
+        raise InvalidParameterError("plan: expected a PilotPlan, the setting has none")
     rows = pilot_rows(config, arguments.pilot_seed, arguments.pilot_seeds)
     return plan(rows, arguments.quantile, arguments.minimum, arguments.cap)

@@ -63,11 +63,16 @@ def rules_text(config: Config) -> dict[str, str]:
 
 
 def seeds_text(config: Config) -> str:
-    b = "" if config.mlp is None else f"; model B: {config.mlp.seeds}"
-    return (
-        f"paired seeds per cell, model A: {config.seeds} (from the registered predicted effects "
-        "and a pilot's spread on other seeds, :mod:`.power`)" + b
+    plan = config.plan
+    how = (
+        "set by hand"
+        if plan is None
+        else f"planned before the measurement: the {plan.quantile:.0%} quantile of the registered "
+        f"tests' needs at a pilot's spread ({plan.pilot_seeds} seeds from {plan.pilot_seed}), "
+        f"within [{plan.minimum}, {plan.cap}]"
     )
+    b = "" if config.mlp is None else f"; model B: {config.mlp.seeds}"
+    return f"paired seeds per cell, model A: {config.seeds} ({how}){b}"
 
 
 def prediction_jobs(config: Config, seed: int, device: str) -> list[tuple]:

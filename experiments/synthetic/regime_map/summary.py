@@ -139,11 +139,48 @@ def pooled_difference(
     return (estimate(kept) if kept.size else NOTHING), int(pooled.size - kept.size)
 
 
+def is_claim_row(row: Row, config: Config) -> bool:
+    """A row the claim reads: CORE-MTL against the best balancer, worst-case shift of the
+    headline size."""
+    return (
+        row.variant == "core-mtl"
+        and row.baseline == "best"
+        and row.direction == "worst"
+        and row.delta == config.display_delta
+    )
+
+
+def predicted_regimes(
+    registered: list[Row], config: Config
+) -> dict[tuple, tuple[float, float, str]]:
+    """Per (model, optimiser, length, regime): the registered mean of CORE-MTL minus the best
+    balancer averaged over the regime's cells, its band and its classification
+    (:func:`.rules.classify` of the averaged mean against the averaged baseline gap)."""
+    groups: dict[tuple, list[Row]] = {}
+    for row in registered:
+        if is_claim_row(row, config):
+            key = (row.model, row.optimiser, row.length, regime_of(row.cell))
+            groups.setdefault(key, []).append(row)
+    out = {}
+    for key, rows in groups.items():
+        mean = float(np.mean([r.difference.mean for r in rows]))
+        reference = float(np.mean([r.reference_gap for r in rows]))
+        out[key] = (mean, band_of(reference, config), classify(mean, reference, config))
+    return out
+
+
+def implied_verdict(predicted: Mapping[tuple, tuple[float, float, str]]) -> str:
+    """The verdict the registered predictions imply for the claim (:func:`predicted_regimes`,
+    long runs)."""
+    judged = [outcome for key, (_, _, outcome) in predicted.items() if key[2] == CLAIM_LENGTH]
+    return verdict_of(judged.count("better"), len(judged))
+
+
 def regimes_of(
     arrays: Arrays,
     cells: list[Cell],
     rows: list[Row],
-    registered: Mapping[tuple, Row],
+    predicted: Mapping[tuple, tuple[float, float, str]],
     config: Config,
 ) -> list[Regime]:
     """The :class:`Regime` entries of one setting from its scored rows ``rows``."""
@@ -152,16 +189,10 @@ def regimes_of(
     out = []
     for name in dict.fromkeys(regime_of(cell) for cell in cells):
         chosen = [r for r in headline if regime_of(r.cell) == name]
-        core = [
-            r
-            for r in chosen
-            if r.variant == "core-mtl" and r.direction == "worst" and r.delta == delta
-        ]
+        core = [r for r in chosen if is_claim_row(r, config)]
         difference, diverged = pooled_difference(arrays, cells, core, delta)
         low, high = interval_of(difference, config)
-        predictions = [registered[row.key()] for row in core]
-        predicted_mean = float(np.mean([p.difference.mean for p in predictions]))
-        reference = float(np.mean([p.reference_gap for p in predictions]))
+        predicted_mean, band, outcome = predicted[(*chosen[0].key()[:3], name)]
         out.append(
             Regime(
                 model=chosen[0].model,
@@ -177,8 +208,8 @@ def regimes_of(
                 diverged=diverged,
                 measured="diverged" if difference.n == 0 else measured_outcome(low, high),
                 predicted_mean=predicted_mean,
-                band=band_of(reference, config),
-                predicted=classify(predicted_mean, reference, config),
+                band=band,
+                predicted=outcome,
             )
         )
     return out
@@ -227,7 +258,9 @@ def is_control(row: Row) -> bool:
 
 def summarise(config: Config, measurements: dict) -> dict:
     """Score every comparison, then the regimes, the diagnosis, the control and the claim."""
-    registered = {row.key(): row for row in map(Row.from_dict, measurements["registered"])}
+    registered_rows = [Row.from_dict(row) for row in measurements["registered"]]
+    registered = {row.key(): row for row in registered_rows}
+    predicted = predicted_regimes(registered_rows, config)
     rows: list[Row] = []
     oracle: list[Row] = []
     means: list[dict] = []
@@ -241,7 +274,7 @@ def summarise(config: Config, measurements: dict) -> dict:
                 rows += scored
                 oracle += attach(compare(arrays, cells, config, setting, True), registered, config)
                 means += method_means(arrays, cells, setting, config.display_delta)
-                regimes += regimes_of(arrays, cells, scored, registered, config)
+                regimes += regimes_of(arrays, cells, scored, predicted, config)
     seeds = {"A": config.seeds, "B": None if config.mlp is None else config.mlp.seeds}
     diagnosis, shares = {}, {}
     for model in measurements["models"]:
@@ -251,7 +284,7 @@ def summarise(config: Config, measurements: dict) -> dict:
     control = [r for r in rows if is_control(r)]
     judged = [r for r in regimes if r.length == CLAIM_LENGTH]
     better = [r.label for r in judged if r.measured == "better"]
-    predicted = [r.label for r in judged if r.predicted == "better"]
+    predicted_better = [r.label for r in judged if r.predicted == "better"]
     return {
         "seeds": seeds,
         "rows": [r.to_dict() for r in rows],
@@ -267,9 +300,9 @@ def summarise(config: Config, measurements: dict) -> dict:
         "claim": {
             "settings": len(judged),
             "better": better,
-            "predicted_better": predicted,
+            "predicted_better": predicted_better,
             "verdict": verdict_of(len(better), len(judged)),
-            "implied": verdict_of(len(predicted), len(judged)),
+            "implied": implied_verdict(predicted),
         },
     }
 
