@@ -106,7 +106,8 @@ WORDS = {
 
 
 def _regime_text(regime: Regime) -> str:
-    return f"{regime.difference.text(3)}, {WORDS[regime.measured]}"
+    difference = regime.difference
+    return f"{difference.mean:+.2g} +- {difference.se:.2g}, {WORDS[regime.measured]}"
 
 
 def claim_regimes(summary: Mapping[str, Any]) -> list[Regime]:
