@@ -19,7 +19,7 @@ from typing import Any
 
 import numpy as np
 
-from experiments.stats import Estimate, estimate
+from experiments.stats import Estimate, paired_difference
 from experiments.synthetic.regime_map import rules
 from experiments.synthetic.regime_map.cells import DIRECTIONS, Cell
 from experiments.synthetic.regime_map.config import Config
@@ -144,12 +144,13 @@ def best_balancer(arrays: Arrays, seeds: np.ndarray, selection: str) -> str:
     return min(BALANCERS, key=lambda m: selection_score(arrays[m][selection][seeds]))
 
 
-def paired_differences(
-    arrays: Arrays, seeds: np.ndarray, variant: str, baseline: str, key: str
-) -> np.ndarray:
-    """Per seed, ``key(variant) - key(baseline)`` on the unit indices ``seeds`` (non-finite where
-    either run diverged)."""
-    return arrays[variant][key][seeds] - arrays[baseline][key][seeds]
+def finite_difference(variant: np.ndarray, baseline: np.ndarray) -> tuple[Estimate, int]:
+    """The :func:`experiments.stats.paired_difference` ``variant - baseline`` over the seeds where
+    both runs are finite, and the number of seeds left out because one diverged."""
+    finite = np.isfinite(variant) & np.isfinite(baseline)
+    kept = int(finite.sum())
+    difference = paired_difference(variant[finite], baseline[finite]) if kept else NOTHING
+    return difference, int(finite.size - kept)
 
 
 def interval_of(difference: Estimate, config: Config) -> tuple[float, float]:
@@ -180,9 +181,9 @@ def compare(
                     pairs += [(v, "ew", "ew") for v in VARIANTS]
                 for variant, baseline, role in pairs:
                     key = gap_key(direction, delta)
-                    diff = paired_differences(arrays, seeds, variant, baseline, key)
-                    kept = diff[np.isfinite(diff)]
-                    difference = estimate(kept) if kept.size else NOTHING
+                    difference, diverged = finite_difference(
+                        arrays[variant][key][seeds], arrays[baseline][key][seeds]
+                    )
                     low, high = interval_of(difference, config)
                     model, optimiser, length = setting
                     rows.append(
@@ -199,7 +200,7 @@ def compare(
                             difference=difference,
                             low=low,
                             high=high,
-                            diverged=int(diff.size - kept.size),
+                            diverged=diverged,
                             reference_gap=finite_mean(arrays[baseline][key][seeds]),
                             selection="target oracle" if oracle else "validation",
                         )

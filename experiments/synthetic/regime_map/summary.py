@@ -5,7 +5,7 @@ A regime (:func:`.cells.regime_of`) groups the cells of one size of ``v`` and on
 correlation. Per model, optimiser, run length and regime, CORE-MTL's paired difference from the
 best balancer (worst-case shift of the headline size, training-domain selection) is averaged per
 seed over the regime's cells (the seeds are paired across cells) and summarised over seeds
-(:func:`experiments.stats.estimate`); CORE-MTL is *reliably better* in the regime when the
+(:func:`experiments.stats.paired_difference`); CORE-MTL is *reliably better* in the regime when the
 registered interval of that mean lies below 0. The claim "CORE-MTL has a smaller OOD gap than the
 best gradient balancer" *holds* when it is reliably better in every regime of every model and
 optimiser (long runs), *holds only as stated here* when only in some, and *fails* when in none;
@@ -21,22 +21,21 @@ from typing import Any
 
 import numpy as np
 
-from experiments.stats import Estimate, estimate
+from experiments.stats import Estimate
 from experiments.study import FAILS, HOLDS, QUALIFIED
 from experiments.synthetic.regime_map import model_a, model_b
 from experiments.synthetic.regime_map.cells import Cell, regime_of
 from experiments.synthetic.regime_map.comparisons import (
-    NOTHING,
     Arrays,
     Row,
     attach,
     compare,
     estimate_from,
+    finite_difference,
     finite_mean,
     gap_key,
     interval_of,
     number,
-    paired_differences,
     target_key,
 )
 from experiments.synthetic.regime_map.config import Config
@@ -121,22 +120,16 @@ def method_means(
 def pooled_difference(
     arrays: Arrays, cells: list[Cell], core: list[Row], delta: float
 ) -> tuple[Estimate, int]:
-    """CORE-MTL minus each cell's best balancer (worst-case shift ``delta``), averaged per seed
-    over the cells of ``core`` (one headline row per cell), and the seeds left out because a run
-    diverged."""
-    per_cell = [
-        paired_differences(
-            arrays,
-            np.flatnonzero([c == row.cell for c in cells]),
-            "core-mtl",
-            row.best_balancer,
-            gap_key("worst", delta),
-        )
-        for row in core
-    ]
-    pooled = np.mean(per_cell, axis=0)
-    kept = pooled[np.isfinite(pooled)]
-    return (estimate(kept) if kept.size else NOTHING), int(pooled.size - kept.size)
+    """CORE-MTL against each cell's best balancer (worst-case shift ``delta``), both gaps averaged
+    per seed over the cells of ``core`` (one headline row per cell): their paired difference over
+    the seeds where every run is finite, and the seeds left out."""
+    key = gap_key("worst", delta)
+    places = [np.flatnonzero([c == row.cell for c in cells]) for row in core]
+    variant = np.mean([arrays["core-mtl"][key][p] for p in places], axis=0)
+    baseline = np.mean(
+        [arrays[row.best_balancer][key][p] for row, p in zip(core, places, strict=True)], axis=0
+    )
+    return finite_difference(variant, baseline)
 
 
 def is_claim_row(row: Row, config: Config) -> bool:
