@@ -2,8 +2,9 @@
 baselines and one trainer).
 
 The entry point for your own backbone and tasks is :mod:`coremtl.preset`, re-exported here:
-``coremtl.Task``, ``coremtl.build`` and ``coremtl.train`` (imported on first use, so
-``import coremtl`` stays cheap).
+``coremtl.Task``, ``coremtl.build``, ``coremtl.train`` and ``coremtl.MTCRLOptions``; the method
+names ``coremtl.METHODS`` and ``coremtl.canonical_method`` (:mod:`coremtl.names`). Each is
+imported on first use, so ``import coremtl`` stays cheap.
 """
 
 from __future__ import annotations
@@ -15,7 +16,9 @@ _PUBLIC = {
     "build": "coremtl.preset",
     "train": "coremtl.preset",
     "evaluate": "coremtl.tasks",
-    "METHODS": "coremtl.preset",
+    "METHODS": "coremtl.names",
+    "canonical_method": "coremtl.names",
+    "MTCRLOptions": "coremtl.architectures.mtcrl",
 }
 
 __all__ = sorted(_PUBLIC)

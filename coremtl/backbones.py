@@ -2,11 +2,15 @@
 
 - :func:`feature_shape`: what the backbone produces on an example batch (vectors ``(B, C)`` or
   maps ``(B, C, h, w)``), probed in eval mode without gradients;
-- :func:`soft_decoder`: the grounding decoder of the streams: :class:`coremtl.grounding.ConvDecoder`
-  with its upsampling stages computed from the input and feature sizes for maps, an
-  :class:`coremtl.grounding.MLPDecoder` reshaped to the input for vectors;
+- :func:`grounding_decoder`: the grounding decoder of the streams, soft (:func:`soft_decoder`:
+  :class:`coremtl.grounding.ConvDecoder` with its upsampling stages computed from the input and
+  feature sizes for maps, an :class:`coremtl.grounding.MLPDecoder` reshaped to the input for
+  vectors) or hard (:func:`coremtl.hard_grounding.hard_decoder`: the Lambertian renderer, its
+  normals from the surface-normal task's head when there is one);
+- :func:`library_heads`: the library's task heads (:mod:`coremtl.heads`) as a heads factory,
+  ``width -> heads``, the default of every builder below;
 - :func:`mtan_on`: MTAN over the stages of an ``nn.Sequential`` backbone, the stage widths probed;
-- :func:`mtcrl_on`: MT-CRL's disentangled modules on the backbone features.
+- :func:`mtcrl_on`: MT-CRL's disentangled modules on the backbone features (:func:`mtcrl_modules`).
 
 What cannot be fitted is refused in one line naming the parameter.
 """
@@ -14,17 +18,19 @@ What cannot be fitted is refused in one line naming the parameter.
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 import torch
 from torch import Tensor, nn
 
+from coremtl.architectures.mtcrl import MTCRLOptions
 from coremtl.heads import task_heads
 from coremtl.tasks import Task
 from scm.validation import InvalidParameterError
 
-GROUNDINGS = ("soft", "none")
-MTCRL_MODULES = 4
+GROUNDINGS = ("soft", "hard", "none")
+HeadsFactory = Callable[[int], nn.Module]
+"""Builds the task heads on features of the given number of channels."""
 
 
 def probe(module: nn.Module, x: Tensor) -> Tensor:
@@ -53,16 +59,51 @@ def feature_shape(backbone: nn.Module, example: Tensor) -> tuple[int, bool, tupl
     return out.shape[1], out.ndim == 4, tuple(out.shape[2:])
 
 
+def library_heads(tasks: Sequence[Task], maps: bool, input_shape: Sequence[int]) -> HeadsFactory:
+    """The library's heads of ``tasks`` (:func:`coremtl.heads.task_heads`) as a heads factory."""
+
+    def make(width: int) -> nn.Module:
+        return task_heads(tasks, width, maps, input_shape)
+
+    return make
+
+
 def stream_widths(channels: int, streams: tuple[int, int] | None) -> tuple[int, int]:
     """``(semantic, residual)`` widths: ``streams`` checked, or half the channels each."""
     if streams is None:
         half = max(1, channels // 2)
         return half, half
-    if len(streams) != 2 or not all(isinstance(s, int) and s >= 1 for s in streams):
+    pair = isinstance(streams, (tuple, list)) and len(streams) == 2
+    if not pair or not all(
+        isinstance(s, int) and not isinstance(s, bool) and s >= 1 for s in streams
+    ):
         raise InvalidParameterError(
             f"streams: expected (semantic, residual) positive integers, got {streams!r}"
         )
     return tuple(streams)
+
+
+def grounding_decoder(
+    grounding: str,
+    tasks: Sequence[Task],
+    heads: nn.ModuleDict,
+    semantic: int,
+    residual: int,
+    maps: bool,
+    size: Sequence[int],
+    example: Tensor,
+) -> nn.Module | None:
+    """The decoder of ``grounding`` (one of :data:`GROUNDINGS`; ``None`` for ``"none"``) from
+    streams of the given widths (maps of spatial ``size``, or vectors) to inputs like
+    ``example``; hard grounding shares the normal task's head among ``heads``."""
+    from coremtl.hard_grounding import hard_decoder
+
+    if grounding not in GROUNDINGS:
+        raise InvalidParameterError(f"grounding: expected one of {GROUNDINGS}, got {grounding!r}")
+    input_shape = tuple(example.shape[1:])
+    if grounding == "hard":
+        return hard_decoder(tasks, heads, semantic, residual, maps, input_shape, example)
+    return soft_decoder(grounding, semantic, residual, maps, size, input_shape)
 
 
 def soft_decoder(
@@ -77,14 +118,8 @@ def soft_decoder(
     given widths (maps of spatial ``size``, or vectors) to inputs of per-sample ``input_shape``."""
     from coremtl.grounding import ConvDecoder, MLPDecoder
 
-    if grounding == "hard":
-        raise InvalidParameterError(
-            "grounding: 'hard' renders the image from predicted surface normals (a dense "
-            "'normal' task and the physics decoder of the vision pipeline); the library preset "
-            f"builds {GROUNDINGS}"
-        )
-    if grounding not in GROUNDINGS:
-        raise InvalidParameterError(f"grounding: expected one of {GROUNDINGS}, got {grounding!r}")
+    if grounding not in ("soft", "none"):
+        raise InvalidParameterError(f"grounding: expected 'soft' or 'none' here, got {grounding!r}")
     if grounding == "none":
         return None
     if not maps:
@@ -100,9 +135,15 @@ def soft_decoder(
 
 
 def mtan_on(
-    backbone: nn.Module, tasks: Sequence[Task], example: Tensor, input_shape: Sequence[int]
+    backbone: nn.Module,
+    tasks: Sequence[Task],
+    example: Tensor,
+    input_shape: Sequence[int],
+    make_heads: HeadsFactory | None = None,
 ) -> nn.Module:
-    """MTAN over the stages of ``backbone``; each stage's ``(u, p)`` widths probed on ``example``."""
+    """MTAN over the stages of ``backbone``; each stage's ``u_j`` and ``p_j`` probed on ``example``
+    to size the attention and choose its mode (maps where both are maps, vectors otherwise). The
+    heads are ``make_heads(width)`` (default: :func:`coremtl.heads.task_heads` of ``tasks``)."""
     from coremtl.architectures.mtan import MTAN, split_stage
 
     stages = list(backbone) if isinstance(backbone, nn.Sequential) else []
@@ -111,29 +152,41 @@ def mtan_on(
             "backbone: MTAN attends over stages; expected an nn.Sequential whose children are "
             "nn.Sequential stages of at least two modules each"
         )
-    channels, current = [], example[:2]
-    for stage in stages:
+    channels, modes, current = [], [], example[:2]
+    for index, stage in enumerate(stages):
         body, block = split_stage(stage)
+        previous = current
         u = probe(body, current)
         current = probe(block, u)
+        shapes = [tuple(t.shape) for t in (previous, u, current)]
+        if u.ndim not in (2, 4) or current.ndim not in (2, 4):
+            raise InvalidParameterError(
+                f"backbone: MTAN stage {index} gives {shapes[1]} then {shapes[2]}; its attention "
+                "needs vectors (B, C) or maps (B, C, h, w)"
+            )
+        if (index > 0 and previous.ndim == 2 and u.ndim == 4) or (u.ndim, current.ndim) == (2, 4):
+            raise InvalidParameterError(
+                f"backbone: MTAN stage {index} turns vectors into maps ({' -> '.join(map(str, shapes))}); "
+                "attention masks of vectors cannot follow it"
+            )
         channels.append((u.shape[1], current.shape[1]))
+        modes.append(u.ndim == 4 and current.ndim == 4)
     maps = current.ndim == 4
-    heads = task_heads(tasks, current.shape[1], maps, input_shape)
-    return MTAN(stages, channels, heads, maps=maps)
+    heads = (make_heads or library_heads(tasks, maps, input_shape))(current.shape[1])
+    return MTAN(stages, channels, heads, maps=modes)
 
 
-def mtcrl_on(
-    backbone: nn.Module,
-    tasks: Sequence[Task],
-    channels: int,
-    maps: bool,
-    input_shape: Sequence[int],
-) -> nn.Module:
-    """MT-CRL with :data:`MTCRL_MODULES` modules of ``channels // MTCRL_MODULES`` channels each
-    (3x3 convolution, batch norm, ReLU on maps; linear and ReLU on vectors)."""
-    from coremtl.architectures.mtcrl import MTCRL
+def mtcrl_width(channels: int, options: MTCRLOptions) -> int:
+    """The channels of each MT-CRL module: ``options.width``, or ``max(1, channels // modules)``."""
+    return options.width or max(1, channels // options.modules)
 
-    width = max(1, channels // MTCRL_MODULES)
+
+def mtcrl_modules(
+    channels: int, maps: bool, count: int, width: int | None = None
+) -> list[nn.Module]:
+    """``count`` modules of ``width`` channels each (default ``max(1, channels // count)``) on
+    ``channels`` features: 3x3 convolution, batch norm, ReLU on maps; linear and ReLU on vectors."""
+    width = width or max(1, channels // count)
 
     def module() -> nn.Module:
         if maps:
@@ -144,6 +197,25 @@ def mtcrl_on(
             )
         return nn.Sequential(nn.Linear(channels, width), nn.ReLU())
 
-    modules = [module() for _ in range(MTCRL_MODULES)]
-    heads = task_heads(tasks, MTCRL_MODULES * width, maps, input_shape)
-    return MTCRL(backbone, modules, heads)
+    return [module() for _ in range(count)]
+
+
+def mtcrl_on(
+    backbone: nn.Module,
+    tasks: Sequence[Task],
+    channels: int,
+    maps: bool,
+    input_shape: Sequence[int],
+    options: MTCRLOptions | None = None,
+    make_heads: HeadsFactory | None = None,
+) -> nn.Module:
+    """MT-CRL with ``options.modules`` modules (:func:`mtcrl_modules`) on the backbone features,
+    its routing and gates as ``options`` say (default :class:`MTCRLOptions`); heads as in
+    :func:`mtan_on`."""
+    from coremtl.architectures.mtcrl import MTCRL
+
+    options = options or MTCRLOptions()
+    width = mtcrl_width(channels, options)
+    modules = mtcrl_modules(channels, maps, options.modules, width)
+    heads = (make_heads or library_heads(tasks, maps, input_shape))(options.modules * width)
+    return MTCRL(backbone, modules, heads, routing=options.routing, gates=options.gates)

@@ -19,8 +19,8 @@ cross-entropies are one call on the stacked logits (``reduction='none'``, mean o
 through the trainer's ``task_loss_vector`` hook;
 the ``separate heads`` runs keep K ``nn.Linear`` heads and K loss calls, for comparison.
 
-CFA is applied with a probability per step (the vision configs' default is
-``DEFAULT_CFA_PROBABILITY``): the expected step time at probability ``p`` is
+CFA is applied with a probability per step (the method's, :data:`coremtl.defaults.CFA_PROBABILITY`,
+which the vision configs read too): the expected step time at probability ``p`` is
 ``p t(p=1) + (1 - p) t(p=0)``, reported next to the worst case ``p = 1``. Reported ratios:
 CORE-MTL / EW (target <= 1.3), K=40 / K=10 (target <= 1.1 for CORE-MTL; the paper reports about 4
 for PCGrad), and the CKA term's share of the CORE-MTL step (target < 2%), both as its forward and
@@ -38,9 +38,9 @@ import time
 from collections.abc import Mapping
 from dataclasses import dataclass
 
+from coremtl import defaults
+
 TASK_COUNTS = (10, 40)
-DEFAULT_CFA_PROBABILITY = 0.5
-"""``method.cfa_probability`` of the vision configurations (``experiments/vision/config.py``)."""
 
 TARGETS = {"core_over_ew": 1.3, "k40_over_k10": 1.1, "cka_share": 0.02}
 
@@ -126,11 +126,10 @@ def _build(setting: Setting, num_tasks: int, device, workdir: str):
     objective = None
     if setting.reconstruction:
         objective = CoreMTLObjective(
-            cka_weight=0.1 if setting.cka else 0.0,
+            cka_weight=defaults.CKA_WEIGHT if setting.cka else 0.0,
             cka_warmup_steps=0,
-            cfa_weight=0.5 if setting.cfa_mode is not None else 0.0,
+            cfa_weight=defaults.CFA_WEIGHT if setting.cfa_mode is not None else 0.0,
             cfa_probability=setting.cfa_probability,
-            reconstruction_weight=1.0,
             cfa_mode=setting.cfa_mode or "feature",
         )
     trainer = Trainer(
@@ -234,13 +233,13 @@ def main(args) -> dict:
     for (label, k), seconds in measured.items():
         times[label][k] = seconds
         flops[label][k] = flops_measured[(label, k)]
-    _with_expected(times, DEFAULT_CFA_PROBABILITY)
-    _with_expected(flops, DEFAULT_CFA_PROBABILITY)
+    _with_expected(times, defaults.CFA_PROBABILITY)
+    _with_expected(flops, defaults.CFA_PROBABILITY)
     core_labels = [
         CORE_AT_ONE["feature"],
-        expected_label("feature", DEFAULT_CFA_PROBABILITY),
+        expected_label("feature", defaults.CFA_PROBABILITY),
         CORE_AT_ONE["input"],
-        expected_label("input", DEFAULT_CFA_PROBABILITY),
+        expected_label("input", defaults.CFA_PROBABILITY),
         "core-mtl (input CFA, p=1), separate heads",
     ]
 
@@ -271,7 +270,7 @@ def main(args) -> dict:
         "cka_flop_share_of_core_step": {
             label: {k: cka[k][1] / flops[label][k] for k in TASK_COUNTS} for label in core_labels
         },
-        "cfa_probability_default": DEFAULT_CFA_PROBABILITY,
+        "cfa_probability_default": defaults.CFA_PROBABILITY,
         "targets": TARGETS,
         "batch": 256,
         "steps_per_timing": steps,

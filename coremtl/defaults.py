@@ -1,15 +1,19 @@
 """The method's defaults, in one place: the CORE-MTL term weights and the staged schedule.
 
 :class:`coremtl.objective.CoreMTLObjective`, the preset (:mod:`coremtl.preset`) and the vision
-pipeline's ``MethodConfig`` (``experiments/vision/config.py``) all read their defaults from here,
-so ``CoreMTLObjective()`` with no arguments is the method (docs/VISION.md, "Method"):
+pipeline's ``MethodConfig`` (``experiments/vision/config/method.py``) all read their defaults from
+here, so ``CoreMTLObjective()`` with no arguments is the method (docs/VISION.md, "Method"):
 
 - independence: debiased linear CKA of the pooled streams (docs/THEORY.md S8), weight
   :data:`CKA_WEIGHT` reached by a linear ramp over :data:`CKA_WARMUP_STEPS` steps;
 - counterfactual augmentation: the paper's CFA (decode ``(Z_s(i), Z_r(pi(i)))``, detach, re-encode
   with batch norm frozen, ``cfa_mode="input"``), weight :data:`CFA_WEIGHT`, drawn with probability
   :data:`CFA_PROBABILITY` per step;
-- soft grounding: the L1 reconstruction, weight :data:`RECONSTRUCTION_WEIGHT`;
+- soft grounding: the L1 reconstruction, weight :data:`RECONSTRUCTION_WEIGHT`; hard grounding
+  (:mod:`coremtl.hard_grounding`): the render L1 times the same weight, plus its priors, albedo
+  total variation :data:`ALBEDO_TV_WEIGHT`, achromatic shading :data:`ACHROMATIC_SHADING_WEIGHT`
+  and albedo-normal decorrelation :data:`ALBEDO_NORMAL_CORRELATION_WEIGHT` (the vision pipeline's
+  values, not selected by any procedure);
 - the schedule of docs/VISION.md: reconstruction alone for the first
   :data:`RECONSTRUCTION_FRACTION` of the epochs, then the tasks, and from
   :data:`INDEPENDENCE_FRACTION` of the epochs on CKA and CFA as well (:func:`stage_starts`).
@@ -40,6 +44,9 @@ CFA_WEIGHT = 0.1
 CFA_PROBABILITY = 0.5
 CFA_MODE = "input"
 RECONSTRUCTION_WEIGHT = 1.0
+ALBEDO_TV_WEIGHT = 0.01
+ACHROMATIC_SHADING_WEIGHT = 0.1
+ALBEDO_NORMAL_CORRELATION_WEIGHT = 0.1
 RECONSTRUCTION_FRACTION = 0.1
 INDEPENDENCE_FRACTION = 0.2
 

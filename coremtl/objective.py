@@ -5,7 +5,18 @@ Total loss (docs/VISION.md): ``sum_t w_t L_t + l_cka(step) L_cka + l_cfa L_cfa +
 - ``L_cka = max(0, CKA(Z_s, Z_r))``, the positive part of the linear CKA of the (pooled) streams,
   debiased by default (docs/THEORY.md S8), and the warm-up ramp
   ``l_cka(step) = l_cka min(1, step / cka_warmup_steps)`` (:func:`cka_penalty` says why the
-  positive part);
+  positive part). ``independence`` chooses the dependence measured: ``"unconditional"`` (the
+  default, the paper's), ``"conditional"`` or ``"none"`` (no independence term). The conditional
+  penalty (docs/THEORY.md S13) is the CKA after partialling out the batch's labels ``Y``
+  (:func:`coremtl.label_matrix.label_matrix` of ``label_tasks``: one-hot classes, regression values,
+  per-image class histograms or means of dense labels):
+
+      L_cka = max(0, CKA(U^T Z_s, U^T Z_r)),   U an orthonormal basis of span([1, Y])^perp,
+
+  (:func:`coremtl.cka.conditional_linear_cka`), logged as ``conditional_cka``. When the residual
+  follows the labels in the source (``Z_r = A Y + E``) the unconditional CKA of the true streams
+  is ``> 0`` and its minimum lies away from them, while the conditional one is zero there (S13); a
+  correlation not carried by the labels biases both;
 - ``L_cfa = (1/K) sum_t L_t(yhat_cf, y)``: the mean task loss of the counterfactual batch
   (:mod:`coremtl.counterfactual`) against the original labels, applied from ``cfa_start_step``
   on, with probability ``cfa_probability`` per step (a Bernoulli draw from the trainer's generator).
@@ -30,13 +41,17 @@ import torch
 from torch import Tensor, nn
 
 from coremtl import defaults
-from coremtl.cka import linear_cka
+from coremtl.authors import objective_settings
+from coremtl.cka import conditional_linear_cka, linear_cka
 from coremtl.counterfactual import CFA_MODES, counterfactual_predictions, derangement
 from coremtl.forward import Forward
 from coremtl.grounding import reconstruction_loss
+from coremtl.label_matrix import label_matrix
+from coremtl.tasks import Task, check_tasks
 from scm.validation import InvalidParameterError
 
 TaskLossesFn = Callable[[Mapping[str, Tensor], Mapping[str, Tensor]], dict[str, Tensor]]
+INDEPENDENCE_MODES = ("unconditional", "conditional", "none")
 
 
 def _non_negative(value: float, name: str) -> float:
@@ -82,6 +97,9 @@ class CoreMTLObjective:
     ``input_key`` names the batch entry holding the model input (reconstruction target and the
     decoded counterfactual's shape). ``cfa_mode``: ``"input"`` (decode and re-encode, the paper's
     CFA) or ``"feature"`` (features edited without a decoder; gives the encoder no gradient).
+    ``independence``: one of :data:`INDEPENDENCE_MODES` (module docstring); ``label_tasks``: the
+    tasks whose labels the conditional penalty partials out (:func:`coremtl.build` fills in the
+    model's tasks when left empty).
     """
 
     cka_weight: float = defaults.CKA_WEIGHT
@@ -93,6 +111,8 @@ class CoreMTLObjective:
     cfa_mode: str = defaults.CFA_MODE
     debiased_cka: bool = defaults.DEBIASED_CKA
     input_key: str = "x"
+    independence: str = "unconditional"
+    label_tasks: tuple[Task, ...] = ()
 
     def __post_init__(self) -> None:
         self.cka_weight = _non_negative(self.cka_weight, "cka_weight")
@@ -112,6 +132,32 @@ class CoreMTLObjective:
             raise InvalidParameterError(
                 f"cfa_mode: expected one of {CFA_MODES}, got {self.cfa_mode!r}"
             )
+        if self.independence not in INDEPENDENCE_MODES:
+            raise InvalidParameterError(
+                f"independence: expected one of {INDEPENDENCE_MODES}, got {self.independence!r}"
+            )
+        self.label_tasks = check_tasks(self.label_tasks) if self.label_tasks else ()
+
+    @classmethod
+    def authors(
+        cls,
+        config: str = "cityscapes",
+        epochs: int = 100,
+        steps_per_epoch: int = 1,
+        relative_to_tasks: bool = False,
+        num_tasks: int | None = None,
+    ) -> CoreMTLObjective:
+        """The authors' configuration ``config`` (a file of GitHub ``Hope-Rita/CORE-MTL``,
+        ``configs/resnet/``) translated to this objective for a run of ``epochs`` epochs of
+        ``steps_per_epoch`` steps: plain linear CKA at their ``lambda_independence`` (1.0; 0.1
+        for GTA5 -> Cityscapes; 0.5 for CelebA) with their ramp, CFA at their ``lambda_cfa`` and
+        ``prob`` from their start epoch, the L1 reconstruction at ``beta_recon_app *
+        lambda_l1_recon``; with ``relative_to_tasks`` the weights keep their ratio to the task
+        losses (``num_tasks`` needed). Their stages: :func:`coremtl.authors.stages`. The values,
+        the files and what is not carried over: :mod:`coremtl.authors`."""
+        return cls(
+            **objective_settings(config, epochs, steps_per_epoch, relative_to_tasks, num_tasks)
+        )
 
     def config(self) -> dict:
         """The settings as a JSON-serialisable dict."""
@@ -132,16 +178,22 @@ class CoreMTLObjective:
         task_losses_fn: TaskLossesFn | None = None,
         generator: torch.Generator | None = None,
     ) -> dict[str, Tensor]:
-        """The weighted terms ``cka``, ``cfa``, ``reconstruction`` active at ``step`` (``cka``'s
-        value is the weighted raw estimate, its gradient that of the positive part,
-        :func:`cka_penalty`)."""
+        """The weighted terms ``cka`` (or ``conditional_cka``), ``cfa``, ``reconstruction`` active
+        at ``step`` (the independence term's value is the weighted raw estimate, its gradient that
+        of the positive part, :func:`cka_penalty`)."""
         terms: dict[str, Tensor] = {}
-        cka_weight = self.cka_weight_at(step)
+        cka_weight = self.cka_weight_at(step) if self.independence != "none" else 0.0
         if cka_weight > 0:
             if forward.z_s is None or forward.z_r is None:
                 raise InvalidParameterError("forward: the CKA term needs a model with z_s and z_r")
-            cka = linear_cka(forward.z_s.float(), forward.z_r.float(), debiased=self.debiased_cka)
-            terms["cka"] = cka_weight * cka_penalty(cka)
+            z_s, z_r = forward.z_s.float(), forward.z_r.float()
+            if self.independence == "conditional":
+                labels = label_matrix(batch, self.label_tasks)
+                cka = conditional_linear_cka(z_s, z_r, labels, debiased=self.debiased_cka)
+                terms["conditional_cka"] = cka_weight * cka_penalty(cka)
+            else:
+                cka = linear_cka(z_s, z_r, debiased=self.debiased_cka)
+                terms["cka"] = cka_weight * cka_penalty(cka)
         if self.reconstruction_weight > 0:
             reconstruction = forward.extras.get("reconstruction")
             if reconstruction is None:

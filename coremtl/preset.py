@@ -4,36 +4,60 @@
 feature vectors ``(B, C)`` or maps ``(B, C, h, w)`` into a multi-task model with its per-task
 losses, its balancer and its scheduled term sources (:class:`coremtl.trainer.ScheduledTerms`);
 ``train(method, backbone, tasks, data, ...)`` also runs it with :class:`coremtl.trainer.Trainer`
-and returns the metrics (:mod:`coremtl.tasks`). ``method`` is one of :data:`METHODS`:
+and returns the metrics (:mod:`coremtl.tasks`). ``method`` is one of :data:`~coremtl.names.METHODS`
+(:mod:`coremtl.names`; an older spelling such as ``"coremtl"`` or ``"MT-CRL"`` is read as its name):
 
 - ``"core-mtl"``: encoder = backbone, a stream split ``[Z_s; Z_r] = W F + b`` (1x1 convolution on
   maps), heads on ``Z_s`` only (:mod:`coremtl.heads`), a soft-grounding decoder (AdaIN for maps,
-  its stages fitted to the input and feature sizes; an MLP for vectors) and the staged schedule
-  of docs/VISION.md: reconstruction alone from epoch 0, the tasks from ``task_start``, CKA and
-  CFA from ``independence_start`` (:func:`coremtl.defaults.stage_starts`: 1 and 2 for 6 epochs).
-  The weights are the method's (:mod:`coremtl.defaults`), or those of the ``objective`` given;
+  its stages fitted to the input and feature sizes; an MLP for vectors) or, with
+  ``grounding="hard"``, the Lambertian renderer of :mod:`coremtl.hard_grounding` (sRGB images in
+  ``[0, 1]`` and map backbones only; normals from the surface-normal task when there is one,
+  its terms in the grounding stage, CFA's counterfactual rendered) and the staged schedule
+  of docs/VISION.md (:mod:`coremtl.schedule`): reconstruction alone from epoch 0, the tasks from
+  ``task_start``, CKA and CFA from ``independence_start`` (:func:`coremtl.defaults.stage_starts`:
+  1 and 2 for 6 epochs).
+  The weights are the method's (:mod:`coremtl.defaults`), or those of the ``objective`` given
+  (``CoreMTLObjective(independence="conditional")`` partials the tasks' labels out of the CKA);
   with the default objective the CKA warm-up is at most a quarter of the independence stage's
   steps, so a short run reaches the full weight. The task losses are combined by ``balancer``;
 - any balancer name of :data:`coremtl.balancers.BALANCER_NAMES` (``"ew"``, ``"pcgrad"``, ...):
   hard parameter sharing, the heads on the backbone features, that balancer;
 - ``"mtan"``: task attention over the stages of the backbone, which must be an
-  ``nn.Sequential`` of stages, each an ``nn.Sequential`` of at least two modules;
+  ``nn.Sequential`` of stages, each an ``nn.Sequential`` of at least two modules (stages may pool,
+  stride, change channels or end in vectors);
 - ``"rep-mtl"``: hard sharing plus the Rep-MTL saliency regulariser;
-- ``"mt-crl"``: four disentangled modules on the backbone features, a learned task-to-module
-  graph and the MT-CRL regulariser (its invariance term only with ``environment_key``);
+- ``"mt-crl"``: four disentangled modules on the backbone features, a sampled task-to-module
+  graph and the MT-CRL regulariser (its invariance term only with ``environment_key``; without
+  it the label says "MT-CRL (no invariance)");
 - ``"single-task"``: one copy of the backbone and one head per task, nothing shared.
+
+Ablations and controls are options, not methods (:mod:`coremtl.variants`): ``weights="authors"``
+(the authors' CORE-MTL configuration, :mod:`coremtl.authors`), ``heads_on="both"`` (CORE-MTL's
+heads on ``[Z_s; Z_r]``), ``mtcrl=MTCRLOptions(...)`` (MT-CRL without decorrelation, sparsity or
+routing, with one module), ``capacity_of="core-mtl" | "mt-crl" | "mtan"`` (a balancer's hard
+sharing on the same extra layers, :mod:`coremtl.capacity`). :attr:`Preset.label` names the
+result; ``Forward.representations()`` gives what a probe reads from any of them.
+
+A pipeline with layers of its own (heads, a grounding decoder and its terms, the model classes, a
+regulariser's weights) passes them as ``parts`` (:class:`coremtl.parts.Parts`); what each method
+is made of is still decided here. The vision pipeline builds every model this way.
 
 Every method gets its own deep copy of ``backbone`` (the module passed in is never trained), and
 the new layers are initialised from ``seed``, so methods built with one seed start from the same
 backbone weights. Where the library cannot adapt it says so in one line: a dense task on vector
-features, hard grounding, a decoder for maps of non-image inputs, MTAN on a backbone without stages,
-a stage that would start after the last epoch.
+features, hard grounding of vectors or of inputs that are not sRGB images, a decoder for maps of
+non-image inputs, MTAN on a backbone without stages, a stage that would start after the last
+epoch, a method that balances the gradients of shared parameters (or Rep-MTL's saliencies) on a
+backbone with none that train, an option the method does not have (:data:`METHOD_OPTIONS`).
+:func:`train` checks its data, validation and test data alike
+(:func:`coremtl.data_check.check_data`) before building anything.
 """
 
 from __future__ import annotations
 
 import copy
 import dataclasses
+import inspect
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -41,21 +65,44 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from coremtl import backbones, defaults
+from coremtl import backbones
+from coremtl.architectures.mtcrl import MTCRLOptions
 from coremtl.balancers.registry import BALANCER_NAMES
-from coremtl.heads import task_heads
+from coremtl.label_matrix import label_columns
+from coremtl.labels import method_label
+from coremtl.names import canonical_method
 from coremtl.objective import CoreMTLObjective
-from coremtl.tasks import Task, check_tasks, evaluate, task_loss
+from coremtl.parts import Parts
+from coremtl.schedule import core_mtl_sources
+from coremtl.tasks import Task, check_tasks, score, task_loss
 from coremtl.trainer import ScheduledTerms
-from scm.validation import InvalidParameterError
+from coremtl.variants import authors_weights, check_variant_options
+from scm.validation import InvalidParameterError, check_positive_int, check_seed
 
-ARCHITECTURE_METHODS = ("core-mtl", "mtan", "rep-mtl", "mt-crl", "single-task")
-METHODS: tuple[str, ...] = (*ARCHITECTURE_METHODS, *BALANCER_NAMES)
+METHOD_OPTIONS: dict[str, tuple[str, ...]] = {
+    "streams": ("core-mtl",),
+    "grounding": ("core-mtl",),
+    "objective": ("core-mtl",),
+    "stages": ("core-mtl",),
+    "environment_key": ("mt-crl",),
+}
+"""The options of :func:`build` that only some methods have; given to another, they are refused."""
+BUILD_ARGUMENTS_OF_TRAIN = (
+    "method",
+    "backbone",
+    "tasks",
+    "example",
+    "epochs",
+    "steps_per_epoch",
+    "seed",
+)
+"""The arguments of :func:`build` that :func:`train` sets itself."""
 
 
 @dataclass
 class Preset:
-    """What :func:`build` returns: everything :class:`coremtl.trainer.Trainer` needs."""
+    """What :func:`build` returns: everything :class:`coremtl.trainer.Trainer` needs, and the
+    ``label`` tables print (:func:`coremtl.labels.method_label`)."""
 
     method: str
     model: nn.Module
@@ -64,6 +111,7 @@ class Preset:
     balancer: Any
     term_sources: list[ScheduledTerms] = field(default_factory=list)
     task_start_epoch: int = 0
+    label: str = ""
 
 
 @dataclass
@@ -81,54 +129,38 @@ class Result:
         return self.preset.model
 
 
-def _core_mtl_sources(
-    objective: CoreMTLObjective | None,
-    has_decoder: bool,
-    epochs: int,
-    stages: tuple[int, int] | None,
-    steps_per_epoch: int | None,
-) -> tuple[list[ScheduledTerms], int]:
-    chosen = objective or CoreMTLObjective()
-    if not has_decoder and chosen.cfa_mode == "input":
-        chosen = dataclasses.replace(chosen, cfa_weight=0.0, reconstruction_weight=0.0)
-    grounded = has_decoder and chosen.reconstruction_weight > 0
-    if stages is None:
-        fraction = defaults.RECONSTRUCTION_FRACTION if grounded else 0.0
-        stages = defaults.stage_starts(epochs, fraction, defaults.INDEPENDENCE_FRACTION)
-    task_start, independence_start = stages
-    defaults.check_stages(epochs, task_start, independence_start)
-    if objective is None and steps_per_epoch:
-        quarter = max(1, (epochs - independence_start) * steps_per_epoch // 4)
-        chosen = dataclasses.replace(chosen, cka_warmup_steps=min(chosen.cka_warmup_steps, quarter))
-    sources = []
-    if grounded:
-        rec = dataclasses.replace(chosen, cka_weight=0.0, cfa_weight=0.0)
-        sources.append(ScheduledTerms(rec, 0, "grounding"))
-    independence = dataclasses.replace(chosen, reconstruction_weight=0.0)
-    sources.append(ScheduledTerms(independence, independence_start, "independence"))
-    return sources, task_start
-
-
 def build(
     method: str,
     backbone: nn.Module,
     tasks: Sequence[Task],
     example: Tensor,
     epochs: int,
-    balancer: str = "ew",
+    balancer: str | None = None,
     balancer_options: Mapping[str, Any] | None = None,
     streams: tuple[int, int] | None = None,
-    grounding: str = "soft",
+    grounding: str | None = None,
     objective: CoreMTLObjective | None = None,
     stages: tuple[int, int] | None = None,
     steps_per_epoch: int | None = None,
     environment_key: str | None = None,
-    seed: int = 0,
+    seed: int | None = 0,
+    mtcrl: MTCRLOptions | None = None,
+    weights: str = "library",
+    authors_config: str = "cityscapes",
+    heads_on: str = "semantic",
+    capacity_of: str | None = None,
+    parts: Parts | None = None,
 ) -> Preset:
     """The model, losses, balancer and term sources of ``method`` on ``backbone`` (see the module
     docstring). ``example`` is a batch of inputs (its shape sizes the heads and the decoder);
     ``streams`` the ``(semantic, residual)`` widths (default: half the feature channels each);
-    ``stages`` an explicit ``(task_start, independence_start)`` for CORE-MTL."""
+    ``grounding`` ``"soft"`` (default), ``"hard"`` or ``"none"``; ``stages`` an explicit
+    ``(task_start, independence_start)`` for CORE-MTL; ``seed`` the seed of the new layers (None:
+    drawn from torch's generator as it stands). ``balancer`` (default ``"ew"``) combines the task
+    losses of every method but single-task. The options of the ablations and controls (module
+    docstring): ``mtcrl``, ``weights`` with ``authors_config``, ``heads_on``, ``capacity_of``.
+    ``parts`` replaces the library's layers and terms with the caller's
+    (:class:`coremtl.parts.Parts`)."""
     from coremtl.architectures import (
         MTCRLRegularizer,
         RepMTLRegularizer,
@@ -136,14 +168,44 @@ def build(
         SingleTaskModels,
     )
     from coremtl.balancers import make_balancer
-    from coremtl.representation import DualStreamModel, StreamSplit
+    from coremtl.capacity import capacity_trunk
+    from coremtl.representation import BothStreamsModel, DualStreamModel, StreamSplit
 
-    if method not in METHODS:
-        raise InvalidParameterError(f"method: expected one of {', '.join(METHODS)}, got {method!r}")
-    if method in BALANCER_NAMES and balancer not in ("ew", method):
+    method = canonical_method(method)
+    if capacity_of is not None:
+        capacity_of = canonical_method(capacity_of, "capacity_of")
+    if method in BALANCER_NAMES and balancer not in (None, method):
         raise InvalidParameterError(
             f"balancer: method {method!r} is itself the balancer; got balancer={balancer!r} too"
         )
+    if method == "single-task" and (balancer is not None or balancer_options):
+        raise InvalidParameterError(
+            "balancer: single-task trains each task on its own model, there is nothing to balance"
+        )
+    given = {
+        "streams": streams,
+        "grounding": grounding,
+        "objective": objective,
+        "stages": stages,
+        "environment_key": environment_key,
+    }
+    for option, value in given.items():
+        if value is not None and method not in METHOD_OPTIONS[option]:
+            raise InvalidParameterError(
+                f"{option}: an option of {', '.join(METHOD_OPTIONS[option])} only, not of method "
+                f"{method!r}"
+            )
+    if objective is not None and not isinstance(objective, CoreMTLObjective):
+        raise InvalidParameterError(
+            f"objective: expected a CoreMTLObjective, got {type(objective).__name__}"
+        )
+    if balancer_options is not None and not isinstance(balancer_options, Mapping):
+        raise InvalidParameterError(
+            f"balancer_options: expected a mapping of option names to values, got "
+            f"{type(balancer_options).__name__}"
+        )
+    if seed is not None:
+        check_seed(seed)
     tasks = check_tasks(tasks)
     if isinstance(epochs, bool) or not isinstance(epochs, int) or epochs < 1:
         raise InvalidParameterError(f"epochs: expected a positive integer, got {epochs!r}")
@@ -151,63 +213,127 @@ def build(
         raise InvalidParameterError(
             f"backbone: expected an nn.Module, got {type(backbone).__name__}"
         )
+    check_variant_options(
+        method,
+        weights,
+        heads_on,
+        capacity_of,
+        mtcrl,
+        objective,
+        authors_config,
+        grounding or "soft",
+    )
     backbone = copy.deepcopy(backbone)
     channels, maps, size = backbones.feature_shape(backbone, example)
     input_shape = tuple(example.shape[1:])
     names = [task.name for task in tasks]
-    torch.manual_seed(seed)
+    parts = parts or Parts()
+    make_heads = parts.heads or backbones.library_heads(tasks, maps, input_shape)
+    shared_bottom = parts.shared_bottom or SharedBottom
+    if seed is not None:
+        torch.manual_seed(seed)
     sources: list[ScheduledTerms] = []
     task_start = 0
-    balancer_name = method if method in BALANCER_NAMES else balancer
+    balancer_name = method if method in BALANCER_NAMES else balancer or "ew"
     if method == "core-mtl":
         semantic, residual = backbones.stream_widths(channels, streams)
         split = StreamSplit(channels, semantic, residual, maps=maps)
-        heads = task_heads(tasks, semantic, maps, input_shape)
-        decoder = backbones.soft_decoder(grounding, semantic, residual, maps, size, input_shape)
-        model: nn.Module = DualStreamModel(backbone, split, heads, decoder)
-        sources, task_start = _core_mtl_sources(
-            objective, decoder is not None, epochs, stages, steps_per_epoch
+        both = heads_on == "both"
+        heads = make_heads(semantic + residual if both else semantic)
+        if parts.decoder is not None:
+            decoder = parts.decoder(semantic, residual, heads)
+        else:
+            decoder = backbones.grounding_decoder(
+                grounding or "soft", tasks, heads, semantic, residual, maps, size, example
+            )
+        dual_stream = parts.dual_stream or (BothStreamsModel if both else DualStreamModel)
+        model: nn.Module = dual_stream(backbone, split, heads, decoder)
+        if weights != "library":
+            objective, stages = authors_weights(
+                weights, authors_config, epochs, steps_per_epoch, len(tasks), stages
+            )
+        sources, task_start = core_mtl_sources(
+            objective, decoder, epochs, stages, steps_per_epoch, tasks, parts.grounding_terms
         )
     elif method == "mtan":
-        model = backbones.mtan_on(backbone, tasks, example, input_shape)
+        model = backbones.mtan_on(backbone, tasks, example, input_shape, make_heads)
     elif method == "mt-crl":
-        model = backbones.mtcrl_on(backbone, tasks, channels, maps, input_shape)
-        regularizer = MTCRLRegularizer(
-            invariance_weight=1.0 if environment_key else 0.0,
+        options = mtcrl or MTCRLOptions()
+        model = backbones.mtcrl_on(
+            backbone, tasks, channels, maps, input_shape, options, make_heads
+        )
+        regularizer = parts.regularizer or MTCRLRegularizer(
+            decorrelation_weight=options.decorrelation,
+            invariance_weight=options.invariance if environment_key else 0.0,
+            sparsity_weight=options.sparsity,
             environment_key=environment_key or "environment",
         )
         sources = [ScheduledTerms(regularizer, 0, "mt-crl")]
     elif method == "single-task":
         trunks = {name: copy.deepcopy(backbone) for name in names}
-        model = SingleTaskModels(trunks, task_heads(tasks, channels, maps, input_shape))
+        model = SingleTaskModels(trunks, make_heads(channels))
         balancer_name = "ew"
+    elif capacity_of is not None:
+        trunk, width = capacity_trunk(
+            capacity_of, backbone, tasks, example, streams, heads_on, mtcrl
+        )
+        model = shared_bottom(trunk, make_heads(width))
     else:
-        model = SharedBottom(backbone, task_heads(tasks, channels, maps, input_shape))
+        model = shared_bottom(backbone, make_heads(channels))
         if method == "rep-mtl":
-            sources = [ScheduledTerms(RepMTLRegularizer(), 0, "rep-mtl")]
+            regularizer = parts.regularizer or RepMTLRegularizer()
+            sources = [ScheduledTerms(regularizer, 0, "rep-mtl")]
+    chosen = make_balancer(balancer_name, names, **dict(balancer_options or {}))
+    _check_shared_parameters(method, chosen, model)
     return Preset(
         method=method,
         model=model,
         tasks=tasks,
         task_losses={task.name: task_loss(task) for task in tasks},
-        balancer=make_balancer(balancer_name, names, **dict(balancer_options or {})),
+        balancer=chosen,
         term_sources=sources,
         task_start_epoch=task_start,
+        label=method_label(
+            method,
+            balancer=balancer_name,
+            environment_key=environment_key,
+            mtcrl=mtcrl,
+            weights=weights,
+            authors_config=authors_config,
+            heads_on=heads_on,
+            grounding=grounding or "soft",
+            capacity_of=capacity_of,
+            independence=objective.independence if objective is not None else "unconditional",
+        ),
     )
 
 
-def _length(data) -> int:
+def _check_shared_parameters(method: str, balancer, model: nn.Module) -> None:
+    """Refuse a method that acts on the shared parameters' gradients (Jacobian balancers,
+    GradNorm) or on the saliencies of the shared representation (Rep-MTL) when no shared
+    parameter trains (a frozen or parameter-free backbone)."""
+    from coremtl.step import shared_parameters
+
+    if not (balancer.needs_shared_parameters or method == "rep-mtl"):
+        return
+    if any(p.requires_grad for p in shared_parameters(model)):
+        return
+    why = "Rep-MTL's task saliencies" if method == "rep-mtl" else f"balancer {balancer.name!r}"
+    raise InvalidParameterError(
+        f"backbone: method {method!r} needs gradients on the shared parameters ({why}), and this "
+        "backbone has none that train (frozen or parameter-free); unfreeze it or choose a loss "
+        "weighting such as 'ew'"
+    )
+
+
+def _sample_shape(data, input_key: str) -> tuple[int, ...]:
     if isinstance(data, Mapping):
-        return len(next(iter(data.values())))
-    return len(data)
+        return tuple(data[input_key].shape[1:])
+    return tuple(data[0][input_key].shape)
 
 
 def _example_inputs(data, input_key: str) -> Tensor:
     if isinstance(data, Mapping):
-        if input_key not in data:
-            raise InvalidParameterError(
-                f"data: expected the inputs under {input_key!r}, got keys {sorted(data)}"
-            )
         return data[input_key][:2]
     return data[0][input_key].unsqueeze(0)
 
@@ -226,45 +352,62 @@ def train(
     device: str = "cpu",
     output_dir=None,
     trainer_options: Mapping[str, Any] | None = None,
+    overwrite: bool = False,
     **options: Any,
 ) -> Result:
     """Build ``method`` (:func:`build`, ``options`` passed on) and train it on ``data`` (a
     mapping of equally long tensors with the inputs under ``"x"`` and each task's labels under its
     ``target``, or a dataset of such dicts) for ``epochs`` epochs of AdamW at ``learning_rate``;
-    ``val_data`` and ``test_data`` are scored after every epoch. The other trainer settings are
-    :class:`coremtl.trainer.TrainerConfig`'s defaults (cosine decay to zero, clipping at norm 1,
-    weight decay 1e-4) unless ``trainer_options`` names them. Nothing is written unless
-    ``output_dir`` is given (then the trainer's logs and checkpoints go there)."""
+    ``val_data`` and ``test_data`` are scored after every epoch. All three are checked alike
+    before anything is built (:mod:`coremtl.data_check`, labels as in :mod:`coremtl.task_labels`).
+    The other trainer settings are :class:`coremtl.trainer.TrainerConfig`'s defaults (cosine
+    decay to zero, clipping at norm 1, weight decay 1e-4) unless ``trainer_options`` names them
+    (``input_key`` also names the inputs of the three data sets). Nothing is written unless
+    ``output_dir`` is given (then the trainer's logs and checkpoints go there; a folder holding an
+    earlier run with results is refused unless ``overwrite=True``)."""
+    from coremtl.data_check import check_data
+    from coremtl.devices import check_device
+    from coremtl.run_folder import FolderFlags
+    from coremtl.sampler import num_samples
     from coremtl.trainer import Trainer, TrainerConfig
 
-    if method == "core-mtl" and (
-        isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 4
-    ):
+    method = canonical_method(method)
+    open_options = set(inspect.signature(build).parameters) - set(BUILD_ARGUMENTS_OF_TRAIN)
+    unknown_options = sorted(set(options) - open_options)
+    if unknown_options:
+        raise InvalidParameterError(
+            f"{unknown_options[0]}: not an argument of train or build (build's options: "
+            f"{', '.join(sorted(open_options))})"
+        )
+    check_positive_int(batch_size, "batch_size")
+    if method == "core-mtl" and batch_size < 4:
         raise InvalidParameterError(
             f"batch_size: the debiased CKA of CORE-MTL needs at least 4 samples, got {batch_size!r}"
         )
-    steps = _length(data) // batch_size
-    preset = build(
-        method,
-        backbone,
-        tasks,
-        _example_inputs(data, "x"),
-        epochs,
-        steps_per_epoch=steps,
-        seed=seed,
-        **options,
-    )
+    objective = options.get("objective")
+    if method == "core-mtl" and getattr(objective, "independence", None) == "conditional":
+        needed = label_columns(objective.label_tasks or check_tasks(tasks)) + 4
+        if batch_size < needed:
+            raise InvalidParameterError(
+                f"batch_size: the conditional CKA partials out up to {needed - 4} label columns "
+                f"and needs 4 samples beyond them, so at least {needed}; got {batch_size}"
+            )
+    check_device(device, "device", available=True)
+    if trainer_options is not None and not isinstance(trainer_options, Mapping):
+        raise InvalidParameterError(
+            f"trainer_options: expected a mapping of TrainerConfig fields, got "
+            f"{type(trainer_options).__name__}"
+        )
     settings = {
         "epochs": epochs,
         "batch_size": batch_size,
         "learning_rate": learning_rate,
-        "seed": seed,
+        "seed": check_seed(seed),
         "device": device,
-        "task_start_epoch": preset.task_start_epoch,
         "progress": False,
     }
     extra = dict(trainer_options or {})
-    allowed = {f.name for f in dataclasses.fields(TrainerConfig)} - set(settings)
+    allowed = {f.name for f in dataclasses.fields(TrainerConfig)} - {*settings, "task_start_epoch"}
     unknown = sorted(set(extra) - allowed)
     if unknown:
         raise InvalidParameterError(
@@ -272,11 +415,42 @@ def train(
             f"train leaves open ({', '.join(sorted(allowed))})"
         )
     config = TrainerConfig(**settings, **extra)
+    tasks = check_tasks(tasks)
+    key = config.input_key
+    data = check_data(data, tasks, "data", key)
+    splits = {"val_data": val_data, "test_data": test_data}
+    checked = {
+        name: check_data(split, tasks, name, key)
+        for name, split in splits.items()
+        if split is not None
+    }
+    shape = _sample_shape(data, key)
+    for name, split in checked.items():
+        if _sample_shape(split, key) != shape:
+            raise InvalidParameterError(
+                f"{name}[{key!r}]: expected samples of shape {shape} like data's, got "
+                f"{_sample_shape(split, key)}"
+            )
+    if config.selection_metric is not None and "val_data" not in checked:
+        raise InvalidParameterError(
+            "trainer_options: a selection_metric is chosen on val_data, which is not given"
+        )
+    preset = build(
+        method,
+        backbone,
+        tasks,
+        _example_inputs(data, key),
+        epochs,
+        steps_per_epoch=num_samples(data) // batch_size,
+        seed=seed,
+        **options,
+    )
+    config = dataclasses.replace(config, task_start_epoch=preset.task_start_epoch)
 
-    def scorer(split):
-        if split is None:
+    def scorer(name: str):
+        if name not in checked:
             return None
-        return lambda model: evaluate(model, split, preset.tasks, device=device)
+        return lambda model: score(model, checked[name], preset.tasks, input_key=key, device=device)
 
     trainer = Trainer(
         preset.model,
@@ -285,10 +459,11 @@ def train(
         config,
         output_dir,
         objective=preset.term_sources,
-        validate=scorer(val_data),
-        test=scorer(test_data),
+        validate=scorer("val_data"),
+        test=scorer("test_data"),
         run_info={"method": method, "tasks": [dataclasses.asdict(t) for t in preset.tasks]},
     )
-    trainer.fit(data)
+    trainer.folder_flags = FolderFlags(None, "overwrite=True")
+    trainer.fit(data, overwrite=overwrite)
     last = trainer.history[-1] if trainer.history else {}
     return Result(preset, last.get("val", {}), last.get("test", {}), trainer.history)

@@ -9,6 +9,8 @@
   ``g_task = d (sum_t L_t) / d F`` and ``g_res = d L_res / d F`` with ``L_res`` a residual-stream
   loss (the reconstruction loss, or ``sum(Z_r)`` by default), both flattened over the whole batch,
   ``cos^2 = <g_task, g_res>^2 / (||g_task||^2 ||g_res||^2)`` (0 when either gradient is zero).
+- Representations (:func:`representations`): what every built model's representations are on a
+  batch, as vectors for linear probes (:meth:`coremtl.forward.Forward.representations`).
 - Substitution stability (C5): for inputs ``x`` and ``x'`` that differ only in their residual
   factors, ``dZ = mean_i ||Z(x'_i) - Z(x_i)|| / scale(Z)`` per stream, with
   ``scale(Z) = sqrt(mean_i ||Z(x_i) - mean Z||^2)`` the stream's spread on ``x``, and the ratio
@@ -123,3 +125,17 @@ def alignment_probe(
         }
 
     return probe
+
+
+def representations(model: nn.Module, x: Tensor) -> dict[str, Tensor]:
+    """:meth:`coremtl.forward.Forward.representations` of ``model`` on inputs ``x``, computed in
+    eval mode without gradients (the model's mode restored): ``"Z"`` for every method,
+    ``"Z_s"``/``"Z_r"`` for CORE-MTL, ``"module/<m>"`` and ``"routing"`` for MT-CRL,
+    ``"attended/<task>"`` for MTAN, ``"trunk/<task>"`` for single-task models."""
+    was_training = model.training
+    model.eval()
+    try:
+        with torch.no_grad():
+            return model(x).representations()
+    finally:
+        model.train(was_training)

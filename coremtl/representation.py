@@ -236,6 +236,41 @@ class DualStreamModel(nn.Module):
         return Forward(predictions=self.predict(z_s), shared=shared, z_s=z_s, z_r=z_r)
 
 
+class BothStreamsModel(DualStreamModel):
+    """The control of :class:`DualStreamModel` whose heads read both streams:
+    ``yhat_t = head_t([Z_s; Z_r])``.
+
+    It tells whether reading ``Z_s`` alone matters: the residual stream, and everything it carries,
+    reaches the heads. ``Forward.shared`` is ``[Z_s; Z_r]``, the representation every head reads
+    (so gradient balancing happens there, as for the skip-connection ablation); ``Forward.z_s``
+    and ``Forward.z_r`` are the streams, for CKA and the decoder; ``extras["features"]`` is the
+    encoder output ``F``. Input-level CFA re-encodes the counterfactual with the whole forward.
+    """
+
+    heads_read_pre_split_features = True
+
+    def predict(self, z_s: Tensor) -> dict[str, Tensor]:
+        raise InvalidParameterError(
+            "heads_on: these heads read [Z_s; Z_r]; predict from the whole forward, not from Z_s"
+        )
+
+    def forward(self, x: Tensor) -> Forward:
+        features = self.encoder(x)
+        z_s, z_r = self.split(features)
+        shared = torch.cat([z_s, z_r], dim=1)
+        if isinstance(self.heads, LinearHeads):
+            predictions = self.heads(shared)
+        else:
+            predictions = {name: head(shared) for name, head in self.heads.items()}
+        return Forward(
+            predictions=predictions,
+            shared=shared,
+            z_s=z_s,
+            z_r=z_r,
+            extras={"features": features},
+        )
+
+
 def mlp(sizes: list[int], activation: type[nn.Module] = nn.ReLU, batch_norm: bool = False):
     """``Linear -> [BatchNorm1d] -> activation`` between consecutive ``sizes``, no activation last."""
     if len(sizes) < 2:

@@ -29,19 +29,16 @@ from torch import Tensor, nn
 from coremtl import distributed, distributed_balancing
 from coremtl.balancers.base import Balancer
 from coremtl.counterfactual import frozen_batchnorm
+from coremtl.devices import check_device
 from coremtl.forward import Forward
 from coremtl.optimization import build_optimizer
 from coremtl.terms import ScheduledTerms, Sources, as_scheduled, collect_terms
 from coremtl.trainer_config import TrainerConfig
-from scm.validation import InvalidParameterError
+from scm.validation import InvalidParameterError, NonFiniteError
 
 TaskLoss = Callable[[Tensor, Mapping[str, Tensor]], Tensor]
 TaskLossVector = Callable[[Mapping[str, Tensor], Mapping[str, Tensor]], Tensor]
 Probe = Callable[[nn.Module, Mapping[str, Tensor], Forward, int], Mapping[str, float] | float]
-
-
-class NonFiniteError(ValueError):
-    """A loss or an input batch holds NaN or infinity; the message names which and the step."""
 
 
 def shared_parameters(model: nn.Module) -> list[nn.Parameter]:
@@ -82,6 +79,7 @@ class TrainingStep:
     ):
         if len(task_losses) == 0:
             raise InvalidParameterError("task_losses: expected at least one task")
+        check_device(config.device, "device", available=True)
         self.device = torch.device(config.device)
         self.config = config
         self.model = model.to(self.device)

@@ -46,14 +46,22 @@ from coremtl.checkpoint import (
     set_rng_state,
 )
 from coremtl.rank_state import load_rank_state, rank_state
-from coremtl.run_folder import check_resumable, claim_fresh_folder, require_checkpoint
+from coremtl.run_folder import (
+    MANIFEST,
+    TRAINER_FLAGS,
+    FolderFlags,
+    check_resumable,
+    claim_fresh_folder,
+    require_checkpoint,
+    write_manifest,
+)
 from coremtl.run_log import EPOCHS, METRICS, EpochMeans, ModelSelection, RunLog
 from coremtl.sampler import epoch_batches, epoch_order, iterate_batches, num_samples
 from coremtl.step import NonFiniteError, Probe, TaskLoss, TaskLossVector, TrainingStep
 from coremtl.terms import ScheduledTerms, Sources, TermSource
 from coremtl.trainer_config import LR_SCHEDULES, OptimizationConfig, TrainerConfig
 from scm.seeds import derive_seed
-from scm.validation import InvalidParameterError
+from scm.validation import InvalidParameterError, check_output_path
 
 __all__ = [
     "BEST_CHECKPOINT",
@@ -94,9 +102,13 @@ class Trainer(TrainingStep):
     averaged over the batch), so the cost of the losses does not grow with K; ``task_losses``
     then only names the tasks.
     Results go to ``output_dir``: ``config.json``, ``metrics.jsonl``, ``metrics.csv``,
-    ``epochs.jsonl`` (:class:`coremtl.run_log.RunLog`); checkpoints ``last.pt`` and ``best.pt`` go
-    to ``checkpoint_dir`` (default ``output_dir``).
+    ``epochs.jsonl`` (:class:`coremtl.run_log.RunLog`) and the run manifest
+    (:mod:`coremtl.run_folder`); checkpoints ``last.pt`` and ``best.pt`` go to ``checkpoint_dir``
+    (default ``output_dir``). ``folder_flags`` are how the caller's messages name resuming and
+    overwriting (the ``fit`` arguments by default; the command line sets its flags).
     """
+
+    folder_flags: FolderFlags = TRAINER_FLAGS
 
     def __init__(
         self,
@@ -117,6 +129,8 @@ class Trainer(TrainingStep):
         super().__init__(model, task_losses, balancer, config, objective, probes, task_loss_vector)
         if config.selection_metric is not None and validate is None:
             raise InvalidParameterError("validate: a selection_metric needs a validation function")
+        if output_dir is not None and distributed.is_main_process():
+            check_output_path(output_dir, "output_dir", folder=True)
         self.output_dir = None if output_dir is None else Path(output_dir)
         self.checkpoint_dir = Path(checkpoint_dir) if checkpoint_dir else self.output_dir
         self.validate = validate
@@ -282,14 +296,17 @@ class Trainer(TrainingStep):
         if resume and overwrite:
             raise InvalidParameterError("overwrite: a resumed run continues its folder; drop one")
         if self.writes_files and not resume:
-            claim_fresh_folder(self.output_dir, overwrite)
+            claim_fresh_folder(self.output_dir, overwrite, self.folder_flags)
             self.output_dir.mkdir(parents=True, exist_ok=True)
+            write_manifest(self.output_dir)
         total_steps = self.prepare(data)
         state = None
         if resume:
-            last = require_checkpoint(self.checkpoint_dir / LAST_CHECKPOINT)
+            last = require_checkpoint(self.checkpoint_dir / LAST_CHECKPOINT, self.folder_flags)
             if self.writes_files:
                 check_resumable(self.output_dir, self.configuration())
+                if not (self.output_dir / MANIFEST).is_file():
+                    write_manifest(self.output_dir)
             state = load_checkpoint(last, map_location=self.device)
             self.load_state_dict(state, last)
             self.log.truncate_after(self.step, self.epoch)

@@ -21,6 +21,10 @@ LR_SCHEDULES = ("cosine", "constant")
 DISTRIBUTED_BALANCING = ("exact", "local")
 
 
+def _is_number(value: object) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
 def _check_integers(config: Any, names: tuple[str, ...], minimum: int) -> None:
     expected = "a positive integer" if minimum == 1 else f"an integer >= {minimum}"
     for name in names:
@@ -61,10 +65,10 @@ class OptimizationConfig:
         _check_integers(self, ("warmup_steps", "checkpoint_every", "max_batches_per_epoch"), 0)
         for name in ("learning_rate", "weight_decay"):
             value = getattr(self, name)
-            if not math.isfinite(value) or value < 0:
+            if not _is_number(value) or not math.isfinite(value) or value < 0:
                 raise InvalidParameterError(f"{name}: expected a finite number >= 0, got {value!r}")
         if self.grad_clip is not None and not (
-            math.isfinite(self.grad_clip) and self.grad_clip > 0
+            _is_number(self.grad_clip) and math.isfinite(self.grad_clip) and self.grad_clip > 0
         ):
             raise InvalidParameterError(
                 f"grad_clip: expected a positive number or None, got {self.grad_clip!r}"

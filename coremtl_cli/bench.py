@@ -16,7 +16,7 @@ from pathlib import Path
 
 BENCHMARKS: dict[str, tuple[str, str]] = {
     "sampling": ("scm.benchmark:main", "SCM sampling throughput against numpy normals"),
-    "mtl-cost": ("experiments.synthetic.study8_cost:main", "step time vs number of tasks, ratios"),
+    "mtl-cost": ("experiments.synthetic.study8_cost:main", "FLOPs and step time vs K, ratios"),
     "balancers": ("coremtl.balancers.benchmark:main", "step time of every balancer against EW"),
     "step": ("coremtl.benchmark:main", "CORE-MTL step time against EW and PCGrad, K = 10 and 40"),
     "render": ("experiments.vision.render_benchmark:main", "scene rendering against .npy loading"),
@@ -60,11 +60,14 @@ def machine_description(device: str) -> dict:
 
 
 def run(args: argparse.Namespace) -> int:
-    if args.repeats < 1:
-        raise ValueError(f"--repeats: expected a positive integer, got {args.repeats}")
-    from scm.validation import refuse_to_overwrite
+    from coremtl.devices import check_device
+    from scm.validation import check_output_path, check_positive_int, refuse_to_overwrite
 
+    check_positive_int(args.repeats, "--repeats")
+    check_device(args.device, "--device", available=True)
     path = args.output / f"{args.name}{'-quick' if args.quick else ''}.json"
+    check_output_path(args.output, "--output", folder=True)
+    check_output_path(path, "--output")
     if not args.overwrite:
         refuse_to_overwrite([path], "--output")
     module_name, function_name = BENCHMARKS[args.name][0].split(":")

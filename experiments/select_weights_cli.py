@@ -16,7 +16,13 @@ import time
 from pathlib import Path
 
 from coremtl.devices import check_device
-from scm.validation import OVERWRITE_RULE, check_positive_int, refuse_to_overwrite
+from scm.validation import (
+    OVERWRITE_RULE,
+    check_output_path,
+    check_positive_int,
+    check_seed,
+    refuse_to_overwrite,
+)
 
 DEFAULT_OUTPUT = Path("results/default_weights.json")
 
@@ -57,6 +63,8 @@ def run(args: argparse.Namespace) -> int:
     mode = "full" if args.full else "smoke" if args.smoke else "fast"
     device = check_device(args.device, "--device", available=True)
     check_positive_int(args.threads, "--threads")
+    check_seed(args.seed, "--seed")
+    check_output_path(args.output, "--output")
     if not args.overwrite:
         refuse_to_overwrite([args.output], "--output")
     torch.set_num_threads(args.threads)

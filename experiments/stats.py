@@ -36,7 +36,7 @@ POWER = 0.8
 
 
 def _array(values: Iterable[float], name: str) -> np.ndarray:
-    array = np.asarray(list(values), dtype=float)
+    array = np.asarray(values if isinstance(values, np.ndarray) else list(values), dtype=float)
     if array.ndim != 1 or array.size == 0:
         raise InvalidParameterError(f"{name}: expected a non-empty sequence of numbers")
     return array
@@ -114,9 +114,14 @@ class Estimate:
 
     @classmethod
     def from_dict(cls, record: Mapping[str, Any]) -> Estimate:
-        return cls(
-            float(record["mean"]), float(record["se"]), int(record["n"]), float(record["sd"])
-        )
+        """The inverse of :meth:`to_dict`, also after JSON, where an infinite ``se`` or ``sd``
+        (a single seed) is stored as ``None``."""
+
+        def spread(key: str) -> float:
+            value = record[key]
+            return math.inf if value is None else float(value)
+
+        return cls(float(record["mean"]), spread("se"), int(record["n"]), spread("sd"))
 
 
 def estimate(values: Iterable[float]) -> Estimate:

@@ -41,7 +41,9 @@ from experiments.verify_steps import (
 from scm.validation import (
     OVERWRITE_RULE,
     InvalidParameterError,
+    check_output_path,
     check_positive_int,
+    check_seed,
     refuse_to_overwrite,
 )
 
@@ -216,6 +218,10 @@ def run(args: argparse.Namespace) -> int:
     torch.set_num_threads(args.threads)
     partial = numbers != sorted(STUDIES) or args.no_proofs
     results_path, figures_dir = output_paths(mode, partial, args.results, args.figures)
+    check_seed(args.seed, "--seed")
+    check_output_path(results_path, "--results")
+    check_output_path(results_path.parent / "REPORT.md", "--results")
+    check_output_path(figures_dir, "--figures", folder=True)
     if not args.overwrite:
         earlier = [results_path, results_path.parent / "REPORT.md"]
         refuse_to_overwrite(

@@ -97,12 +97,15 @@ def ood_gap_on_tracked_shift(model) -> dict[str, float]:
 
 # %% [markdown]
 # ## Training both
+#
+# Each run logs to `runs/<architecture>/`. Running the notebook again replaces its own runs there
+# (`fit(overwrite=True)`: the trainer removes only the files its run manifest lists).
 
 # %%
 EPOCHS, BATCH_SIZE, PROBE_EVERY = 12, 256, 2
 methods = {
-    "PCGrad": ("pcgrad", "pcgrad", None),
-    "CORE-MTL": (
+    "pcgrad": ("pcgrad", "pcgrad", None),
+    "core-mtl": (
         "core-mtl",
         "ew",
         CoreMTLObjective(
@@ -137,7 +140,7 @@ for label, (architecture, balancer_name, objective) in methods.items():
         probes={"align": alignment_probe(models.squared_losses)},
         validate=ood_gap_on_tracked_shift,
     )
-    trainer.fit(train_data)
+    trainer.fit(train_data, overwrite=True)
     log = trainer.output_dir / "metrics.jsonl"
     logs[label] = [json.loads(line) for line in log.read_text().splitlines()]
     trained[label] = model.eval()

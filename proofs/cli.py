@@ -113,13 +113,12 @@ def run(args: argparse.Namespace) -> int:
     import warnings
 
     from proofs.registry import certify_all, select
-    from scm.validation import refuse_to_overwrite
+    from scm.validation import check_output_path, check_seed, refuse_to_overwrite
 
     ids = None if args.only is None else args.only.split(",")
     select(ids)
-    output = Path(args.output)
-    if output.exists() and not output.is_dir():
-        raise NotADirectoryError(f"output: expected a folder, {output} is a file")
+    check_seed(args.seed, "--seed")
+    output = check_output_path(args.output, "--output", folder=True)
     if not args.overwrite:
         refuse_to_overwrite([output / "verdicts.md", output / "verdicts.json"], "--output")
     start = time.perf_counter()

@@ -4,11 +4,13 @@ A sample mean of ``n`` i.i.d. draws with standard deviation ``sd`` has standard 
 ``sd / sqrt(n)``; by the central limit theorem the estimate lies within ``Z_SCORE`` standard errors
 of the population value except with probability ``2 (1 - Phi(Z_SCORE)) ~ 5.7e-7`` per check, so a
 failed check is evidence against the closed form, not bad luck.
+
+The standard error is ``scipy.stats.sem`` (sample standard deviation, ``ddof = 1``): the layers
+keep ``proofs`` from importing :mod:`experiments.stats`, so this module calls the library rather
+than writing the formula again.
 """
 
 from __future__ import annotations
-
-import math
 
 import numpy as np
 
@@ -16,11 +18,13 @@ Z_SCORE = 5.0
 
 
 def mean_and_standard_error(values: np.ndarray) -> tuple[float, float]:
-    """Sample mean and its standard error ``sd / sqrt(n)`` (ddof = 1)."""
+    """Sample mean and its standard error ``sd / sqrt(n)`` (``scipy.stats.sem``, ddof = 1)."""
+    from scipy.stats import sem
+
     values = np.asarray(values, dtype=np.float64).ravel()
     if values.size < 2:
         raise ValueError(f"values: expected at least 2 draws, got {values.size}")
-    return float(values.mean()), float(values.std(ddof=1) / math.sqrt(values.size))
+    return float(values.mean()), float(sem(values))
 
 
 def ratio_standard_error(

@@ -1,5 +1,6 @@
 """Every statement of docs/THEORY.md, in order, by id (S1..S8, the open question S9, S10 and S11
-on flexible encoders and the source-only correlation rho, S12 on MT-CRL's claim)."""
+on flexible encoders and the source-only correlation rho, S12 on MT-CRL's claim, S13 on the
+label-conditional penalty)."""
 
 from __future__ import annotations
 
@@ -17,11 +18,13 @@ from proofs.s9_counterfactual_swap import STATEMENT as S9
 from proofs.s10_flexible_encoders import STATEMENT as S10
 from proofs.s11_source_correlation import STATEMENT as S11
 from proofs.s12_mtcrl_sharing import STATEMENT as S12
+from proofs.s13_label_conditional import STATEMENT as S13
 from proofs.statement import Certificate, Statement
 from scm.validation import InvalidParameterError
 
 STATEMENTS: dict[str, Statement] = {
-    statement.id: statement for statement in (S1, S2, S3, S4, S5, S6, S7, S8, S9, S10, S11, S12)
+    statement.id: statement
+    for statement in (S1, S2, S3, S4, S5, S6, S7, S8, S9, S10, S11, S12, S13)
 }
 
 

@@ -50,6 +50,7 @@ import math
 import numpy as np
 import sympy as sp
 
+from proofs.headline import Headline
 from proofs.montecarlo import FLOAT64_ROUNDOFF, Z_SCORE, mean_and_standard_error
 from proofs.statement import Evidence, NumericCheck, Statement, SymbolicStep, Verdict
 from proofs.symbolic import identity_step, matrix, matrix_identity_step, symmetric_matrix
@@ -553,6 +554,13 @@ def measure(rng: np.random.Generator, batch: int = 512, repeats: int = 8) -> Evi
         "shared_eigenvalue": zero_set["shared_eigenvalue"],
     }
     rows = free["whitening_rotation"]
+    widest = max(rows, key=lambda row: row["lambda_rel"])
+    evidence.headline = Headline(
+        f"lambda_rel of a free linear encoder at population CKA {widest['population_cka']:.0e} "
+        f"(whitening, then rotation by {widest['theta']:g} rad)",
+        widest["lambda_rel"],
+        threshold="unqualified C4: 0 at CKA 0",
+    )
     evidence.findings += [
         "Free linear encoder, whitening then rotation: population CKA "
         + ", ".join(f"{row['population_cka']:.1e}" for row in rows)

@@ -37,6 +37,7 @@ import math
 import numpy as np
 import sympy as sp
 
+from proofs.headline import Headline
 from proofs.montecarlo import FLOAT64_ROUNDOFF, Z_SCORE, mean_and_standard_error
 from proofs.statement import Evidence, NumericCheck, Statement, SymbolicStep, Verdict
 from proofs.symbolic import identity_step, matrix_identity_step
@@ -622,6 +623,11 @@ def measure(rng: np.random.Generator) -> Evidence:
         "gap_at_psi_lambda": outcome["gap_core"],
         "gap_at_0": outcome["gap_ew"],
     }
+    evidence.headline = Headline(
+        "leakage sin psi at the CKA-penalised optimum (v = 0.1, rho = 0.9, lambda = 1)",
+        math.sin(outcome["psi_core"]),
+        threshold="unqualified C4: 0, at psi = 0",
+    )
     evidence.findings.append(
         f"v = 0.1, rho = 0.9: CKA(0) = {evidence.counterexample['cka_at_0']:.2f}, CKA = 0 at psi_c = "
         f"{outcome['psi_c']:.4f}; with lambda = 1 the penalised optimum is psi = "

@@ -43,6 +43,7 @@ import numpy as np
 import sympy as sp
 from scipy.optimize import minimize
 
+from proofs.headline import Headline
 from proofs.montecarlo import FLOAT64_ROUNDOFF, Z_SCORE, mean_and_standard_error
 from proofs.statement import Evidence, NumericCheck, Statement, SymbolicStep, Verdict
 from proofs.symbolic import RandomGroup, expectation, identity_step, matrix_identity_step
@@ -405,7 +406,7 @@ def measure(rng: np.random.Generator) -> Evidence:
             "exact count",
         )
     )
-    evidence.findings.append(
+    sharing = (
         f"S12: {nonzero_pairs} of 25 random SCMs (m < K, every 4th with uncorrelated blocks in the "
         "source) give the shared optimum weight on another task's factor; the single-task "
         "optimum never does"
@@ -531,7 +532,55 @@ def measure(rng: np.random.Generator) -> Evidence:
     if confounded is not None:
         counterexample["confounder_sharing_helps"] = confounded
     evidence.counterexample = counterexample if len(counterexample) > 1 else None
+    evidence.headline = _headline(counterexample, nonzero_pairs)
+    evidence.findings += [*_counterexample_findings(counterexample), sharing]
     return evidence
+
+
+def _headline(counterexample: dict, nonzero_pairs: int) -> Headline:
+    """The strengthening correlation's negative multi-task gap when found (the counterexample to
+    the unqualified claim), else the share of random SCMs whose shared optimum reads another
+    task's factor."""
+    found = counterexample.get("strengthening_correlation")
+    if found is not None:
+        return Headline(
+            f"multi-task OOD gap when rho strengthens from {found['rho_source']} (source) to "
+            f"{found['rho_target']} (target)",
+            found["multi_task_gap"],
+            threshold="unqualified: >= single-task's 0",
+        )
+    return Headline(
+        "random SCMs (m < K) whose shared optimum weighs another task's factor, of 25",
+        float(nonzero_pairs),
+        threshold="single task: 0",
+    )
+
+
+def _counterexample_findings(counterexample: dict) -> list[str]:
+    """One sentence on each counterexample to the unqualified claim that was found."""
+    lines = []
+    strengthening = counterexample.get("strengthening_correlation")
+    if strengthening is not None:
+        lines.append(
+            "Holds only if the correlation does not strengthen in the target: from "
+            f"{strengthening['rho_source']} to {strengthening['rho_target']} the multi-task gap "
+            f"is {strengthening['multi_task_gap']:.3g} against single-task's 0."
+        )
+    wide = counterexample.get("width_at_least_tasks")
+    if wide is not None:
+        lines.append(
+            f"Holds only for a shared width below the number of tasks: at m = {wide['width']} >= "
+            f"K = {wide['tasks']} sharing takes nothing (gap {wide['gap']:.1e})."
+        )
+    confounded = counterexample.get("confounder_sharing_helps")
+    if confounded is not None:
+        lines.append(
+            "Holds only without a label confounder: with one, sharing reads less of the other "
+            f"task's factor than single-task ({confounded['multi_task_off_block_weight']:.2f} "
+            f"against {confounded['single_task_off_block_weight']:.2f}) and has the smaller gap "
+            f"({confounded['multi_task_gap']:.2f} against {confounded['single_task_gap']:.2f})."
+        )
+    return lines
 
 
 STATEMENT = Statement(

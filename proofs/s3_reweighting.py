@@ -16,6 +16,7 @@ import math
 import numpy as np
 import sympy as sp
 
+from proofs.headline import Headline
 from proofs.montecarlo import FLOAT64_ROUNDOFF
 from proofs.s1_exact_risk import SymbolicSetting
 from proofs.statement import Evidence, NumericCheck, Statement, SymbolicStep, Verdict
@@ -141,7 +142,7 @@ def measure(rng: np.random.Generator, steps: int = 60, slow_steps: int = 15) -> 
     optimum = np.concatenate([weights, bias[:, None]], axis=1)
     initial = rng.standard_normal(optimum.shape)
     scale = 1.0 + float(np.linalg.norm(optimum))
-    rows = []
+    rows, notes = [], []
     for method in METHODS:
         try:
             theta, gradient = train_heads_fixed_psi(
@@ -153,9 +154,7 @@ def measure(rng: np.random.Generator, steps: int = 60, slow_steps: int = 15) -> 
                 initial,
             )
         except (ValueError, RuntimeError) as error:
-            evidence.findings.append(
-                f"S3 {method}: training raised {type(error).__name__}: {error}"
-            )
+            notes.append(f"S3 {method}: training raised {type(error).__name__}: {error}")
             continue
         distance = float(np.linalg.norm(theta - optimum))
         certified = float(np.linalg.norm(gradient)) / smallest
@@ -197,9 +196,10 @@ def measure(rng: np.random.Generator, steps: int = 60, slow_steps: int = 15) -> 
             )
         else:
             stalled = [t for t, g in enumerate(row["task_gradient_norms"]) if g > 1e-3]
-            evidence.findings.append(
-                f"S3 {method} (aggregating over all head parameters, {row['steps']} steps, "
-                f"lr 1/lambda_max) did not reach the closed-form heads: task gradient norms "
+            notes.append(
+                f"Not converged within its step budget: {method} (aggregating over all head "
+                f"parameters, {row['steps']} steps, lr 1/lambda_max) stops short of the "
+                f"closed-form heads: task gradient norms "
                 f"{np.round(row['task_gradient_norms'], 4).tolist()}, tasks {stalled} still "
                 "away from their optimum"
                 + (
@@ -215,13 +215,30 @@ def measure(rng: np.random.Generator, steps: int = 60, slow_steps: int = 15) -> 
         long_steps = 4 * steps
         theta, _ = train_heads_fixed_psi(risk, psi, "fairgrad", long_steps, 0.1 / largest, initial)
         smaller = float(np.linalg.norm(theta - optimum))
-        evidence.findings.append(
+        notes.append(
             "S3 fairgrad (alpha = 1): with orthogonal task gradients its weights solve "
             "||g_t||^2 w_t = 1 / w_t, so every head moves by a step of fixed length "
             "(learning rate x unit vector) and a constant rate cannot converge: distance "
             f"{stalled['fairgrad']['distance_to_closed_form']:.3g} after {steps} steps at "
             f"lr 1/lambda_max, {smaller:.3g} after {long_steps} steps at lr 0.1/lambda_max."
         )
+    reached = [row for row in rows if row["converged"]]
+    if reached:
+        farthest = max(row["distance_to_closed_form"] for row in reached)
+        evidence.headline = Headline(
+            f"largest distance to S3's closed-form heads, {len(reached)} converged balancers",
+            farthest,
+            threshold=f"certified: <= {CONVERGED:g} (1 + ||theta*||)",
+        )
+        evidence.findings.append(
+            f"{len(reached)} of {len(rows)} balancers ("
+            + ", ".join(row["method"] for row in reached)
+            + f") reach S3's closed-form heads (distance at most {farthest:.1e}) with the "
+            "constants c_t = ||w_t||^2 of the closed form; every balancer's distance obeys the "
+            "bound ||grad|| / lambda_min(H), and scm.optimal_heads equals S3's formula to "
+            "round-off (k = 1, 3, 6)."
+        )
+    evidence.findings += notes
     return evidence
 
 

@@ -23,6 +23,7 @@ import math
 import numpy as np
 import sympy as sp
 
+from proofs.headline import Headline
 from proofs.montecarlo import FLOAT64_ROUNDOFF, Z_SCORE, mean_and_standard_error
 from proofs.statement import Evidence, NumericCheck, Statement, SymbolicStep, Verdict
 from proofs.symbolic import identity_step, matrix_identity_step, symmetric_matrix
@@ -266,6 +267,12 @@ def measure(rng: np.random.Generator, batch: int = 512, repeats: int = 10) -> Ev
         )
     )
     evidence.counterexample = found
+    evidence.headline = Headline(
+        "largest population CKA over psi at the blind residual variance v = "
+        f"{found['k1']['v']:.4f} (k = 1)",
+        found["k1"]["max_cka"],
+        threshold="CKA sees psi only where it is > 0",
+    )
     evidence.findings.append(
         f"CKA is blind to psi when Sigma_S = Sigma_s: the search finds v = {found['k1']['v']:.6f} "
         f"(max CKA {found['k1']['max_cka']:.1e}) for k = 1 and Sigma_S at distance "

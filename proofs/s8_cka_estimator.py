@@ -17,6 +17,7 @@ import math
 import numpy as np
 import sympy as sp
 
+from proofs.headline import Headline
 from proofs.montecarlo import Z_SCORE, mean_and_standard_error
 from proofs.statement import Evidence, NumericCheck, Statement, SymbolicStep, Verdict
 from proofs.symbolic import identity_step
@@ -133,6 +134,12 @@ def measure(rng: np.random.Generator, repeats: int = 12) -> Evidence:
     )
     evidence.tables["independent_features"] = rows
     largest = max(rows, key=lambda r: r["biased_mean"])
+    evidence.headline = Headline(
+        f"mean biased CKA of independent features, n = {largest['batch']}, "
+        f"p = {largest['dim_x']}, q = {largest['dim_y']}",
+        largest["biased_mean"],
+        threshold=f"approximation {largest['approximation']:.3f}; the debiased mean is 0",
+    )
     evidence.findings.append(
         f"Biased CKA of independent features reaches {largest['biased_mean']:.3f} "
         f"(n={largest['batch']}, p={largest['dim_x']}, q={largest['dim_y']}); the debiased "

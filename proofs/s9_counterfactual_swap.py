@@ -22,6 +22,7 @@ from __future__ import annotations
 import numpy as np
 import sympy as sp
 
+from proofs.headline import Headline
 from proofs.montecarlo import FLOAT64_ROUNDOFF, Z_SCORE, mean_and_standard_error
 from proofs.statement import Evidence, NumericCheck, Statement, SymbolicStep, Verdict
 
@@ -156,10 +157,17 @@ def measure(rng: np.random.Generator, n: int = 20_000) -> Evidence:
             }
         )
     evidence.tables["swap_gradients"] = rows
+    largest = max(abs(row["frozen_extra"]) / row["frozen_extra_se"] for row in rows)
+    evidence.headline = Headline(
+        "frozen decoder: extra psi-gradient of the swap, largest |mean| / SE",
+        largest,
+        threshold=f"<= {Z_SCORE:g}: mean 0",
+    )
     evidence.findings.append(
-        "Answer to the open question: no. With the decoder tied to the encoder the swap loss equals "
-        "the factual loss for every psi (gradients agree to round-off); with a frozen decoder the "
-        "swap adds -2 w^T E[r_i] E[Zhat_r(j)] = 0 at the optimal bias, only zero-mean batch noise."
+        "The swap adds no psi-gradient, so the open question's answer is no: with the decoder "
+        "tied to the encoder the swap loss equals the factual loss for every psi (gradients agree "
+        "to round-off); with a frozen decoder the swap adds -2 w^T E[r_i] E[Zhat_r(j)] = 0 at the "
+        f"optimal bias, only zero-mean batch noise (largest |mean| / SE {largest:.2f})."
     )
     return evidence
 

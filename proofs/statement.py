@@ -98,7 +98,9 @@ class NumericCheck:
 @dataclass
 class Evidence:
     """What ``measure`` found: checks of the precise statement, an optional counterexample to the
-    paper's unqualified wording, findings in words and tables of measurements."""
+    paper's unqualified wording, findings in words (the first states what the verdict rests on;
+    :meth:`Statement.certify` puts the failed steps and checks first for a failing statement)
+    and tables of measurements."""
 
     checks: list[NumericCheck] = field(default_factory=list)
     counterexample: dict[str, Any] | None = None
@@ -208,6 +210,19 @@ class Statement:
                 "failed_steps": [step.to_dict() for step in failed_steps],
                 "failed_checks": [check.to_dict() for check in failed_checks],
             }
+            evidence.findings.insert(
+                0,
+                "Fails: "
+                + "; ".join(
+                    [f"symbolic step '{step.name}'" for step in failed_steps]
+                    + [
+                        f"'{check.name}' ({check.value:.4g} against {check.reference:.4g} "
+                        f"+- {check.tolerance:.2g})"
+                        for check in failed_checks
+                    ]
+                )
+                + ".",
+            )
         elif counterexample is not None:
             verdict = Verdict.HOLDS_AS_STATED
         else:

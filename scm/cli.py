@@ -26,6 +26,30 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--json", action="store_true", help="print JSON instead of a table")
 
 
+PEAK_ARRAYS = 20
+"""Peak memory of :func:`summary` in ``k x k`` float64 arrays (measured at k = 200 and 400)."""
+
+
+def check_memory(k: object, name: str = "--k") -> None:
+    """Refuse a ``k`` whose SCM would need more memory than this machine has available (about
+    :data:`PEAK_ARRAYS` ``k x k`` float64 arrays); no check where the OS does not say."""
+    import os
+
+    from scm.validation import InvalidParameterError, check_positive_int
+
+    k = check_positive_int(k, name)
+    try:
+        available = os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+    except (ValueError, OSError, AttributeError):
+        return
+    needed = PEAK_ARRAYS * 8 * k * k
+    if needed > available:
+        raise InvalidParameterError(
+            f"{name}: k = {k} needs about {needed / 2**30:.1f} GiB ({PEAK_ARRAYS} k x k float64 "
+            f"arrays), more than the {available / 2**30:.1f} GiB available"
+        )
+
+
 def summary(args: argparse.Namespace) -> dict:
     """Every closed-form quantity of the SCM at angle ``args.psi`` with source-optimal heads."""
     import numpy as np
@@ -36,6 +60,7 @@ def summary(args: argparse.Namespace) -> dict:
 
     psi = check_angle(args.psi, "--psi")
     check_seed(args.seed, "--seed")
+    check_memory(args.k)
     scm = random_scm(
         k=args.k,
         num_tasks=args.tasks,

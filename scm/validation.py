@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import os
 from collections.abc import Iterable
 from pathlib import Path
 
@@ -11,6 +12,10 @@ import numpy as np
 
 class InvalidParameterError(ValueError):
     """A parameter does not meet its documented requirement; the message names it."""
+
+
+class NonFiniteError(ValueError):
+    """A loss, a gradient or an input batch holds NaN or infinity; the message names which."""
 
 
 def as_finite_array(value: object, name: str, ndim: int | None = None) -> np.ndarray:
@@ -97,14 +102,24 @@ def check_positive_int(value: object, name: str) -> int:
     return int(value)
 
 
+def _interval(low: float, high: float) -> str:
+    """``[low, high]`` with an infinite end left open: ``[0.0, inf)``."""
+    left = "(" if math.isinf(low) else "["
+    right = ")" if math.isinf(high) else "]"
+    return f"{left}{low}, {high}{right}"
+
+
 def check_in_range(value: float, name: str, low: float, high: float) -> float:
-    """Return ``value`` as a float in ``[low, high]``, or raise."""
+    """Return ``value`` as a finite float in ``[low, high]`` (an infinite bound is not itself
+    allowed), or raise."""
     try:
         number = float(value)
     except (TypeError, ValueError):
         raise InvalidParameterError(f"{name}: expected a number, got {value!r}") from None
     if not math.isfinite(number) or number < low or number > high:
-        raise InvalidParameterError(f"{name}: expected a value in [{low}, {high}], got {number!r}")
+        raise InvalidParameterError(
+            f"{name}: expected a finite number in {_interval(low, high)}, got {number!r}"
+        )
     return number
 
 
@@ -123,12 +138,18 @@ def check_non_negative(value: object, name: str) -> float:
     return number
 
 
+MAX_SEED = 2**63 - 1
+"""The largest seed: numpy, torch and :func:`scm.seeds.derive_seed` all take ``[0, 2**63)``."""
+
+
 def check_seed(value: object, name: str = "seed") -> int:
-    """Return ``value`` as an int ``>= 0`` (what ``numpy.random.default_rng`` accepts), or raise."""
+    """Return ``value`` as an int in ``[0, 2**63)`` (what numpy and torch accept), or raise."""
     if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
         raise InvalidParameterError(f"{name}: expected a non-negative integer seed, got {value!r}")
     if value < 0:
         raise InvalidParameterError(f"{name}: expected a non-negative integer seed, got {value}")
+    if value > MAX_SEED:
+        raise InvalidParameterError(f"{name}: expected a seed below 2**63, got {value}")
     return int(value)
 
 
@@ -147,6 +168,38 @@ def refuse_to_overwrite(paths: Iterable[Path], name: str, flag: str = "--overwri
         raise InvalidParameterError(
             f"{name}: {existing[0]}{others} already exists; pass {flag} to replace it"
         )
+
+
+def _first_existing(path: Path) -> Path:
+    """``path`` or its nearest ancestor that exists (the current folder for a relative path)."""
+    for candidate in (path, *path.parents):
+        if candidate.exists():
+            return candidate
+    return Path(".")
+
+
+def check_output_path(path: object, name: str, folder: bool = False) -> Path:
+    """``path`` as a :class:`~pathlib.Path` a command can write to, checked before any work.
+
+    An output file (``folder=False``) must not be a folder; an output folder must not be a
+    file; what does not exist yet must be creatable: its nearest existing ancestor is a folder
+    this process may write into. Raises naming ``name`` (the option or argument) and the path.
+    """
+    if not isinstance(path, (str, os.PathLike)) or not str(path).strip():
+        raise InvalidParameterError(f"{name}: expected a file or folder path, got {path!r}")
+    path = Path(path)
+    if folder and path.exists() and not path.is_dir():
+        raise InvalidParameterError(f"{name}: {path} is a file, expected a folder")
+    if not folder and path.is_dir():
+        raise InvalidParameterError(f"{name}: {path} is a folder, expected a file")
+    existing = _first_existing(path if folder else path.parent)
+    if not existing.is_dir():
+        raise InvalidParameterError(
+            f"{name}: cannot create {path}: {existing} is a file, not a folder"
+        )
+    if not os.access(existing, os.W_OK | os.X_OK):
+        raise InvalidParameterError(f"{name}: cannot write {path}: {existing} is not writable")
+    return path
 
 
 def psd_sqrt(matrix: np.ndarray) -> np.ndarray:

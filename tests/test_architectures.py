@@ -363,9 +363,9 @@ def test_mtcrl_regularizer_names_the_missing_environment_labels():
         MTCRLRegularizer().terms(model, {"y_a": torch.zeros(1)}, out, 0, mtcrl_losses)
 
 
-def test_mtcrl_needs_at_least_two_modules():
-    with pytest.raises(InvalidParameterError, match="modules: expected at least two modules"):
-        MTCRL(mlp([5, 8]), [mlp([8, 2])], vector_heads(2))
+def test_mtcrl_needs_at_least_one_module():
+    with pytest.raises(InvalidParameterError, match="modules: expected at least one module"):
+        MTCRL(mlp([5, 8]), [], vector_heads(2))
 
 
 @pytest.mark.parametrize(

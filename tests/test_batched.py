@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import math
-
 import pytest
 import torch
 
@@ -11,9 +9,10 @@ from coremtl.balancers import make_balancer
 from coremtl.batched import Settings, StackedAngle, StackedMLP, TermWeights, draws, loop_reference
 from coremtl.batched import train as batched_train
 from coremtl.batched.balancing import mgda_weights, pcgrad_weights
+from coremtl.batched.draws import random_cycles
 from coremtl.batched.terms import debiased_cka
-from coremtl.batched.training import random_cycles
 from coremtl.cka import linear_cka
+from coremtl.objective import CoreMTLObjective
 from scm.validation import InvalidParameterError
 
 MODELS, N, D, K = 3, 24, 4, 2
@@ -31,7 +30,18 @@ def mlp_models(seed: int = 1) -> StackedMLP:
     return StackedMLP(MODELS, D, (8, 8), 2, K, (8,), generator, torch.float64)
 
 
-CORE = TermWeights(cka=torch.tensor([1.0, 0.0, 2.0]), cfa=0.5, reconstruction=0.3)
+def every_step(cka: float = 1.0, cfa: float = 1.0, reconstruction: float = 1.0) -> CoreMTLObjective:
+    """CORE-MTL's terms as the batched step computes them: no warm-up, CFA at every step."""
+    return CoreMTLObjective(
+        cka_weight=cka,
+        cka_warmup_steps=0,
+        cfa_weight=cfa,
+        cfa_probability=1.0,
+        reconstruction_weight=reconstruction,
+    )
+
+
+CORE = TermWeights.per_model([every_step(cka, 0.5, 0.3) for cka in (1.0, 0.0, 2.0)])
 CASES = [
     ("ew", "gd", TermWeights(), None),
     ("pcgrad", "gd", TermWeights(), None),
@@ -150,7 +160,7 @@ def test_batched_angle_models_equal_the_per_model_loop(balancer):
     stacked = StackedAngle(mixing, psi, head_w, torch.zeros(3, K, dtype=torch.float64))
     modules = [angle_module(stacked, m, mixing) for m in range(MODELS)]
     settings = Settings(steps=20, lr=0.1, balancer=balancer)
-    weights = TermWeights(cka=1.0, cfa=1.0, reconstruction=1.0)
+    weights = TermWeights.of(every_step())
     random = draws(settings, MODELS, N, K, 2)
     batched_train(stacked, x, y, settings, weights, random)
     loop_reference(modules, x, y, settings, weights, random)
@@ -214,4 +224,37 @@ def test_bad_settings_are_one_line_errors():
         Settings(steps=1, lr=0.1, optimizer="sgd-momentum")
     with pytest.raises(InvalidParameterError, match="batch_size: expected"):
         draws(Settings(steps=1, lr=0.1, batch_size=2), 1, 10, 2, 0)
-    assert math.isfinite(0.0)
+
+
+def test_term_weights_are_read_from_the_objectives():
+    assert TermWeights.of(every_step(0.2, 0.3, 0.4)).row(0) == (0.2, 0.3, 0.4)
+    assert TermWeights.of(None).row(0) == (0.0, 0.0, 0.0)
+    per_model = TermWeights.per_model([every_step(0.2, 0.0, 1.0), None])
+    assert [per_model.row(m) for m in range(2)] == [(0.2, 0.0, 1.0), (0.0, 0.0, 0.0)]
+    assert per_model.active("cka") and not per_model.active("cfa")
+    off = CoreMTLObjective(cka_weight=0.0, cfa_weight=0.0, reconstruction_weight=0.5)
+    assert TermWeights.of(off).row(0) == (0.0, 0.0, 0.5)
+    """a warm-up or a CFA probability of a term that is off is not refused"""
+    without = every_step()
+    without.independence = "none"
+    assert TermWeights.of(without).row(0) == (0.0, 1.0, 1.0)
+
+
+@pytest.mark.parametrize(
+    ("setting", "value"),
+    [
+        ("cka_warmup_steps", 500),
+        ("debiased_cka", False),
+        ("cfa_probability", 0.5),
+        ("cfa_start_step", 3),
+        ("cfa_mode", "feature"),
+        ("independence", "conditional"),
+    ],
+)
+def test_objective_settings_the_batched_step_does_not_compute_are_refused(setting, value):
+    objective = every_step()
+    setattr(objective, setting, value)
+    with pytest.raises(InvalidParameterError, match=rf"^objective\.{setting}: the batched step"):
+        TermWeights.of(objective)
+    with pytest.raises(InvalidParameterError, match=rf"^objective\.{setting}"):
+        TermWeights.per_model([every_step(), objective])

@@ -211,3 +211,21 @@ def test_bad_inputs_name_the_parameter():
         expected_biased_cka_independent(1, 3, 3)
     with pytest.raises(InvalidParameterError, match="dim_x: expected a positive integer"):
         expected_biased_cka_independent(4, 0, 3)
+
+
+@pytest.mark.parametrize("scale", [1e-20, 1e-12, 1e9, 1e12, 1e20])
+@pytest.mark.parametrize("debiased", [True, False])
+def test_float32_cka_is_scale_free_far_from_unit_scale(scale, debiased):
+    """CKA(sX, X) = 1 and CKA(sX, Y) = CKA(X, Y) in float32 at scales whose fourth powers
+    overflow or underflow, and the gradient scales as 1/s."""
+    generator = torch.Generator().manual_seed(0)
+    x, y = torch.randn(32, 6, generator=generator), torch.randn(32, 3, generator=generator)
+    assert float(linear_cka(x * scale, x, debiased)) == pytest.approx(1.0, abs=1e-6)
+    reference = x.clone().requires_grad_()
+    expected = linear_cka(reference, y, debiased)
+    expected.backward()
+    scaled = (x * scale).requires_grad_()
+    value = linear_cka(scaled, y, debiased)
+    value.backward()
+    assert float(value.detach()) == pytest.approx(float(expected.detach()), rel=1e-5, abs=1e-6)
+    assert torch.allclose(scaled.grad * scale, reference.grad, rtol=1e-4, atol=1e-6)

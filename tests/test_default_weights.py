@@ -12,6 +12,7 @@ import pytest
 from coremtl import defaults
 from coremtl_cli.main import main
 from experiments.synthetic import default_weights, shortcut_scenes
+from experiments.synthetic.common import jsonable
 from experiments.synthetic.default_weights import (
     METRICS,
     SPLITS,
@@ -207,3 +208,21 @@ def test_select_weights_smoke_writes_the_full_record(tmp_path, capsys):
     assert len(record["points"]) == 9
     assert record["winner"]["name"] in record["points"]
     assert record["winner"]["name"] in capsys.readouterr().out
+
+
+def test_the_committed_record_s_scores_are_recomputed_exactly_from_its_runs():
+    """The summary of the committed record's runs, recomputed now, equals its recorded scores,
+    margins and winner to the last bit."""
+    record = _record()
+    settings = record["config"]
+    config = SelectionConfig(
+        seeds=settings["seeds"],
+        strengths=tuple(settings["strengths"]),
+        cka_weights=tuple(settings["cka_weights"]),
+        cfa_weights=tuple(settings["cfa_weights"]),
+        cfa_probability=settings["cfa_probability"],
+        reconstruction_weight=settings["reconstruction_weight"],
+    )
+    recomputed = json.loads(json.dumps(jsonable(summarise(config, record["records"]))))
+    for key in ("seeds", "points", "ranking", "winner", "winner_minus"):
+        assert recomputed[key] == record[key], key

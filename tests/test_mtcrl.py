@@ -1,5 +1,6 @@
 """The MT-CRL regulariser (Hu et al. 2022) against values computed independently: the invariance
-term where it is zero by construction and where it is not, the decorrelation and sparsity terms."""
+term where it is zero by construction and where it is not, the decorrelation and sparsity terms;
+the free direction of the sparsity penalty under soft gates, and the sampled gates that remove it."""
 
 from __future__ import annotations
 
@@ -122,3 +123,99 @@ def test_decorrelation_and_sparsity_match_pearson_correlations_and_the_mean_gate
     assert terms["mtcrl_decorrelation"].item() == pytest.approx(2.0 * expected, rel=1e-10)
     gates = torch.sigmoid(model.routing_logits).detach().numpy()
     assert terms["mtcrl_sparsity"].item() == pytest.approx(0.5 * gates.mean(), rel=1e-12)
+
+
+# ---------------------------------------------------------------- gates and their sparsity
+
+
+def gated_linear_mtcrl(gates: str, seed: int = 5) -> MTCRL:
+    """Identity trunk, three bias-free linear modules of width 1, one linear head per task on the
+    gated concatenation: ``yhat_t = sum_m A_tm W_tm h_m + b_t``."""
+    torch.manual_seed(seed)
+    modules = [nn.Linear(3, 1, bias=False) for _ in range(3)]
+    model = MTCRL(nn.Identity(), modules, {t: nn.Linear(3, 1) for t in TASKS}, gates=gates)
+    with torch.no_grad():
+        model.routing_logits.normal_()
+    return model.double()
+
+
+def rescale_gates(model: MTCRL, factor: float) -> None:
+    """``A_tm -> factor A_tm`` and ``W_tm -> W_tm / factor`` for every task and module."""
+    with torch.no_grad():
+        scaled = factor * torch.sigmoid(model.routing_logits)
+        model.routing_logits.copy_(torch.logit(scaled))
+        for head in model.heads.values():
+            head.weight.div_(factor)
+
+
+def sparsity(model: MTCRL, x: torch.Tensor) -> float:
+    regularizer = MTCRLRegularizer(decorrelation_weight=0, invariance_weight=0, sparsity_weight=1)
+    return regularizer.terms(model, {"x": x}, model(x), 0)["mtcrl_sparsity"].item()
+
+
+def test_soft_gates_let_the_sparsity_penalty_fall_to_zero_at_constant_predictions():
+    model = gated_linear_mtcrl("soft")
+    x = torch.tensor(np.random.default_rng(4).standard_normal((20, 3)))
+    before = {t: p.detach().clone() for t, p in model(x).predictions.items()}
+    start = sparsity(model, x)
+    rescale_gates(model, 1e-3)
+    for task, prediction in model(x).predictions.items():
+        torch.testing.assert_close(prediction, before[task], rtol=1e-9, atol=1e-12)
+    assert sparsity(model, x) == pytest.approx(1e-3 * start, rel=1e-9)
+
+
+def expected_squared_loss(model: MTCRL, x: np.ndarray, y: np.ndarray) -> float:
+    """``mean_i sum_t [(E yhat_ti - y_ti)^2 + sum_m p_tm (1 - p_tm) s_tmi^2]`` with independent
+    ``A_tm ~ Bernoulli(p_tm)`` per sample and ``s_tmi = W_tm h_m(x_i)``, in numpy."""
+    features = np.stack([x @ m.weight.detach().numpy()[0] for m in model.disentangled], axis=1)
+    probabilities = torch.sigmoid(model.routing_logits).detach().numpy()
+    total = 0.0
+    for index, task in enumerate(TASKS):
+        head = model.heads[task]
+        contributions = features * head.weight.detach().numpy()[0]
+        p = probabilities[index]
+        mean = contributions @ p + head.bias.item()
+        variance = (contributions**2) @ (p * (1 - p))
+        total += np.mean((mean - y[:, index]) ** 2 + variance)
+    return total
+
+
+def test_binary_gates_are_bernoulli_draws_whose_loss_the_rescaling_raises():
+    """With sampled gates the same rescaling keeps the expected prediction and lowers the penalty
+    but adds variance ``sum_m p (1 - c p) s^2 / c``: the free direction is gone."""
+    model = gated_linear_mtcrl("binary").train()
+    rng = np.random.default_rng(6)
+    x, y = rng.standard_normal((8, 3)), rng.standard_normal((8, 2))
+    repeats = 4000
+    torch.manual_seed(7)
+    out = model(torch.tensor(np.repeat(x, repeats, axis=0)))
+    errors = sum(
+        (out.predictions[t][:, 0] - torch.tensor(np.repeat(y[:, i], repeats))).square()
+        for i, t in enumerate(TASKS)
+    )
+    error = errors.detach().numpy()
+    standard_error = error.std() / np.sqrt(error.size)
+    assert abs(error.mean() - expected_squared_loss(model, x, y)) < 4 * standard_error
+
+    losses, penalties, eval_predictions = [], [], []
+    for factor in (1.0, 0.5, 0.1):
+        scaled = gated_linear_mtcrl("binary")
+        rescale_gates(scaled, factor)
+        losses.append(expected_squared_loss(scaled, x, y))
+        penalties.append(torch.sigmoid(scaled.routing_logits).mean().item())
+        eval_predictions.append(scaled.eval()(torch.tensor(x)).predictions["a"].detach())
+    torch.testing.assert_close(eval_predictions[2], eval_predictions[0], rtol=1e-9, atol=1e-12)
+    assert penalties[2] == pytest.approx(0.1 * penalties[0], rel=1e-9)
+    assert losses[0] < losses[1] < losses[2]
+    objective = [loss + 0.01 * penalty for loss, penalty in zip(losses, penalties, strict=True)]
+    assert objective[0] < objective[1] < objective[2]
+
+
+def test_binary_gates_pass_the_gradient_to_the_routing_and_are_their_mean_in_eval():
+    model = gated_linear_mtcrl("binary").train()
+    x = torch.tensor(np.random.default_rng(8).standard_normal((16, 3)))
+    sum(p.square().sum() for p in model(x).predictions.values()).backward()
+    assert model.routing_logits.grad is not None and model.routing_logits.grad.abs().sum() > 0
+    soft = gated_linear_mtcrl("soft").eval()
+    for task, prediction in model.eval()(x).predictions.items():
+        torch.testing.assert_close(prediction, soft(x).predictions[task])

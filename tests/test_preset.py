@@ -87,7 +87,9 @@ def test_every_method_trains_on_the_same_backbone_and_predicts_every_task(method
     assert predictions["flag"].shape == (16, 1)
     assert predictions["value"].shape == (16, 2)
     assert predictions["mask"].shape == (16, 2, 16, 16)
-    assert set(result.val) == {"label/accuracy", "flag/accuracy", "value/mse", "mask/accuracy"}
+    assert set(result.val) == {
+        "label/accuracy", "flag/accuracy", "value/mse", "mask/accuracy", "mask/miou"
+    }
     assert len(result.history) == 3
 
 
@@ -172,8 +174,8 @@ def test_what_cannot_be_adapted_is_refused_in_one_line():
     example = image_data()["x"]
     with pytest.raises(InvalidParameterError, match=r"tasks\['mask'\]: a dense task needs"):
         build("ew", vector_backbone, TASKS, example, epochs=6)
-    with pytest.raises(InvalidParameterError, match="grounding: 'hard' renders the image"):
-        build("core-mtl", small_cnn(), TASKS, example, epochs=6, grounding="hard")
+    with pytest.raises(InvalidParameterError, match="grounding: 'hard' renders an image"):
+        build("core-mtl", vector_backbone, TASKS[:3], example, epochs=6, grounding="hard")
     with pytest.raises(InvalidParameterError, match="backbone: MTAN attends over stages"):
         build("mtan", vector_backbone, TASKS[:1], example, epochs=6)
     with pytest.raises(InvalidParameterError, match="method: expected one of core-mtl"):

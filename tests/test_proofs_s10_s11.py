@@ -341,18 +341,18 @@ def test_s11_derivatives_match_sympy(v, rho, psi):
     ("call", "message"),
     [
         (lambda: corr.scalar_cka(0.3, 0.0, 0.5), "v: expected a positive residual variance"),
-        (lambda: corr.scalar_cka(0.3, 1.0, 1.5), "rho: expected a value in"),
+        (lambda: corr.scalar_cka(0.3, 1.0, 1.5), "rho: expected a finite number in"),
         (lambda: corr.scalar_cka(0.3, 1.0, -1.0), "rho: expected |rho| < 1"),
         (lambda: corr.scalar_cka(float("nan"), 1.0, 0.5), "psi: expected finite values"),
-        (lambda: corr.scalar_ood_gap(0.3, 0.5, 0.5, -1.0), "shift: expected a value in"),
-        (lambda: corr.penalised_endpoint(0.3, 0.5, 0.5, -1.0), "lam: expected a value in"),
+        (lambda: corr.scalar_ood_gap(0.3, 0.5, 0.5, -1.0), "shift: expected a finite number in"),
+        (lambda: corr.penalised_endpoint(0.3, 0.5, 0.5, -1.0), "lam: expected a finite number in"),
         (
             lambda: corr.predicted_gap_difference_sign(0.3, 0.5, 0.5, 1.0, 1.0, resolution=-1),
-            "resolution: expected a value in",
+            "resolution: expected a finite number in",
         ),
         (lambda: corr.latent_map_cka(np.eye(4), np.eye(3)), "latent_map: expected shape (4, 4)"),
         (lambda: corr.whitening_rotation(np.diag([1.0, 0.0]), 0.3), "sigma: expected a positive"),
-        (lambda: corr.whitening_rotation(np.eye(2), 7.0), "theta: expected a value in"),
+        (lambda: corr.whitening_rotation(np.eye(2), 7.0), "theta: expected a finite number in"),
         (
             lambda: corr.decorrelating_encoder(np.eye(1), np.eye(1), [[0.0]], [[1.0]]),
             "gain: expected an invertible",

@@ -448,3 +448,21 @@ def test_the_result_sentence_reads_as_the_verdict(better, words):
     text = finding.result_text(record)
     assert words in text and "50% of model A's rows (48 paired seeds)" in text
     assert summary.verdict_of(len(better), 4) == {0: FAILS, 1: QUALIFIED, 4: HOLDS}[len(better)]
+
+
+def test_variants_switch_terms_of_the_one_objective_off():
+    config = TINY
+    full = config.objective
+    assert methods.variant_objective(config, "core-mtl") == full
+    assert methods.variant_objective(config, "ew") is None
+    only = methods.variant_objective(config, "cka only")
+    assert (only.cka_weight, only.cfa_weight, only.reconstruction_weight) == (full.cka_weight, 0, 0)
+    weights = methods.method_weights(config, ("w/o CFA", "ew", "w/o rec"), units=2)
+    assert [weights.row(m) for m in range(6)] == [
+        (1.0, 0.0, 1.0),
+        (1.0, 0.0, 1.0),
+        (0.0, 0.0, 0.0),
+        (0.0, 0.0, 0.0),
+        (1.0, 1.0, 0.0),
+        (1.0, 1.0, 0.0),
+    ]

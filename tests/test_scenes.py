@@ -464,7 +464,7 @@ def test_cli_renders_a_split_and_reports_bad_input(tmp_path, capsys):
     assert coremtl_main([*arguments[:4], "--n", "0"]) == 2
     assert "--n: expected a positive number" in capsys.readouterr().err
     assert coremtl_main([*arguments, "--shift", "1.5", "--overwrite"]) == 2
-    assert "shift: expected a value in [0.0, 1.0]" in capsys.readouterr().err
+    assert "shift: expected a finite number in [0.0, 1.0]" in capsys.readouterr().err
 
 
 @pytest.mark.parametrize(
@@ -482,10 +482,13 @@ def test_cli_renders_a_split_and_reports_bad_input(tmp_path, capsys):
         (lambda: SceneConfig(min_objects=3, max_objects=2), "max_objects: expected >="),
         (lambda: SceneConfig(fov_deg=0), "fov_deg: expected a value in"),
         (lambda: SceneConfig(camera_height=-1.0), "camera_height: expected a positive number"),
-        (lambda: make_environment("target", shift=-0.1), "shift: expected a value in"),
+        (lambda: make_environment("target", shift=-0.1), "shift: expected a finite number in"),
         (lambda: make_environment("moon"), "env: expected one of"),
-        (lambda: make_environment("source", shortcut=2.0), "shortcut: expected a value in"),
-        (lambda: permuted_environment((1, 0), strength=2.0), "strength: expected a value in"),
+        (lambda: make_environment("source", shortcut=2.0), "shortcut: expected a finite number in"),
+        (
+            lambda: permuted_environment((1, 0), strength=2.0),
+            "strength: expected a finite number in",
+        ),
         (lambda: permuted_environment((0, 0, 1)), "hue_permutation: expected a permutation"),
         (
             lambda: albedo_palette(

@@ -103,7 +103,9 @@ def test_unknown_environment_is_rejected():
 
 
 def test_correlation_outside_minus_one_one_is_rejected():
-    with pytest.raises(InvalidParameterError, match=r"rho: expected a value in \[-1.0, 1.0\]"):
+    with pytest.raises(
+        InvalidParameterError, match=r"rho: expected a finite number in \[-1.0, 1.0\]"
+    ):
         build(rho=1.5)
 
 
@@ -166,3 +168,11 @@ def test_linear_cka_of_non_finite_features_is_rejected(bad):
         linear_cka(x, y)
     with pytest.raises(InvalidParameterError, match=r"x: expected finite features"):
         linear_cka(y, x, debiased=False)
+
+
+def test_an_infinite_value_is_not_shown_inside_the_range_it_is_refused_from():
+    from scm.validation import check_in_range
+
+    with pytest.raises(InvalidParameterError) as error:
+        check_in_range(math.inf, "lam", 0.0, math.inf)
+    assert str(error.value) == "lam: expected a finite number in [0.0, inf), got inf"

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import math
 
 import numpy as np
@@ -100,3 +101,12 @@ def test_bad_input_is_refused_in_one_line(call, message):
 def test_estimate_round_trips_through_a_dict():
     found = estimate([0.1, 0.2, 0.4])
     assert Estimate.from_dict(found.to_dict()) == found
+
+
+def test_an_estimate_of_one_seed_survives_the_results_file():
+    from experiments.synthetic.common import jsonable
+
+    single = estimate([0.3])
+    stored = json.loads(json.dumps(jsonable(single.to_dict())))
+    assert stored["se"] is None
+    assert Estimate.from_dict(stored) == single

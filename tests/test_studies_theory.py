@@ -57,11 +57,11 @@ def test_task_gradient_matches_theory_partial_derivative(psi):
 @pytest.fixture(scope="module")
 def balancer_result():
     config = replace(study4_balancers.CONFIGS["smoke"], variances=(0.0, 0.3), joint_steps=10)
-    return study4_balancers.run(config, seed=0)
+    return study4_balancers.STUDY.run(config, seed=0)
 
 
 def test_every_balancer_ends_at_the_same_heads_at_fixed_psi(balancer_result):
-    heads = balancer_result["heads"]
+    heads = balancer_result["measurements"]["heads"]
     assert {row["balancer"] for row in heads} == {"ew", "pcgrad", "mgda"}
     assert all(row["converged"] and row["agrees_with_closed_form"] for row in heads)
     for seed in {row["seed"] for row in heads}:
@@ -75,8 +75,9 @@ def test_every_balancer_ends_at_the_same_heads_at_fixed_psi(balancer_result):
 
 
 def test_profile_drift_stays_within_the_eta_t_bound(balancer_result):
-    assert balancer_result["profile_all_hold"]
-    flat = [row for row in balancer_result["profile"] if row["v"] == 0.0]
+    assert balancer_result["summary"]["profile_all_hold"]
+    assert balancer_result["verdict"] == "holds"
+    flat = [row for row in balancer_result["measurements"]["profile"] if row["v"] == 0.0]
     assert flat and all(row["bound"] == 0.0 for row in flat)
     assert all(row["drift"] <= row["rounding_allowance"] for row in flat)
 
@@ -93,9 +94,11 @@ def test_profile_derivative_maximum_matches_the_scalar_formula():
 
 def test_cka_alone_is_blind_at_isotropic_residuals_and_the_task_loss_anchors():
     config = replace(study5_cka.CONFIGS["smoke"], steps=30)
-    result = study5_cka.run(config, seed=0)
-    drift = result["cka_alone_drift"]
+    result = study5_cka.STUDY.run(config, seed=0)
+    drift = result["summary"]["cka_alone_drift"]
     assert drift["1.0"]["mean"] < drift["0.25"]["mean"]
-    task_rows = [row for row in result["rows"] if "task" in row["objective"] and row["v"] == 1.0]
+    rows = result["measurements"]["rows"]
+    task_rows = [row for row in rows if "task" in row["objective"] and row["v"] == 1.0]
     assert task_rows
     assert all(row["final_psi"] < row["psi_start"] for row in task_rows)
+    assert result["verdict"] == "holds only as stated here"

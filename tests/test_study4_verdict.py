@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 
 from experiments.synthetic import study4_balancers as study
+from experiments.synthetic.study4_balancers import heads
 
 CONFIG = replace(study.CONFIGS["smoke"], samples=256)
 V = 0.3
@@ -28,13 +29,13 @@ def test_a_run_stopped_before_the_certificate_is_met_does_not_converge():
 
 
 def test_heads_fitted_to_other_data_than_the_scm_disagree_with_the_closed_form(monkeypatch):
-    original = study._batch
+    original = heads.source_batch
 
     def scaled_targets(config, v, seed):
         batch = original(config, v, seed)
         return {"x": batch["x"], "y": 1.2 * batch["y"]}
 
-    monkeypatch.setattr(study, "_batch", scaled_targets)
+    monkeypatch.setattr(heads, "source_batch", scaled_targets)
     row = study.fixed_psi_heads(CONFIG, "ew", V, seed=0)
     assert row["converged"]
     assert not row["agrees_with_closed_form"]

@@ -7,10 +7,8 @@ import math
 
 import pytest
 import torch
-import torch.nn.functional as F
-from torch import nn
+from small_trainer import TASKS, make_model, objective, task_losses, trainer
 
-import scm
 from coremtl.balancers import make_balancer
 from coremtl.checkpoint import (
     UnsafeCheckpointError,
@@ -19,68 +17,8 @@ from coremtl.checkpoint import (
     save_checkpoint,
     set_rng_state,
 )
-from coremtl.grounding import MLPDecoder
-from coremtl.objective import CoreMTLObjective
-from coremtl.representation import mlp_dual_stream
 from coremtl.trainer import NonFiniteError, ScheduledTerms, Trainer, TrainerConfig, epoch_order
 from scm.validation import InvalidParameterError
-
-TASKS = ("a", "b")
-
-
-def make_model() -> nn.Module:
-    torch.manual_seed(0)
-    model = mlp_dual_stream(
-        4,
-        list(TASKS),
-        hidden=(12,),
-        semantic_dim=3,
-        residual_dim=3,
-        decoder=MLPDecoder(3, 3, 4, (8,)),
-        batch_norm=True,
-    )
-    model.encoder.append(nn.Dropout(0.2))
-    return model
-
-
-def mse_of_column(column: int):
-    def loss(prediction, batch):
-        return F.mse_loss(prediction[:, 0], batch["y"][:, column])
-
-    return loss
-
-
-def task_losses():
-    return {name: mse_of_column(i) for i, name in enumerate(TASKS)}
-
-
-@pytest.fixture(scope="module")
-def data():
-    return scm.sample(scm.random_scm(k=2, num_tasks=2, seed=0), 48, seed=0, backend="torch")
-
-
-def objective() -> CoreMTLObjective:
-    return CoreMTLObjective(
-        cka_weight=0.1,
-        cka_warmup_steps=3,
-        cfa_weight=0.5,
-        cfa_probability=0.5,
-        reconstruction_weight=1.0,
-        cfa_mode="input",
-    )
-
-
-def trainer(tmp_path, balancer: str = "ew", **config) -> Trainer:
-    settings = {"epochs": 2, "batch_size": 12, "warmup_steps": 2, "progress": False, "seed": 3}
-    settings.update(config)
-    return Trainer(
-        make_model(),
-        task_losses(),
-        make_balancer(balancer, list(TASKS)),
-        TrainerConfig(**settings),
-        tmp_path,
-        objective=objective(),
-    )
 
 
 class DictDataset(torch.utils.data.Dataset):
@@ -111,11 +49,11 @@ def kill_at(step_to_die: int):
     ("balancer", "as_dataset"), [("ew", False), ("pcgrad", False), ("uw", False), ("ew", True)]
 )
 def test_a_run_killed_and_resumed_ends_bit_for_bit_equal_to_an_uninterrupted_run(
-    tmp_path, data, balancer, as_dataset
+    tmp_path, two_task_data, balancer, as_dataset
 ):
     """Killed during step 7 (4 steps per epoch, last checkpoint after step 5, mid-epoch 1, the
     log holding step 6 already), resumed from that checkpoint."""
-    data = DictDataset(data) if as_dataset else data
+    data = DictDataset(two_task_data) if as_dataset else two_task_data
     full = trainer(tmp_path / "full", balancer)
     full.fit(data)
     killed = trainer(tmp_path / "resumed", balancer, checkpoint_every=5, probe_every=1)
@@ -136,25 +74,25 @@ def test_a_run_killed_and_resumed_ends_bit_for_bit_equal_to_an_uninterrupted_run
     assert rows[0] == rows[1]
 
 
-def test_stop_after_steps_checkpoints_where_it_stops(tmp_path, data):
-    summary = trainer(tmp_path, stop_after_steps=5).fit(data)
+def test_stop_after_steps_checkpoints_where_it_stops(tmp_path, two_task_data):
+    summary = trainer(tmp_path, stop_after_steps=5).fit(two_task_data)
     assert summary["stopped"] and summary["step"] == 5
     state = load_checkpoint(tmp_path / "last.pt")
     assert (state["step"], state["epoch"], state["batch_in_epoch"]) == (5, 1, 1)
 
 
-def test_a_dataset_and_a_mapping_of_tensors_train_identically(tmp_path, data):
+def test_a_dataset_and_a_mapping_of_tensors_train_identically(tmp_path, two_task_data):
     from_mapping = trainer(tmp_path / "mapping", epochs=1)
-    from_mapping.fit(data)
+    from_mapping.fit(two_task_data)
     from_dataset = trainer(tmp_path / "dataset", epochs=1)
-    from_dataset.fit(DictDataset(data))
+    from_dataset.fit(DictDataset(two_task_data))
     for expected, actual in zip(
         from_mapping.model.parameters(), from_dataset.model.parameters(), strict=True
     ):
         assert torch.equal(expected, actual)
 
 
-def test_a_non_finite_task_loss_stops_the_run_naming_task_and_step(tmp_path, data):
+def test_a_non_finite_task_loss_stops_the_run_naming_task_and_step(tmp_path, two_task_data):
     losses = task_losses()
     losses["b"] = lambda prediction, batch: prediction.sum() * float("nan")
     run = Trainer(
@@ -165,20 +103,20 @@ def test_a_non_finite_task_loss_stops_the_run_naming_task_and_step(tmp_path, dat
         tmp_path,
     )
     with pytest.raises(NonFiniteError, match="loss of task 'b' is nan at step 0"):
-        run.fit(data)
+        run.fit(two_task_data)
 
 
-def test_a_batch_with_nan_inputs_is_an_error_naming_the_key_and_step(tmp_path, data):
-    corrupted = {key: value.clone() for key, value in data.items()}
+def test_a_batch_with_nan_inputs_is_an_error_naming_the_key_and_step(tmp_path, two_task_data):
+    corrupted = {key: value.clone() for key, value in two_task_data.items()}
     order = epoch_order(48, seed=3, epoch=0)
     corrupted["x"][order[30], 1] = float("nan")
     with pytest.raises(NonFiniteError, match="batch key 'x' holds NaN or infinity at step 2"):
         trainer(tmp_path).fit(corrupted)
 
 
-def test_outputs_config_metrics_and_the_warmup_cosine_schedule(tmp_path, data):
+def test_outputs_config_metrics_and_the_warmup_cosine_schedule(tmp_path, two_task_data):
     run = trainer(tmp_path, learning_rate=1e-2, warmup_steps=2)
-    run.fit(data)
+    run.fit(two_task_data)
     config = json.loads((tmp_path / "config.json").read_text())
     assert (
         config["trainer"]["seed"] == 3 and config["objective"][0]["source"]["cfa_mode"] == "input"
@@ -197,7 +135,9 @@ def test_outputs_config_metrics_and_the_warmup_cosine_schedule(tmp_path, data):
 
 
 @pytest.mark.parametrize(("mode", "best_epoch"), [("min", 1), ("max", 0)])
-def test_the_best_checkpoint_follows_the_selection_metric(tmp_path, data, mode, best_epoch):
+def test_the_best_checkpoint_follows_the_selection_metric(
+    tmp_path, two_task_data, mode, best_epoch
+):
     scores = iter([2.0, 1.0])
     run = Trainer(
         make_model(),
@@ -209,11 +149,11 @@ def test_the_best_checkpoint_follows_the_selection_metric(tmp_path, data, mode, 
         tmp_path,
         validate=lambda model: {"score": next(scores)},
     )
-    assert run.fit(data)["best"]["epoch"] == best_epoch
+    assert run.fit(two_task_data)["best"]["epoch"] == best_epoch
     assert load_checkpoint(tmp_path / "best.pt")["best"]["epoch"] == best_epoch
 
 
-def test_probes_are_called_every_n_steps_and_logged(tmp_path, data):
+def test_probes_are_called_every_n_steps_and_logged(tmp_path, two_task_data):
     calls = []
 
     def probe(model, batch, forward, step):
@@ -228,7 +168,7 @@ def test_probes_are_called_every_n_steps_and_logged(tmp_path, data):
         tmp_path,
         probes={"z": probe},
     )
-    run.fit(data)
+    run.fit(two_task_data)
     assert calls == [0, 2]
     rows = [json.loads(line) for line in (tmp_path / "metrics.jsonl").read_text().splitlines()]
     assert [row["step"] for row in rows if "probe/z/norm" in row] == [1, 3]
@@ -262,7 +202,7 @@ def test_checkpoints_are_replaced_atomically_and_round_trip_rng_states(tmp_path)
     assert [p.name for p in tmp_path.iterdir()] == ["state.pt"]
 
 
-def test_bad_settings_name_the_parameter(tmp_path, data):
+def test_bad_settings_name_the_parameter(tmp_path, two_task_data):
     with pytest.raises(InvalidParameterError, match="batch_size: expected a positive integer"):
         TrainerConfig(batch_size=0)
     with pytest.raises(InvalidParameterError, match="selection_mode: expected 'min' or 'max'"):
@@ -278,7 +218,7 @@ def test_bad_settings_name_the_parameter(tmp_path, data):
             tmp_path,
         )
     with pytest.raises(InvalidParameterError, match="batch_size: 64 leaves no full batch"):
-        trainer(tmp_path, batch_size=64).fit(data)
+        trainer(tmp_path, batch_size=64).fit(two_task_data)
 
 
 class ConstantTerm:
@@ -293,7 +233,7 @@ class ConstantTerm:
         return {self.name: forward.z_r.square().mean()}
 
 
-def test_scheduled_terms_start_at_their_epoch_and_count_steps_from_there(tmp_path, data):
+def test_scheduled_terms_start_at_their_epoch_and_count_steps_from_there(tmp_path, two_task_data):
     early, late = ConstantTerm("early"), ConstantTerm("late")
     run = Trainer(
         make_model(),
@@ -303,7 +243,7 @@ def test_scheduled_terms_start_at_their_epoch_and_count_steps_from_there(tmp_pat
         tmp_path,
         objective=[early, ScheduledTerms(late, start_epoch=2, name="late term")],
     )
-    run.fit(data)
+    run.fit(two_task_data)
     assert early.steps == list(range(12)) and late.steps == [0, 1, 2, 3]
     assert [r["tasks_active"] for r in run.history] == [False, True, True]
     assert [r["terms_active"] for r in run.history] == [
@@ -324,7 +264,7 @@ class EveryOtherStep:
         return {"sparse": 2.0 + 0.0 * forward.z_r.sum()} if step % 2 == 0 else {}
 
 
-def test_an_intermittent_term_is_averaged_over_the_steps_it_was_active(tmp_path, data):
+def test_an_intermittent_term_is_averaged_over_the_steps_it_was_active(tmp_path, two_task_data):
     """The epoch mean of a term drawn on some steps only (CFA at probability p) is its mean over
     those steps, with their count beside it, not the sum divided by all steps of the epoch."""
     run = Trainer(
@@ -335,7 +275,7 @@ def test_an_intermittent_term_is_averaged_over_the_steps_it_was_active(tmp_path,
         tmp_path,
         objective=[EveryOtherStep(), objective()],
     )
-    run.fit(data)
+    run.fit(two_task_data)
     rows = [json.loads(line) for line in (tmp_path / "metrics.jsonl").read_text().splitlines()]
     for record in run.history:
         epoch_rows = [row for row in rows if row["epoch"] == record["epoch"] and "lr" in row]
@@ -349,7 +289,7 @@ def test_an_intermittent_term_is_averaged_over_the_steps_it_was_active(tmp_path,
         assert record["train"]["loss/a"] == pytest.approx(sum(losses) / len(losses), rel=1e-12)
 
 
-def test_an_epoch_with_neither_tasks_nor_terms_is_refused(tmp_path, data):
+def test_an_epoch_with_neither_tasks_nor_terms_is_refused(tmp_path, two_task_data):
     run = Trainer(
         make_model(),
         task_losses(),
@@ -358,10 +298,10 @@ def test_an_epoch_with_neither_tasks_nor_terms_is_refused(tmp_path, data):
         tmp_path,
     )
     with pytest.raises(InvalidParameterError, match="task_start_epoch: epoch 0 trains neither"):
-        run.fit(data)
+        run.fit(two_task_data)
 
 
-def test_validation_selects_and_the_test_split_is_reported_alongside(tmp_path, data):
+def test_validation_selects_and_the_test_split_is_reported_alongside(tmp_path, two_task_data):
     scores = iter([3.0, 1.0, 2.0])
     tests = iter([30.0, 10.0, 20.0])
     run = Trainer(
@@ -381,7 +321,7 @@ def test_validation_selects_and_the_test_split_is_reported_alongside(tmp_path, d
         checkpoint_dir=tmp_path / "checkpoints",
         checkpoint_metadata={"note": "kept"},
     )
-    summary = run.fit(data)
+    summary = run.fit(two_task_data)
     assert summary["step"] == 6
     assert summary["best"]["epoch"] == 1 and summary["best"]["test"] == {"error": 10.0}
     assert [r["test"]["error"] for r in run.history] == [30.0, 10.0, 20.0]
@@ -390,9 +330,9 @@ def test_validation_selects_and_the_test_split_is_reported_alongside(tmp_path, d
     assert load_checkpoint(tmp_path / "checkpoints" / "last.pt")["note"] == "kept"
 
 
-def test_vectors_can_be_exempt_from_weight_decay(tmp_path, data):
+def test_vectors_can_be_exempt_from_weight_decay(tmp_path, two_task_data):
     run = trainer(tmp_path, weight_decay_on_vectors=False)
-    run.prepare(data)
+    run.prepare(two_task_data)
     decayed, exempt = run.optimizer.param_groups[:2]
     assert decayed["weight_decay"] == 1e-4 and exempt["weight_decay"] == 0.0
     assert all(p.ndim > 1 for p in decayed["params"])
@@ -400,27 +340,34 @@ def test_vectors_can_be_exempt_from_weight_decay(tmp_path, data):
 
 
 def test_batch_order_depends_on_the_epoch_only_and_process_shares_are_disjoint(
-    tmp_path, data, monkeypatch
+    tmp_path, two_task_data, monkeypatch
 ):
     from coremtl import distributed
 
     run = trainer(tmp_path, batch_size=5, max_batches_per_epoch=0)
-    once = run.epoch_batches(data, 2)
-    assert all(torch.equal(a, b) for a, b in zip(run.epoch_batches(data, 2), once, strict=True))
+    once = run.epoch_batches(two_task_data, 2)
+    assert all(
+        torch.equal(a, b) for a, b in zip(run.epoch_batches(two_task_data, 2), once, strict=True)
+    )
     assert len(once) == 9 and not torch.equal(
-        torch.cat(run.epoch_batches(data, 3)), torch.cat(once)
+        torch.cat(run.epoch_batches(two_task_data, 3)), torch.cat(once)
     )
     monkeypatch.setattr(distributed, "world_size", lambda: 2)
     shares = []
     for rank in (0, 1):
         monkeypatch.setattr(distributed, "rank", lambda rank=rank: rank)
-        shares.append(torch.cat(run.epoch_batches(data, 2)).tolist())
+        shares.append(torch.cat(run.epoch_batches(two_task_data, 2)).tolist())
     assert len(shares[0]) == len(shares[1]) == 20 and not set(shares[0]) & set(shares[1])
-    assert len(trainer(tmp_path, batch_size=5, max_batches_per_epoch=3).epoch_batches(data, 0)) == 3
+    assert (
+        len(
+            trainer(tmp_path, batch_size=5, max_batches_per_epoch=3).epoch_batches(two_task_data, 0)
+        )
+        == 3
+    )
 
 
 def test_a_run_without_output_dir_writes_nothing_and_keeps_a_constant_rate(
-    tmp_path, data, monkeypatch
+    tmp_path, two_task_data, monkeypatch
 ):
     monkeypatch.chdir(tmp_path)
     run = Trainer(
@@ -434,17 +381,19 @@ def test_a_run_without_output_dir_writes_nothing_and_keeps_a_constant_rate(
         objective=objective(),
         validate=lambda model: {"score": 1.0},
     )
-    summary = run.fit(data)
+    summary = run.fit(two_task_data)
     assert summary["step"] == 8 and len(run.history) == 2
     assert run.history[1]["train"]["lr"] == pytest.approx(0.01)
     assert list(tmp_path.iterdir()) == []
     with pytest.raises(InvalidParameterError, match="resume: a run without an output_dir"):
-        run.fit(data, resume=True)
+        run.fit(two_task_data, resume=True)
     with pytest.raises(InvalidParameterError, match="lr_schedule: expected one of"):
         TrainerConfig(lr_schedule="step")
 
 
-def test_a_task_loss_vector_gives_the_same_losses_as_the_per_task_functions(tmp_path, data):
+def test_a_task_loss_vector_gives_the_same_losses_as_the_per_task_functions(
+    tmp_path, two_task_data
+):
     def both_columns(predictions, batch):
         stacked = torch.cat([predictions[name] for name in TASKS], dim=1)
         return (stacked - batch["y"]).square().mean(dim=0)
@@ -458,7 +407,7 @@ def test_a_task_loss_vector_gives_the_same_losses_as_the_per_task_functions(tmp_
         tmp_path / "vector",
         task_loss_vector=both_columns,
     )
-    batch = {key: value[:12] for key, value in data.items()}
+    batch = {key: value[:12] for key, value in two_task_data.items()}
     forward = run.model(batch["x"])
     expected = run.task_losses_fn(forward.predictions, batch)
     got = vector.task_losses_fn(forward.predictions, batch)

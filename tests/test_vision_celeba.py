@@ -11,12 +11,12 @@ import numpy as np
 import pytest
 import torch
 from PIL import Image
+from vision_files import PARTITIONS, write_celeba
 
 from experiments.vision.attributes import CELEBA_ATTRIBUTES, MEAN_ACCURACY, accuracy_key
 from experiments.vision.config import (
     CelebAConfig,
     DataConfig,
-    ModelConfig,
     VisionConfig,
     from_dict,
     load_config,
@@ -41,44 +41,10 @@ from experiments.vision.model.attribute_heads import (
     AttributeSharedBottom,
     FusedAttributeHead,
 )
-from experiments.vision.model.build import build_model
 from scm.validation import InvalidParameterError
 
 CONFIG_FOLDER = Path(__file__).resolve().parents[1] / "experiments" / "vision" / "configs"
-PARTITIONS = [TRAIN] * 8 + [VALIDATION] * 3 + [TEST] * 3
-IMAGE_SIZE = (18, 22)
-"""Width and height of the written faces: CelebA's 178 x 218 shape, scaled down."""
 SUBSET = ["Smiling", "5_o_Clock_Shadow", "Young"]
-
-
-def write_celeba(
-    root: Path,
-    partitions: list[int] = PARTITIONS,
-    seed: int = 0,
-    newline: str = "\n",
-    size: tuple[int, int] = IMAGE_SIZE,
-) -> np.ndarray:
-    """Write ``root/{img_align_celeba/*.jpg, list_attr_celeba.txt, list_eval_partition.txt}`` as
-    CelebA ships them; return the ``(N, 40)`` labels in ``{-1, 1}``. Attribute ``j < 3`` of a face
-    brightens colour channel ``j``, so the first attributes can be learnt from pixels."""
-    rng = np.random.default_rng(seed)
-    count = len(partitions)
-    labels = rng.choice([-1, 1], size=(count, len(CELEBA_ATTRIBUTES)))
-    files = [f"{i + 1:06d}.jpg" for i in range(count)]
-    (root / IMAGE_FOLDER).mkdir(parents=True, exist_ok=True)
-    for name, row in zip(files, labels, strict=True):
-        pixels = rng.uniform(0.0, 0.3, size=(size[1], size[0], 3))
-        pixels += 0.6 * (row[:3] > 0)
-        Image.fromarray((pixels * 255).astype(np.uint8)).save(root / IMAGE_FOLDER / name, "JPEG")
-    lines = [str(count), " ".join(CELEBA_ATTRIBUTES) + " "]
-    lines += [
-        f"{name} " + " ".join(f"{v:2d}" for v in row)
-        for name, row in zip(files, labels, strict=True)
-    ]
-    (root / ATTRIBUTE_FILE).write_bytes((newline.join(lines) + newline).encode())
-    entries = [f"{name} {p}" for name, p in zip(files, partitions, strict=True)]
-    (root / PARTITION_FILE).write_bytes((newline.join(entries) + newline).encode())
-    return labels
 
 
 @pytest.fixture(scope="module")
@@ -374,13 +340,10 @@ def test_fused_head_equals_one_linear_head_per_attribute_with_the_same_weights()
 
 @pytest.mark.parametrize(
     ("kind", "model_type"),
-    [("coremtl", AttributeDualStreamModel), ("shared", AttributeSharedBottom), ("mtan", None)],
+    [("core-mtl", AttributeDualStreamModel), ("ew", AttributeSharedBottom), ("mtan", None)],
 )
-def test_models_predict_one_logit_per_attribute(kind, model_type):
-    config = ModelConfig(
-        kind=kind, arch="resnet18", weights="random", semantic_channels=8, residual_channels=4
-    )
-    model, _ = build_model(config, SUBSET, num_classes=2)
+def test_models_predict_one_logit_per_attribute(kind, model_type, tiny_vision_model):
+    model = tiny_vision_model(kind, SUBSET, 2, semantic_channels=8, residual_channels=4)
     if model_type is not None:
         assert isinstance(model, model_type)
     assert model.task_names == SUBSET
@@ -389,7 +352,7 @@ def test_models_predict_one_logit_per_attribute(kind, model_type):
     assert {name: tuple(p.shape) for name, p in forward.predictions.items()} == {
         name: (2,) for name in SUBSET
     }
-    if kind == "coremtl":
+    if kind == "core-mtl":
         assert model.decoder is not None and model.decode(forward.z_s, forward.z_r).shape == (
             2,
             3,
@@ -398,12 +361,10 @@ def test_models_predict_one_logit_per_attribute(kind, model_type):
         )
 
 
-def test_perturbing_the_residual_stream_leaves_attribute_predictions_unchanged():
-    config = ModelConfig(
-        arch="resnet18", weights="random", semantic_channels=8, residual_channels=4
-    )
-    torch.manual_seed(0)
-    model, _ = build_model(config, SUBSET, num_classes=2)
+def test_perturbing_the_residual_stream_leaves_attribute_predictions_unchanged(
+    tiny_vision_model,
+):
+    model = tiny_vision_model("core-mtl", SUBSET, 2, semantic_channels=8, residual_channels=4)
     model.eval()
     x = torch.rand(3, 3, 16, 16)
     split = model.split
@@ -489,35 +450,28 @@ def test_accuracy_is_counted_over_the_whole_split():
 # --- training -----------------------------------------------------------------------------
 
 
-def test_a_few_coremtl_steps_on_tiny_celeba_lower_the_attribute_losses(celeba_root, tmp_path):
+def test_a_few_coremtl_steps_on_tiny_celeba_lower_the_attribute_losses(
+    celeba_root, tmp_path, tiny_vision_config
+):
     from experiments.vision.training import build_run, evaluate, first_batch, training_step
 
     root, _ = celeba_root
-    config = from_dict(
-        VisionConfig,
-        {
-            "data": {
-                "dataset": "celeba",
-                "root": str(root),
-                "resolution": [16, 16],
-                "celeba": {"attributes": list(CELEBA_ATTRIBUTES[:3])},
-            },
-            "model": {
-                "arch": "resnet18",
-                "weights": "random",
-                "semantic_channels": 16,
-                "residual_channels": 8,
-            },
-            "method": {"cka_warmup_steps": 0, "cfa_probability": 1.0},
-            "training": {
-                "epochs": 1,
-                "batch_size": 4,
-                "warmup_steps": 0,
-                "lr": 2e-3,
-                "max_steps_per_epoch": 1,
-            },
-            "run": {"output_dir": str(tmp_path), "seed": 0},
+    config = tiny_vision_config(
+        data={
+            "dataset": "celeba",
+            "root": str(root),
+            "resolution": [16, 16],
+            "celeba": {"attributes": list(CELEBA_ATTRIBUTES[:3])},
         },
+        method={"cka_warmup_steps": 0, "cfa_probability": 1.0},
+        training={
+            "epochs": 1,
+            "batch_size": 4,
+            "warmup_steps": 0,
+            "lr": 2e-3,
+            "max_steps_per_epoch": 1,
+        },
+        run={"output_dir": str(tmp_path), "seed": 0},
     )
     run = build_run(config)
     batch = first_batch(run)

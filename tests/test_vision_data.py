@@ -208,7 +208,7 @@ def test_validation_split_is_disjoint_seeded_and_from_training():
         ({"training": {"lr": True}}, r"training\.lr: expected a number"),
         (
             {"model": {"kind": "mtan2"}},
-            r"model\.kind: expected one of \['coremtl', 'shared', 'mtan', 'single', 'repmtl', 'mtcrl'\]",
+            r"model\.kind: expected one of core-mtl, mtan, rep-mtl, mt-crl, single-task, ew, ",
         ),
         ({"data": {"tasks": ["segmentation", "edges"]}}, r"data\.tasks: expected names among"),
         ({"data": {"resolution": [30, 48]}}, r"data\.resolution: expected \[height, width\]"),

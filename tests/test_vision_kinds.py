@@ -12,9 +12,12 @@ import yaml
 from coremtl.architectures.mtcrl import MTCRL
 from coremtl.architectures.repmtl import RepMTLRegularizer
 from coremtl.architectures.single_task import SingleTaskModels
+from coremtl.balancers.registry import BALANCER_NAMES
+from coremtl.names import METHODS
+from coremtl.objective import CoreMTLObjective
 from coremtl.representation import DualStreamModel
 from coremtl_cli.main import main
-from experiments.vision.config import ModelConfig, VisionConfig, from_dict
+from experiments.vision.config import OBJECTIVE_FIELDS, VisionConfig, from_dict
 from experiments.vision.datasets.synthetic import write_tiny_dataset
 from experiments.vision.losses import task_losses
 from experiments.vision.metrics import delta_m
@@ -31,32 +34,21 @@ from scm.validation import InvalidParameterError
 TASKS = ["segmentation", "depth", "normal"]
 CLASSES = 5
 SIZE = 32
-TINY = {
-    "arch": "resnet18",
-    "weights": "random",
-    "semantic_channels": 16,
-    "residual_channels": 8,
-    "grounding": "hard",
-}
+CONFIG_FOLDER = Path(__file__).resolve().parents[1] / "experiments" / "vision" / "configs"
 
 
-def tiny_model(kind: str, tasks=TASKS, **options):
-    torch.manual_seed(0)
-    config = ModelConfig(kind=kind, **{**TINY, **options})
-    model, weights_file = build_model(config, list(tasks), CLASSES)
-    assert weights_file is None
-    return model
+@pytest.fixture(scope="module")
+def vision_config(tiny_vision_config):
+    """``vision_config(kind, **method)``: the tiny model of ``kind`` on the scenes' tasks."""
 
+    def build(kind: str, **method) -> VisionConfig:
+        return tiny_vision_config(
+            data={"dataset": "scenes", "tasks": TASKS, "num_classes": CLASSES},
+            model={"kind": kind, "mtcrl_modules": 3, "mtcrl_module_channels": 8},
+            method=method,
+        )
 
-def vision_config(kind: str, **method) -> VisionConfig:
-    return from_dict(
-        VisionConfig,
-        {
-            "data": {"dataset": "scenes", "tasks": TASKS, "num_classes": CLASSES},
-            "model": {"kind": kind, **TINY, "mtcrl_modules": 3, "mtcrl_module_channels": 8},
-            "method": method,
-        },
-    )
+    return build
 
 
 def labelled_batch(batch_size: int = 4, seed: int = 0) -> dict[str, torch.Tensor]:
@@ -78,16 +70,16 @@ def losses_fn(predictions, batch):
 @pytest.mark.parametrize(
     ("kind", "options", "model_type"),
     [
-        ("coremtl", {}, DualStreamModel),
-        ("coremtl", {"skip_connection": True}, SkipConnectionDualStreamModel),
-        ("shared", {}, None),
+        ("core-mtl", {}, DualStreamModel),
+        ("core-mtl", {"skip_connection": True}, SkipConnectionDualStreamModel),
+        ("ew", {}, None),
         ("mtan", {}, None),
-        ("repmtl", {}, None),
-        ("mtcrl", {"mtcrl_modules": 3, "mtcrl_module_channels": 8}, MTCRL),
+        ("rep-mtl", {}, None),
+        ("mt-crl", {"mtcrl_modules": 3, "mtcrl_module_channels": 8}, MTCRL),
     ],
 )
-def test_every_kind_predicts_full_resolution_maps(kind, options, model_type):
-    model = tiny_model(kind, **options).eval()
+def test_every_kind_predicts_full_resolution_maps(kind, options, model_type, tiny_vision_model):
+    model = tiny_vision_model(kind, **options).eval()
     if model_type is not None:
         assert isinstance(model, model_type)
     with torch.no_grad():
@@ -98,8 +90,8 @@ def test_every_kind_predicts_full_resolution_maps(kind, options, model_type):
     assert forward.shared.shape[0] == 2
 
 
-def test_single_kind_is_the_encoder_and_the_head_of_its_one_task():
-    model = tiny_model("single", tasks=["depth"]).eval()
+def test_single_kind_is_the_encoder_and_the_head_of_its_one_task(tiny_vision_model):
+    model = tiny_vision_model("single-task", tasks=["depth"]).eval()
     assert isinstance(model, SingleTaskModels) and model.task_names == ["depth"]
     with torch.no_grad():
         forward = model(torch.rand(2, 3, SIZE, SIZE))
@@ -108,13 +100,13 @@ def test_single_kind_is_the_encoder_and_the_head_of_its_one_task():
     assert forward.shared.shape == (2, 512, SIZE // 8, SIZE // 8)
 
 
-def test_single_kind_with_several_tasks_is_an_error_naming_data_tasks():
-    with pytest.raises(InvalidParameterError, match=r"data\.tasks: model\.kind 'single'"):
-        build_model(ModelConfig(kind="single", **TINY), ["segmentation", "depth"], CLASSES)
+def test_single_kind_with_several_tasks_is_an_error_naming_data_tasks(tiny_vision_model):
+    with pytest.raises(InvalidParameterError, match=r"data\.tasks: model\.kind 'single-task'"):
+        tiny_vision_model("single-task", ["segmentation", "depth"])
 
 
-def test_mtcrl_on_maps_gates_spatial_modules_per_task():
-    model = tiny_model("mtcrl", mtcrl_modules=3, mtcrl_module_channels=8).train()
+def test_mtcrl_on_maps_gates_spatial_modules_per_task(tiny_vision_model):
+    model = tiny_vision_model("mt-crl", mtcrl_modules=3, mtcrl_module_channels=8).train()
     forward = model(torch.rand(4, 3, SIZE, SIZE))
     assert forward.shared.shape == (4, 3 * 8, SIZE // 8, SIZE // 8)
     assert forward.extras["routing"].shape == (len(TASKS), 3)
@@ -131,11 +123,11 @@ def assert_term_reaches(term: torch.Tensor, parameter: torch.nn.Parameter) -> No
     assert torch.isfinite(gradient).all() and gradient.abs().sum() > 0
 
 
-def test_repmtl_terms_are_finite_and_reach_the_encoder():
-    config = vision_config("repmtl", repmtl={"tsr_weight": 1.0, "csa_weight": 0.5})
+def test_repmtl_terms_are_finite_and_reach_the_encoder(vision_config):
+    config = vision_config("rep-mtl", repmtl={"tsr_weight": 1.0, "csa_weight": 0.5})
     (regularizer,) = build_regularizers(config)
     assert isinstance(regularizer, RepMTLRegularizer) and regularizer.csa_weight == 0.5
-    model, _ = build_model(config.model, TASKS, CLASSES)
+    model, _ = build_model(config)
     batch = labelled_batch()
     forward = model.train()(batch["image"])
     terms = regularizer.terms(model, batch, forward, 0, losses_fn)
@@ -144,10 +136,10 @@ def test_repmtl_terms_are_finite_and_reach_the_encoder():
         assert_term_reaches(term, model.trunk.layer4[1].conv2.weight)
 
 
-def test_mtcrl_terms_are_finite_and_reach_modules_and_routing():
-    config = vision_config("mtcrl", mtcrl={"sparsity_weight": 0.1})
+def test_mtcrl_terms_are_finite_and_reach_modules_and_routing(vision_config):
+    config = vision_config("mt-crl", mtcrl={"sparsity_weight": 0.1})
     (regularizer,) = build_regularizers(config)
-    model, _ = build_model(config.model, TASKS, CLASSES)
+    model, _ = build_model(config)
     batch = {**labelled_batch(), "environment": torch.tensor([0, 0, 1, 1])}
     forward = model.train()(batch["image"])
     terms = regularizer.terms(model, batch, forward, 0, losses_fn)
@@ -157,11 +149,11 @@ def test_mtcrl_terms_are_finite_and_reach_modules_and_routing():
     assert_term_reaches(terms["mtcrl_sparsity"], model.routing_logits)
 
 
-def test_mtcrl_without_environments_skips_invariance_with_one_notice(capsys):
-    config = vision_config("mtcrl")
+def test_mtcrl_without_environments_skips_invariance_with_one_notice(capsys, vision_config):
+    config = vision_config("mt-crl")
     (regularizer,) = build_regularizers(config)
     assert isinstance(regularizer, EnvironmentOptionalMTCRL)
-    model, _ = build_model(config.model, TASKS, CLASSES)
+    model, _ = build_model(config)
     batch = labelled_batch()
     forward = model.train()(batch["image"])
     for step in range(2):
@@ -171,15 +163,15 @@ def test_mtcrl_without_environments_skips_invariance_with_one_notice(capsys):
     assert len(notice) == 1 and "'environment'" in notice[0] and "invariance" in notice[0]
 
 
-@pytest.mark.parametrize("kind", ["coremtl", "shared", "mtan", "single"])
-def test_other_kinds_add_no_regularizer(kind):
+@pytest.mark.parametrize("kind", ["core-mtl", "ew", "mtan", "single-task"])
+def test_other_kinds_add_no_regularizer(kind, vision_config):
     assert build_regularizers(vision_config(kind)) == []
 
 
 @pytest.mark.parametrize(
     ("section", "values", "key"),
     [
-        ("model", {"kind": "shared", "skip_connection": True}, r"model\.skip_connection"),
+        ("model", {"kind": "ew", "skip_connection": True}, r"model\.skip_connection"),
         ("model", {"kind": "stl"}, r"model\.kind"),
         ("model", {"mtcrl_modules": 1}, r"model\.mtcrl_modules"),
         ("model", {"mtcrl_module_channels": 0}, r"model\.mtcrl_module_channels"),
@@ -219,8 +211,10 @@ def perturbed_forward(model, x: torch.Tensor, direction: torch.Tensor, scale: fl
 
 
 @pytest.mark.parametrize("skip", [False, True])
-def test_features_outside_z_s_reach_predictions_only_through_the_skip_connection(skip):
-    model = tiny_model("coremtl", skip_connection=skip).eval()
+def test_features_outside_z_s_reach_predictions_only_through_the_skip_connection(
+    skip, tiny_vision_model
+):
+    model = tiny_vision_model("core-mtl", skip_connection=skip).eval()
     x = torch.rand(2, 3, SIZE, SIZE)
     direction = residual_only_direction(model)
     with torch.no_grad():
@@ -239,14 +233,14 @@ def test_features_outside_z_s_reach_predictions_only_through_the_skip_connection
         assert all(change < 1e-3 for change in changes.values()), changes
 
 
-def test_skip_connection_heads_read_z_s_and_pre_split_features():
-    model = tiny_model("coremtl", skip_connection=True)
+def test_skip_connection_heads_read_z_s_and_pre_split_features(tiny_vision_model):
+    model = tiny_vision_model("core-mtl", skip_connection=True)
     assert model.heads["segmentation"].head[0].convs[0][0].in_channels == 16 + 512
     assert model.decoder.normal_head is not model.heads["normal"]
     assert model.decoder.normal_head.head[0].convs[0][0].in_channels == 16
     with pytest.raises(InvalidParameterError, match="features"):
         model.predict(torch.zeros(1, 16, 4, 4))
-    plain = tiny_model("coremtl")
+    plain = tiny_vision_model("core-mtl")
     assert plain.decoder.normal_head is plain.heads["normal"]
 
 
@@ -257,37 +251,45 @@ def data_root(tmp_path_factory) -> Path:
     )
 
 
-def write_config(path: Path, root: Path, output: Path) -> Path:
-    data = {
-        "data": {
-            "dataset": "nyuv2",
-            "root": str(root),
-            "tasks": ["segmentation", "depth"],
-            "resolution": [16, 32],
-            "val_fraction": 0.2,
-        },
-        "model": {"kind": "shared", **TINY},
-        "training": {
-            "epochs": 1,
-            "batch_size": 4,
-            "warmup_steps": 0,
-            "lr": 5e-3,
-            "max_steps_per_epoch": 2,
-            "selection_metric": "segmentation/miou",
-        },
-        "run": {"output_dir": str(output), "seed": 1, "num_sample_images": 1},
-    }
-    path.write_text(yaml.safe_dump(data))
-    return path
+@pytest.fixture
+def write_config(tiny_vision_section):
+    """``write_config(path, root, output)``: a YAML config of hard sharing on tiny NYUv2 files."""
+
+    def write(path: Path, root: Path, output: Path) -> Path:
+        data = {
+            "data": {
+                "dataset": "nyuv2",
+                "root": str(root),
+                "tasks": ["segmentation", "depth"],
+                "resolution": [16, 32],
+                "val_fraction": 0.2,
+            },
+            "model": {"kind": "ew", **tiny_vision_section},
+            "training": {
+                "epochs": 1,
+                "batch_size": 4,
+                "warmup_steps": 0,
+                "lr": 5e-3,
+                "max_steps_per_epoch": 2,
+                "selection_metric": "segmentation/miou",
+            },
+            "run": {"output_dir": str(output), "seed": 1, "num_sample_images": 1},
+        }
+        path.write_text(yaml.safe_dump(data))
+        return path
+
+    return write
 
 
-def test_single_task_config_keeps_the_backbone_and_its_own_selection_metric(data_root, tmp_path):
+def test_single_task_config_keeps_the_backbone_and_its_own_selection_metric(
+    data_root, tmp_path, write_config
+):
     from experiments.vision.config import load_config
 
     config = load_config(write_config(tmp_path / "c.yaml", data_root, tmp_path / "out"))
     segmentation = single_task_config(config, "segmentation")
     depth = single_task_config(config, "depth")
-    assert segmentation.data.tasks == ["segmentation"] and segmentation.model.kind == "single"
+    assert segmentation.data.tasks == ["segmentation"] and segmentation.model.kind == "single-task"
     assert segmentation.model.arch == config.model.arch == depth.model.arch
     assert segmentation.training.selection_metric == "segmentation/miou"
     assert depth.training.selection_metric == "delta_m"
@@ -297,7 +299,7 @@ def test_single_task_config_keeps_the_backbone_and_its_own_selection_metric(data
 
 
 def test_single_task_references_are_written_and_read_by_a_multi_task_run(
-    data_root, tmp_path, capsys
+    data_root, tmp_path, capsys, write_config
 ):
     output = tmp_path / "out"
     config_path = write_config(tmp_path / "c.yaml", data_root, output)
@@ -407,19 +409,29 @@ def test_mixing_inline_values_fills_only_the_metrics_the_file_lacks(tmp_path):
     assert set(only_inline.sources.values()) == {"inline: paper ResNet-50"}
 
 
-def test_a_zero_reference_is_refused_when_written_read_or_inline(tmp_path):
-    from experiments.vision.single_task import write_reference_file
+def test_a_zero_reference_is_written_as_measured_and_left_out_of_delta_m_with_a_record(tmp_path):
+    """The file keeps what was measured; a run reading it leaves the 0 out of Delta_m (which
+    divides by it), says so and records it; an inline 0 is refused by the config."""
+    from experiments.vision.single_task import resolve_reference, write_reference_file
 
     path = tmp_path / "reference.json"
-    message = r"'normal/within_11\.25' is 0, and Delta_m divides"
-    with pytest.raises(InvalidParameterError, match=message):
-        write_reference_file(path, {"normal/mean": 30.0, "normal/within_11.25": 0.0})
-    assert not path.exists()
-    path.write_text(json.dumps({"normal/mean": 30.0, "normal/within_11.25": 0}))
-    with pytest.raises(
-        InvalidParameterError, match=r"run\.single_task_reference_file: .*" + message
-    ):
-        read_reference_file(path)
+    write_reference_file(path, {"normal/mean": 30.0, "normal/within_11.25": 0.0})
+    assert read_reference_file(path) == {"normal/mean": 30.0, "normal/within_11.25": 0.0}
+    config = from_dict(
+        VisionConfig,
+        {"data": {"dataset": "scenes"}, "run": {"single_task_reference_file": str(path)}},
+    )
+    reference = resolve_reference(config)
+    assert reference.values == {"normal/mean": 30.0}
+    assert reference.left_out == ("normal/within_11.25",)
+    assert "normal/within_11.25 left out (0 in the reference, Delta_m divides" in (
+        reference.describe()
+    )
+    assert reference.record()["normal/within_11.25"] == {
+        "value": 0.0,
+        "source": f"file: {path}",
+        "left_out": "0: Delta_m divides by it",
+    }
     with pytest.raises(
         InvalidParameterError, match=r"run\.single_task_reference\.depth/abs_err: expected a finite"
     ):
@@ -450,3 +462,92 @@ def test_selection_scores_delta_m_as_the_final_report_does():
     first = {"segmentation/miou": 0.4, "depth/abs_err": 0.5, "normal/within_11.25": 0.0}
     score = selection_score(metrics, "delta_m", {}, [{"val": first}])
     assert score == pytest.approx(delta_m(metrics, {k: first[k] for k in list(first)[:2]}))
+
+
+@pytest.mark.parametrize(
+    ("model", "training", "kind"),
+    [
+        ({"kind": "coremtl"}, {}, "core-mtl"),
+        ({"kind": "CORE-MTL"}, {}, "core-mtl"),
+        ({"kind": "mtcrl"}, {}, "mt-crl"),
+        ({"kind": "repmtl"}, {}, "rep-mtl"),
+        ({"kind": "single"}, {}, "single-task"),
+        ({"kind": "shared"}, {}, "ew"),
+        ({"kind": "shared"}, {"balancer": "pcgrad"}, "pcgrad"),
+        ({"kind": "pcgrad"}, {}, "pcgrad"),
+        ({"kind": "PCGrad"}, {"balancer": "pcgrad"}, "pcgrad"),
+    ],
+)
+def test_model_kind_is_read_as_the_method_name(tiny_vision_config, model, training, kind):
+    config = tiny_vision_config(data={"dataset": "scenes"}, model=model, training=training)
+    assert config.model.kind == kind
+    balancer = kind if kind in BALANCER_NAMES else training.get("balancer", "ew")
+    assert config.training.balancer == balancer
+    again = from_dict(VisionConfig, config.to_dict())
+    assert (again.model.kind, again.training.balancer) == (kind, balancer)
+
+
+@pytest.mark.parametrize(
+    ("model", "training", "message"),
+    [
+        (
+            {"kind": "pcgrad"},
+            {"balancer": "mgda"},
+            r"training\.balancer: expected 'ew' or 'pcgrad'",
+        ),
+        ({"kind": "shared"}, {"balancer": "core-mtl"}, r"training\.balancer: expected one of ew"),
+        ({"kind": "hard-sharing"}, {}, r"model\.kind: expected one of core-mtl"),
+    ],
+)
+def test_a_kind_and_a_balancer_that_disagree_are_one_line(
+    tiny_vision_config, model, training, message
+):
+    with pytest.raises(InvalidParameterError, match=message) as error:
+        tiny_vision_config(data={"dataset": "scenes"}, model=model, training=training)
+    assert "\n" not in str(error.value)
+
+
+@pytest.mark.parametrize("path", sorted(CONFIG_FOLDER.glob("*.yaml")), ids=lambda p: p.name)
+def test_shipped_configs_name_their_method_as_coremtl_methods_does(path):
+    assert yaml.safe_load(path.read_text())["model"]["kind"] in METHODS
+
+
+def test_the_method_section_is_the_library_objective():
+    config = from_dict(VisionConfig, {"data": {"dataset": "scenes"}, "method": {"cfa_weight": 0.3}})
+    objective = config.method.objective()
+    assert isinstance(objective, CoreMTLObjective) and objective.input_key == "image"
+    assert {name: getattr(objective, name) for name in OBJECTIVE_FIELDS} == {
+        name: getattr(config.method, name) for name in OBJECTIVE_FIELDS
+    }
+    assert objective.cfa_weight == 0.3 and objective.cka_weight == CoreMTLObjective().cka_weight
+    with pytest.raises(InvalidParameterError, match=r"^method\.cka_weight: expected a finite"):
+        from_dict(VisionConfig, {"data": {"dataset": "scenes"}, "method": {"cka_weight": -1.0}})
+
+
+@pytest.mark.parametrize("kind", ["core-mtl", "pcgrad", "mtan", "rep-mtl", "mt-crl"])
+def test_every_kind_is_built_by_the_library_dispatcher(kind, tiny_vision_config, monkeypatch):
+    import coremtl.preset
+    from experiments.vision.model.build import build_preset
+
+    methods = []
+    library_build = coremtl.preset.build
+
+    def recorded(method, *args, **options):
+        methods.append(method)
+        return library_build(method, *args, **options)
+
+    monkeypatch.setattr(coremtl.preset, "build", recorded)
+    config = tiny_vision_config(
+        data={"dataset": "scenes", "resolution": [16, 16]},
+        model={"kind": kind, "mtcrl_modules": 2, "mtcrl_module_channels": 4},
+        training={"epochs": 4, "reconstruction_epochs": 1, "independence_start_epoch": 2},
+    )
+    preset, _ = build_preset(config)
+    assert methods == [kind] and preset.method == kind
+    starts = [(source.name, source.start_epoch) for source in preset.term_sources]
+    if kind == "core-mtl":
+        assert preset.task_start_epoch == 1
+        assert starts == [("grounding", 0), ("independence", 2)]
+    else:
+        assert preset.task_start_epoch == 0
+        assert starts == ([(kind, 0)] if kind in ("rep-mtl", "mt-crl") else [])

@@ -6,11 +6,7 @@ import pytest
 import torch
 import torchvision
 
-from coremtl.lighting import shade, srgb_to_linear
-from experiments.vision.config import ModelConfig
-from experiments.vision.model.build import build_model
-from experiments.vision.model.encoder import IMAGENET_MEAN, IMAGENET_STD, ResNetEncoder
-from experiments.vision.model.physics import (
+from coremtl.hard_grounding import (
     HardGroundingDecoder,
     achromatic_shading,
     albedo_normal_correlation,
@@ -18,6 +14,8 @@ from experiments.vision.model.physics import (
     lambertian_render,
     total_variation,
 )
+from coremtl.lighting import shade, srgb_to_linear
+from experiments.vision.model.encoder import IMAGENET_MEAN, IMAGENET_STD, ResNetEncoder
 from experiments.vision.model.weights import load_pretrained
 from scm.validation import InvalidParameterError
 
@@ -25,14 +23,8 @@ TASKS = ["segmentation", "depth", "normal"]
 
 
 @pytest.fixture(scope="module")
-def tiny_model():
-    config = ModelConfig(
-        arch="resnet18", weights="random", semantic_channels=16, residual_channels=8
-    )
-    torch.manual_seed(0)
-    model, weights_file = build_model(config, TASKS, num_classes=5)
-    assert weights_file is None
-    return model.eval()
+def tiny_model(tiny_vision_model):
+    return tiny_vision_model(tasks=TASKS).eval()
 
 
 @pytest.mark.parametrize("arch", ["resnet18", "resnet50"])
@@ -127,7 +119,7 @@ def test_priors_vanish_exactly_where_they_should():
 
 def test_grounding_loss_is_zero_for_a_consistent_decomposition():
     generator = torch.Generator().manual_seed(3)
-    decoder = HardGroundingDecoder(4, 4)
+    decoder = HardGroundingDecoder(4, torch.nn.Conv2d(4, 3, 1))
     components = decoder.components(
         torch.randn(2, 4, 2, 3, generator=generator), torch.randn(2, 4, 2, 3, generator=generator)
     )
@@ -138,10 +130,9 @@ def test_grounding_loss_is_zero_for_a_consistent_decomposition():
     assert set(terms) == {"render", "albedo_tv", "achromatic", "albedo_normal_corr"}
 
 
-@pytest.mark.parametrize("kind", ["shared", "mtan"])
-def test_baseline_model_heads_read_full_width_features(kind):
-    config = ModelConfig(kind=kind, arch="resnet18", weights="random")
-    model, _ = build_model(config, ["segmentation", "depth"], num_classes=7)
+@pytest.mark.parametrize("kind", ["ew", "mtan"])
+def test_baseline_model_heads_read_full_width_features(kind, tiny_vision_model):
+    model = tiny_vision_model(kind, ["segmentation", "depth"], num_classes=7)
     assert model.heads["segmentation"].head[0].convs[0][0].in_channels == 512
     with torch.no_grad():
         forward = model.eval()(torch.rand(2, 3, 16, 16))

@@ -12,6 +12,13 @@ import numpy as np
 import pytest
 import torch
 from PIL import Image
+from vision_files import (
+    CITYSCAPES_SIZE,
+    ood_data_section,
+    shift_corruption,
+    write_cityscapes,
+    write_gta5,
+)
 
 from coremtl_cli.main import main
 from experiments.vision.config import VisionConfig, from_dict, load_config
@@ -31,53 +38,11 @@ from experiments.vision.datasets.gta5 import (
     pair_files,
 )
 from experiments.vision.datasets.npy import MultiTaskNpyDataset
-from experiments.vision.datasets.synthetic import write_tiny_dataset
 from scm.validation import InvalidParameterError
 
 TASKS = ["segmentation", "depth"]
-HEIGHT, WIDTH = 16, 32
+HEIGHT, WIDTH = CITYSCAPES_SIZE
 CONFIG_FOLDER = Path(__file__).resolve().parents[1] / "experiments" / "vision" / "configs"
-VALID_IDS = np.array([*range(34), 255])
-
-
-def write_gta5(
-    root: Path,
-    count: int = 6,
-    size: tuple[int, int] = (24, 40),
-    seed: int = 0,
-    depth_of_id=None,
-) -> Path:
-    """``images/*.png`` (RGB), ``labels/*.png`` (mode L, Cityscapes ids), ``depth/*.npy``."""
-    rng = np.random.default_rng(seed)
-    for folder in ("images", "labels", "depth"):
-        (root / folder).mkdir(parents=True, exist_ok=True)
-    for i in range(count):
-        stem = f"{i:05d}"
-        image = rng.integers(0, 256, size=(*size, 3), dtype=np.uint8)
-        ids = rng.choice(VALID_IDS, size=size).astype(np.uint8)
-        if depth_of_id is None:
-            depth = rng.uniform(2.0, 80.0, size=size)
-            depth[0, :3] = 0.0
-            depth[1, :2] = np.inf
-        else:
-            depth = depth_of_id(ids)
-        Image.fromarray(image).save(root / "images" / f"{stem}.png")
-        Image.fromarray(ids, mode="L").save(root / "labels" / f"{stem}.png")
-        np.save(root / "depth" / f"{stem}.npy", depth.astype(np.float32))
-    return root
-
-
-def write_cityscapes(root: Path, num_train: int = 6, num_test: int = 3, **kwargs) -> Path:
-    return write_tiny_dataset(
-        root,
-        num_train=num_train,
-        num_test=num_test,
-        height=kwargs.pop("height", HEIGHT),
-        width=kwargs.pop("width", WIDTH),
-        num_classes=7,
-        with_normals=False,
-        **kwargs,
-    )
 
 
 def data_config(**values) -> VisionConfig:
@@ -382,12 +347,6 @@ def test_colored_strength_outside_unit_interval_names_the_key():
 # Cityscapes-C
 
 
-def shift_corruption(image: np.ndarray, name: str, severity: int, seed: int) -> np.ndarray:
-    """A stand-in corruption: a seed-dependent brightness shift scaled by the severity."""
-    offset = 10 * severity + seed % 7
-    return np.clip(image.astype(np.int64) + offset, 0, 255).astype(np.uint8)
-
-
 @pytest.fixture
 def clean_root(tmp_path) -> Path:
     return write_cityscapes(tmp_path / "city", num_train=4, num_test=3)
@@ -580,24 +539,8 @@ def test_unknown_key_in_a_dataset_section_is_named():
 # End to end
 
 
-def ood_data_section(name: str, tmp_path: Path) -> dict:
-    city = write_cityscapes(tmp_path / "city", num_train=8, num_test=4)
-    if name == "gta5":
-        gta = write_gta5(tmp_path / "gta5", count=10, size=(20, 36))
-        return {"dataset": "gta5", "root": str(gta), "gta5": {"target_root": str(city)}}
-    if name == "cityscapes_c":
-        tree = tmp_path / "tree"
-        write_corrupted_tree(city, tree, ["shift"], severities=[2], corrupt=shift_corruption)
-        return {
-            "dataset": "cityscapes_c",
-            "root": str(city),
-            "corruption": {"root": str(tree), "name": "shift", "severity": 2},
-        }
-    return {"dataset": "colored_cityscapes", "root": str(city), "colored": {"seed": 1}}
-
-
 @pytest.mark.parametrize("name", ["gta5", "cityscapes_c", "colored_cityscapes"])
-def test_a_short_training_run_goes_through_each_new_dataset(tmp_path, name):
+def test_a_short_training_run_goes_through_each_new_dataset(tmp_path, name, tiny_vision_config):
     from experiments.vision.training import build_run, train
 
     data = {
@@ -608,20 +551,11 @@ def test_a_short_training_run_goes_through_each_new_dataset(tmp_path, name):
         "augment": True,
         **ood_data_section(name, tmp_path),
     }
-    config = from_dict(
-        VisionConfig,
-        {
-            "data": data,
-            "model": {
-                "arch": "resnet18",
-                "weights": "random",
-                "semantic_channels": 16,
-                "residual_channels": 8,
-            },
-            "method": {"cka_warmup_steps": 0},
-            "training": {"epochs": 1, "batch_size": 4, "warmup_steps": 0, "lr": 1e-3},
-            "run": {"output_dir": str(tmp_path / "out"), "seed": 0, "num_sample_images": 1},
-        },
+    config = tiny_vision_config(
+        data=data,
+        method={"cka_warmup_steps": 0},
+        training={"epochs": 1, "batch_size": 4, "warmup_steps": 0, "lr": 1e-3},
+        run={"output_dir": str(tmp_path / "out"), "seed": 0, "num_sample_images": 1},
     )
     run = build_run(config)
     report = train(run)
@@ -629,4 +563,4 @@ def test_a_short_training_run_goes_through_each_new_dataset(tmp_path, name):
     test_metrics = run.history[0]["test"]
     assert {"segmentation/miou", "depth/abs_err"} <= set(test_metrics)
     assert all(np.isfinite(v) for v in test_metrics.values())
-    assert report
+    assert report["epochs"] == 1 and report["test_at_selected"] == test_metrics

@@ -8,8 +8,7 @@ import math
 from pathlib import Path
 
 import pytest
-from test_vision_celeba import write_celeba
-from test_vision_ood_data import ood_data_section, write_cityscapes
+from vision_files import ood_data_section, write_celeba, write_cityscapes
 
 from coremtl_cli.main import main
 from experiments.vision.config import load_config

@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from experiments.vision.config import VisionConfig, from_dict
+from experiments.vision.config import VisionConfig
 from experiments.vision.datasets.npy import MultiTaskNpyDataset
 from experiments.vision.images import write_sample_images
 from experiments.vision.training import build_run, train
@@ -15,11 +15,13 @@ from scm.validation import InvalidParameterError
 TASKS = ["segmentation", "depth", "normal"]
 
 
-def scenes_config(output, **data) -> VisionConfig:
-    return from_dict(
-        VisionConfig,
-        {
-            "data": {
+@pytest.fixture(scope="module")
+def scenes_config(tiny_vision_config):
+    """``scenes_config(output, **data)``: one epoch of the tiny model on 8 rendered scenes."""
+
+    def build(output, **data) -> VisionConfig:
+        return tiny_vision_config(
+            data={
                 "dataset": "scenes",
                 "num_classes": 5,
                 "resolution": [16, 16],
@@ -27,20 +29,17 @@ def scenes_config(output, **data) -> VisionConfig:
                 "scenes": {"train_size": 8, "test_size": 4},
                 **data,
             },
-            "model": {
-                "arch": "resnet18",
-                "weights": "random",
-                "semantic_channels": 16,
-                "residual_channels": 8,
-            },
-            "method": {"cka_warmup_steps": 0, "cfa_probability": 1.0},
-            "training": {"epochs": 1, "batch_size": 4, "warmup_steps": 0},
-            "run": {"output_dir": str(output), "num_sample_images": 2},
-        },
-    )
+            method={"cka_warmup_steps": 0, "cfa_probability": 1.0},
+            training={"epochs": 1, "batch_size": 4, "warmup_steps": 0},
+            run={"output_dir": str(output), "num_sample_images": 2},
+        )
+
+    return build
 
 
-def test_coremtl_on_rendered_scenes_scores_the_decomposition_and_writes_images(tmp_path):
+def test_coremtl_on_rendered_scenes_scores_the_decomposition_and_writes_images(
+    tmp_path, scenes_config
+):
     run = build_run(scenes_config(tmp_path))
     report = train(run)
     test = report["test_at_selected"]
@@ -52,7 +51,7 @@ def test_coremtl_on_rendered_scenes_scores_the_decomposition_and_writes_images(t
     assert json.loads((tmp_path / "final_metrics.json").read_text())["epochs"] == 1
 
 
-def test_scene_class_count_must_match_the_config(tmp_path):
+def test_scene_class_count_must_match_the_config(tmp_path, scenes_config):
     with pytest.raises(
         InvalidParameterError, match=r"data\.num_classes: the rendered scenes have 5"
     ):

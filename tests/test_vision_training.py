@@ -14,7 +14,7 @@ from gloo import free_port, init_gloo
 
 from coremtl.trainer import NonFiniteError
 from coremtl_cli.main import main
-from experiments.vision.config import VisionConfig, from_dict
+from experiments.vision.config import VisionConfig
 from experiments.vision.datasets.synthetic import write_tiny_dataset
 from experiments.vision.training import build_run, first_batch, train, training_step
 
@@ -28,39 +28,43 @@ def data_root(tmp_path_factory) -> Path:
     )
 
 
-def tiny_config(root: Path, output: Path, **sections) -> VisionConfig:
-    data = {
-        "data": {
-            "dataset": "nyuv2",
-            "root": str(root),
-            "resolution": [16, 32],
-            "val_fraction": 0.2,
-        },
-        "model": {
-            "arch": "resnet18",
-            "weights": "random",
-            "semantic_channels": 16,
-            "residual_channels": 8,
-        },
-        "method": {"cka_warmup_steps": 0, "cfa_probability": 1.0},
-        "training": {
-            "epochs": 2,
-            "batch_size": 4,
-            "warmup_steps": 0,
-            "learning_rate": 1e-3,
-            "max_batches_per_epoch": 1,
-        },
-        "run": {"output_dir": str(output), "seed": 3, "num_sample_images": 2},
-    }
-    for section, values in sections.items():
-        data[section] = {**data[section], **values}
-    return from_dict(VisionConfig, data)
+@pytest.fixture(scope="module")
+def tiny_config(tiny_vision_config):
+    """``tiny_config(root, output, **sections)``: two epochs of one batch of the tiny model on the
+    tiny NYUv2 files at ``root``, written to ``output``; ``sections`` update the defaults."""
+
+    def build(root: Path, output: Path, **sections) -> VisionConfig:
+        data = {
+            "data": {
+                "dataset": "nyuv2",
+                "root": str(root),
+                "resolution": [16, 32],
+                "val_fraction": 0.2,
+            },
+            "model": {},
+            "method": {"cka_warmup_steps": 0, "cfa_probability": 1.0},
+            "training": {
+                "epochs": 2,
+                "batch_size": 4,
+                "warmup_steps": 0,
+                "learning_rate": 1e-3,
+                "max_batches_per_epoch": 1,
+            },
+            "run": {"output_dir": str(output), "seed": 3, "num_sample_images": 2},
+        }
+        for section, values in sections.items():
+            data[section] = {**data[section], **values}
+        return tiny_vision_config(**data)
+
+    return build
 
 
 @pytest.mark.parametrize(
-    ("kind", "balancer"), [("coremtl", "ew"), ("shared", "ew"), ("shared", "pcgrad")]
+    ("kind", "balancer"), [("core-mtl", "ew"), ("ew", "ew"), ("pcgrad", "pcgrad")]
 )
-def test_a_few_steps_on_one_batch_lower_the_task_losses(data_root, tmp_path, kind, balancer):
+def test_a_few_steps_on_one_batch_lower_the_task_losses(
+    data_root, tmp_path, kind, balancer, tiny_config
+):
     config = tiny_config(
         data_root,
         tmp_path,
@@ -72,15 +76,15 @@ def test_a_few_steps_on_one_batch_lower_the_task_losses(data_root, tmp_path, kin
     records = [training_step(run, batch) for _ in range(STEPS)]
     totals = [sum(v for k, v in r.items() if k.startswith("loss/")) for r in records]
     assert totals[-1] < totals[0]
-    if kind == "coremtl":
+    if kind == "core-mtl":
         assert {"term/cka", "term/cfa", "term/grounding/render"} <= set(records[0])
 
 
 @pytest.mark.parametrize("balancer", ["uw", "famo"])
-def test_balancers_with_learned_weights_update_them_in_a_step(data_root, tmp_path, balancer):
-    config = tiny_config(
-        data_root, tmp_path, model={"kind": "shared"}, training={"balancer": balancer}
-    )
+def test_balancers_with_learned_weights_update_them_in_a_step(
+    data_root, tmp_path, balancer, tiny_config
+):
+    config = tiny_config(data_root, tmp_path, model={"kind": balancer})
     run = build_run(config)
     before = {k: v.clone() for k, v in run.balancer.state_dict()["module"].items()}
     assert before
@@ -91,7 +95,7 @@ def test_balancers_with_learned_weights_update_them_in_a_step(data_root, tmp_pat
     assert not all(torch.equal(before[k], after[k]) for k in before)
 
 
-def test_staged_schedule_switches_terms_on(data_root, tmp_path):
+def test_staged_schedule_switches_terms_on(data_root, tmp_path, tiny_config):
     config = tiny_config(
         data_root,
         tmp_path,
@@ -101,8 +105,8 @@ def test_staged_schedule_switches_terms_on(data_root, tmp_path):
     train(run)
     assert [record["tasks_active"] for record in run.history] == [False, True, True]
     assert [record["terms_active"] for record in run.history][1:] == [
-        ["hard grounding"],
-        ["hard grounding", "independence"],
+        ["grounding"],
+        ["grounding", "independence"],
     ]
     first, second, third = (record["train"] for record in run.history)
     assert not any(k.startswith("loss/") for k in first) and "term/grounding/render" in first
@@ -111,7 +115,7 @@ def test_staged_schedule_switches_terms_on(data_root, tmp_path):
 
 
 def test_a_run_killed_inside_an_epoch_resumes_bit_identical_to_an_uninterrupted_one(
-    data_root, tmp_path
+    data_root, tmp_path, tiny_config
 ):
     options = {
         "training": {"epochs": 2, "max_batches_per_epoch": 2, "checkpoint_every": 1},
@@ -132,8 +136,8 @@ def test_a_run_killed_inside_an_epoch_resumes_bit_identical_to_an_uninterrupted_
     assert resumed.history == whole.history
 
 
-def test_nan_input_is_reported_with_key_and_step(data_root, tmp_path):
-    run = build_run(tiny_config(data_root, tmp_path, model={"kind": "shared"}))
+def test_nan_input_is_reported_with_key_and_step(data_root, tmp_path, tiny_config):
+    run = build_run(tiny_config(data_root, tmp_path, model={"kind": "ew"}))
     batch = first_batch(run)
     batch["depth"][0, 0, 0, 0] = float("nan")
     with pytest.raises(NonFiniteError, match="batch key 'depth' holds NaN or infinity at step 0"):
@@ -141,14 +145,14 @@ def test_nan_input_is_reported_with_key_and_step(data_root, tmp_path):
 
 
 def test_cli_train_writes_outputs_and_evaluate_reproduces_the_selected_test_metrics(
-    data_root, tmp_path, capsys
+    data_root, tmp_path, capsys, tiny_config
 ):
     config_path = tmp_path / "run.yaml"
     config = tiny_config(
         data_root,
         tmp_path / "out",
-        model={"kind": "shared"},
-        training={"balancer": "pcgrad", "epochs": 1},
+        model={"kind": "pcgrad"},
+        training={"epochs": 1},
     )
     import yaml
 
@@ -186,16 +190,11 @@ def test_cli_train_writes_outputs_and_evaluate_reproduces_the_selected_test_metr
     assert "training.epochs: expected a positive integer" in capsys.readouterr().err
 
 
-def _ddp_worker(rank: int, world_size: int, port: int, root: str, output: str) -> None:
+def _ddp_worker(rank: int, world_size: int, port: int, config: VisionConfig, output: str) -> None:
     import torch.distributed as dist
 
     init_gloo(rank, world_size, port)
     try:
-        config = tiny_config(
-            Path(root),
-            Path(output),
-            training={"epochs": 2, "max_batches_per_epoch": 1, "batch_size": 4},
-        )
         run = build_run(config)
         first_image = first_batch(run)["image"]
         train(run)
@@ -212,11 +211,16 @@ def _ddp_worker(rank: int, world_size: int, port: int, root: str, output: str) -
 
 
 @pytest.mark.slow
-def test_two_process_gloo_run_keeps_parameters_equal_across_ranks(data_root, tmp_path):
+def test_two_process_gloo_run_keeps_parameters_equal_across_ranks(data_root, tmp_path, tiny_config):
     world_size = 2
+    config = tiny_config(
+        data_root,
+        tmp_path,
+        training={"epochs": 2, "max_batches_per_epoch": 1, "batch_size": 4},
+    )
     mp.spawn(
         _ddp_worker,
-        args=(world_size, free_port(), str(data_root), str(tmp_path)),
+        args=(world_size, free_port(), config, str(tmp_path)),
         nprocs=world_size,
         join=True,
     )
@@ -234,7 +238,9 @@ def test_two_process_gloo_run_keeps_parameters_equal_across_ranks(data_root, tmp
     assert moved
 
 
-def test_soft_grounding_runs_write_reconstruction_and_counterfactual_images(data_root, tmp_path):
+def test_soft_grounding_runs_write_reconstruction_and_counterfactual_images(
+    data_root, tmp_path, tiny_config
+):
     from experiments.vision.images import write_sample_images
 
     run = build_run(tiny_config(data_root, tmp_path, model={"grounding": "soft"}))
@@ -245,7 +251,7 @@ def test_soft_grounding_runs_write_reconstruction_and_counterfactual_images(data
 
 @pytest.mark.parametrize("balancer", ["ew", "pcgrad"])
 def test_the_skip_connection_ablation_trains_with_cfa_and_any_balancer(
-    data_root, tmp_path, balancer
+    data_root, tmp_path, balancer, tiny_config
 ):
     config = tiny_config(
         data_root,
@@ -262,9 +268,9 @@ def test_the_skip_connection_ablation_trains_with_cfa_and_any_balancer(
 
 
 def test_hard_grounding_terms_reuse_the_normal_prediction_without_changing_them(
-    data_root, tmp_path
+    data_root, tmp_path, tiny_config
 ):
-    from experiments.vision.training import HardGroundingTerms
+    from coremtl.hard_grounding import HardGroundingTerms
 
     run = build_run(tiny_config(data_root, tmp_path))
     model = run.model
@@ -272,7 +278,14 @@ def test_hard_grounding_terms_reuse_the_normal_prediction_without_changing_them(
     batch = first_batch(run)
     model.eval()
     forward = model(batch["image"])
-    source = HardGroundingTerms(run.config.method)
+    method = run.config.method
+    source = HardGroundingTerms(
+        method.reconstruction_weight,
+        method.tv_weight,
+        method.achromatic_weight,
+        method.correlation_weight,
+        input_key="image",
+    )
     reused = source.terms(model, batch, forward, 0)
     forward.predictions.pop("normal")
     recomputed = source.terms(model, batch, forward, 0)

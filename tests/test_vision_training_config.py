@@ -100,7 +100,7 @@ def test_a_schedule_whose_stages_never_start_is_refused_naming_the_keys():
 
 
 def test_stages_that_do_not_exist_are_not_checked():
-    from_dict(VisionConfig, schedule(3, 5, 20, model={"kind": "shared"}))
+    from_dict(VisionConfig, schedule(3, 5, 20, model={"kind": "ew"}))
     no_terms = {"cka_weight": 0.0, "cfa_weight": 0.0}
     from_dict(VisionConfig, schedule(3, 5, 20, model={"grounding": "none"}, method=no_terms))
     with pytest.raises(InvalidParameterError, match=r"^training\.independence_start_epoch: 20"):
@@ -129,7 +129,7 @@ def test_build_run_leaves_its_config_as_it_is_and_records_the_resolved_reference
                 "val_fraction": 0.25,
                 "num_classes": 5,
             },
-            "model": {"kind": "shared", "arch": "resnet18", "weights": "random"},
+            "model": {"kind": "ew", "arch": "resnet18", "weights": "random"},
             "training": {"epochs": 1, "batch_size": 2},
             "run": {
                 "output_dir": str(tmp_path / "out"),

@@ -8,7 +8,7 @@ task_losses_fn=...) -> dict[str, Tensor]``.
 
 from coremtl.architectures.mlp import mlp
 from coremtl.architectures.mtan import MTAN, split_stage
-from coremtl.architectures.mtcrl import MTCRL, MTCRLRegularizer
+from coremtl.architectures.mtcrl import MTCRL, MTCRLOptions, MTCRLRegularizer
 from coremtl.architectures.repmtl import RepMTLRegularizer
 from coremtl.architectures.shared_bottom import SharedBottom
 from coremtl.architectures.single_task import SingleTaskModels
@@ -16,6 +16,7 @@ from coremtl.architectures.single_task import SingleTaskModels
 __all__ = [
     "MTAN",
     "MTCRL",
+    "MTCRLOptions",
     "MTCRLRegularizer",
     "RepMTLRegularizer",
     "SharedBottom",

@@ -13,12 +13,25 @@ with ``g_j^t`` two 1x1 convolutions (BN, ReLU, then BN, sigmoid), so every mask 
 ``u_{j+1}``, shared by the tasks as in the authors' implementation. For vector stages (MLP
 trunks) the 1x1 and 3x3 convolutions become linear layers and there is no pooling.
 
+Stages of any shape. The paper's stages keep the resolution between ``u_j`` and ``p_j``; a user's
+stage may not (its last module a pooling layer, a strided convolution, a global pool or a flatten).
+Each stage's attention therefore works in the mode its shapes allow (``maps[j]``):
+
+- ``u_j`` and ``p_j`` both maps: convolutional ``g_j^t``, its mask computed at the resolution of
+  ``u_j`` and brought to that of ``p_j`` (max pooling down, bilinear up: values stay in ``(0, 1)``);
+- ``p_j`` a vector (``u_j`` a map or a vector): linear ``g_j^t`` on the spatial mean of its inputs,
+  a mask of ``p_j``'s width; the transfer ``f_j`` into such a stage pools its input likewise.
+
+A stage that turns vectors back into maps is refused by :func:`coremtl.backbones.mtan_on`.
+
 ``Forward.shared`` is the concatenation of every ``u_j`` and ``p_j`` (each flattened per sample);
 the attention branches read their inputs from views of it, so all dependence of the task losses on
 the shared stages passes through this one tensor, as gradient aggregators require. It costs one
-copy of the stage features. ``Forward.extras["attention/<task>/<j>"]`` holds the masks ``a_j^t``.
-The shared parameters are those of the stages; the attention modules, ``f_j`` and heads are
-task-side.
+copy of the stage features. ``Forward.extras`` holds the masks ``a_j^t``
+(``"attention/<task>/<j>"``), the last shared stage output ``p_L`` (``"features"``, what a probe
+of the shared representation reads) and each task's attended features ``ahat_L^t``
+(``"attended/<task>"``, what its head reads). The shared parameters are those of the stages; the
+attention modules, ``f_j`` and heads are task-side.
 """
 
 from __future__ import annotations
@@ -84,12 +97,19 @@ def match_resolution(features: Tensor, reference: Tensor) -> Tensor:
     return F.interpolate(features, size=(height, width), mode="bilinear", align_corners=False)
 
 
+def spatial_mean(features: Tensor) -> Tensor:
+    """Vectors unchanged; maps ``(B, C, H, W)`` averaged over positions to ``(B, C)``."""
+    return features.flatten(2).mean(dim=2) if features.ndim > 2 else features
+
+
 class MTAN(nn.Module):
     """Shared ``stages`` with task-specific soft attention over each stage (Liu et al., 2019).
 
     ``stages[j]`` is an ``nn.Sequential`` split by :func:`split_stage`; ``stage_channels[j]`` is
-    ``(channels of u_j, channels of p_j)`` (feature sizes for vectors); ``maps`` selects
-    convolutional attention for ``(B, C, H, W)`` features. ``heads[t]`` takes ``ahat_L^t``.
+    ``(channels of u_j, channels of p_j)`` (feature sizes for vectors); ``maps`` (one flag, or one
+    per stage) selects convolutional attention for stages whose ``u_j`` and ``p_j`` are both
+    ``(B, C, H, W)`` maps, linear attention on spatial means otherwise (module docstring).
+    ``heads[t]`` takes ``ahat_L^t``.
     """
 
     def __init__(
@@ -97,7 +117,7 @@ class MTAN(nn.Module):
         stages: Sequence[nn.Sequential],
         stage_channels: Sequence[tuple[int, int]],
         heads: Mapping[str, nn.Module],
-        maps: bool = False,
+        maps: bool | Sequence[bool] = False,
     ) -> None:
         super().__init__()
         if not stages or len(stages) != len(stage_channels):
@@ -110,8 +130,13 @@ class MTAN(nn.Module):
                 raise InvalidParameterError(
                     f"stage_channels: expected pairs of positive integers, got {pair!r}"
                 )
+        modes = [bool(maps)] * len(stages) if isinstance(maps, bool) else list(maps)
+        if len(modes) != len(stages):
+            raise InvalidParameterError(
+                f"maps: expected one flag per stage ({len(stages)}), got {len(modes)}"
+            )
         self.heads = as_heads(heads)
-        self.maps = maps
+        self.maps = modes
         self.stage_channels = [tuple(pair) for pair in stage_channels]
         self.stages = nn.ModuleList(stages)
         for stage in stages:
@@ -119,16 +144,16 @@ class MTAN(nn.Module):
         self.attention = nn.ModuleDict(
             {
                 task: nn.ModuleList(
-                    attention_module(u if j == 0 else 2 * u, u, p, maps)
+                    attention_module(u if j == 0 else 2 * u, u, p, modes[j])
                     for j, (u, p) in enumerate(self.stage_channels)
                 )
                 for task in self.heads
             }
         )
         self.transfer = nn.ModuleList(
-            transfer_module(p, u_next, maps)
-            for (_, p), (u_next, _) in zip(
-                self.stage_channels[:-1], self.stage_channels[1:], strict=True
+            transfer_module(p, u_next, modes[j + 1])
+            for j, ((_, p), (u_next, _)) in enumerate(
+                zip(self.stage_channels[:-1], self.stage_channels[1:], strict=True)
             )
         )
 
@@ -138,6 +163,20 @@ class MTAN(nn.Module):
 
     def shared_parameters(self) -> Iterator[nn.Parameter]:
         return self.stages.parameters()
+
+    def _mask(self, j: int, module: nn.Module, u: Tensor, p: Tensor, attended: Tensor | None):
+        """``a_j^t`` from ``u_j`` and the previous attended features, shaped like ``p_j``."""
+        if not self.maps[j]:
+            inputs = spatial_mean(u)
+            if attended is not None:
+                transferred = self.transfer[j - 1](spatial_mean(attended))
+                inputs = torch.cat([inputs, transferred], dim=1)
+            return module(inputs)
+        inputs = u
+        if attended is not None:
+            transferred = match_resolution(self.transfer[j - 1](attended), u)
+            inputs = torch.cat([u, transferred], dim=1)
+        return match_resolution(module(inputs), p)
 
     def forward(self, x: Tensor) -> Forward:
         features: list[Tensor] = []
@@ -151,18 +190,14 @@ class MTAN(nn.Module):
         pieces = shared.split([math.prod(f.shape[1:]) for f in features], dim=1)
         views = [piece.view(f.shape) for piece, f in zip(pieces, features, strict=True)]
         predictions: dict[str, Tensor] = {}
-        extras: dict[str, Tensor] = {}
+        extras: dict[str, Tensor] = {"features": views[-1]}
         for task, modules in self.attention.items():
             attended: Tensor | None = None
             for j, module in enumerate(modules):
                 u, p = views[2 * j], views[2 * j + 1]
-                if attended is None:
-                    inputs = u
-                else:
-                    transferred = match_resolution(self.transfer[j - 1](attended), u)
-                    inputs = torch.cat([u, transferred], dim=1)
-                mask = module(inputs)
+                mask = self._mask(j, module, u, p, attended)
                 extras[f"attention/{task}/{j}"] = mask
                 attended = mask * p
+            extras[f"attended/{task}"] = attended
             predictions[task] = self.heads[task](attended)
         return Forward(predictions=predictions, shared=shared, extras=extras)

@@ -61,4 +61,5 @@ class SingleTaskModels(nn.Module):
             task: head(piece)
             for (task, head), piece in zip(self.heads.items(), slices, strict=True)
         }
-        return Forward(predictions=predictions, shared=shared)
+        extras = {f"trunk/{task}": piece for task, piece in zip(self.heads, slices, strict=True)}
+        return Forward(predictions=predictions, shared=shared, extras=extras)

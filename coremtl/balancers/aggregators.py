@@ -9,6 +9,12 @@ writes ``A(J)`` into ``theta.grad`` (``torchjd.autojac.jac_to_grad``). For weigh
 with known weights, the returned number for task ``i`` is the coefficient of the projection of the
 update on ``g_i``: ``<A(J), g_i> / ||g_i||^2`` (0 when ``g_i = 0``). torchjd's docstrings give
 each aggregator's equations.
+
+Before aggregating, ``J`` is checked: a row holding NaN or infinity stops the run with a
+:class:`~scm.validation.NonFiniteError` naming the tasks (no aggregator can give a meaningful
+update from it, and some of torchjd's solvers fail deep inside), and an all-zero ``J`` (no task
+has a gradient on the shared parameters) gives a zero update with zero weights, without calling
+the aggregator (Nash-MTL's solver cannot take it).
 """
 
 from __future__ import annotations
@@ -25,6 +31,7 @@ from torchjd.autojac import jac_to_grad, mtl_backward
 
 from coremtl.balancers.base import SharedRepresentation, as_tensor_list, trainable
 from coremtl.balancers.torchjd_method import TorchjdBalancer
+from scm.validation import NonFiniteError
 
 
 class AggregatorBalancer(TorchjdBalancer):
@@ -35,6 +42,8 @@ class AggregatorBalancer(TorchjdBalancer):
     ``shared`` (stacked heads, one loss call for all tasks): each task is differentiated with the
     graph retained, and the graph is freed with the step's tensors.
     """
+
+    needs_shared_parameters = True
 
     def backward(
         self,
@@ -55,11 +64,32 @@ class AggregatorBalancer(TorchjdBalancer):
         with self.random_context(), warnings.catch_warnings():
             warnings.filterwarnings("ignore", message=".*not DPP", category=UserWarning)
             mtl_backward(losses, features=features, shared_params=params, retain_graph=True)
+            if not self._jacobian_is_usable(params):
+                return self.weights_dict(torch.zeros(self.num_tasks))
             if isinstance(self.method, aggregation.WeightedAggregator):
                 weights = jac_to_grad(params, self.method)
             else:
                 weights = aggregate_unweighted(params, self.method)
         return self.weights_dict(weights)
+
+    def _jacobian_is_usable(self, params: list[Parameter]) -> bool:
+        """False when ``J`` is all zero (its ``.jac`` fields are then freed); raises when a row
+        holds NaN or infinity (module docstring). One host synchronisation."""
+        rows = [p.jac.reshape(self.num_tasks, -1) for p in params]
+        finite = torch.stack([row.isfinite().all(dim=1) for row in rows]).all(dim=0)
+        nonzero = torch.stack([row.ne(0).any() for row in rows]).any()
+        flags = torch.cat([finite, nonzero[None]]).tolist()
+        if all(flags):
+            return True
+        for p in params:
+            del p.jac
+        bad = [name for name, ok in zip(self.task_names, flags, strict=False) if not ok]
+        if bad:
+            raise NonFiniteError(
+                f"balancer {self.name!r}: the gradient of task(s) {bad} on the shared parameters "
+                "holds NaN or infinity"
+            )
+        return False
 
 
 def aggregate_unweighted(params: list[Parameter], aggregator: aggregation.Aggregator) -> Tensor:
@@ -98,15 +128,42 @@ class MGDA(AggregatorBalancer):
         return aggregation.MGDA(epsilon, max_iters)
 
 
+class ZeroRowSafeCAGradWeighting(aggregation.CAGradWeighting):
+    """torchjd's CAGrad weighting, with the tasks whose gradient is exactly zero set apart.
+
+    Algorithm 1 of Liu et al. (NeurIPS 2021) updates along
+    ``d = g_0 + (s / ||g_w||) g_w`` with ``g_0 = (1/K) sum_i g_i``, ``s = c ||g_0||`` and
+    ``g_w = sum_i w*_i g_i``, ``w* = argmin_{w in simplex} g_w^T g_0 + s ||g_w||``. A zero row
+    ``g_z = 0`` (a task whose loss is constant in the batch, e.g. no valid label) makes ``g_w = 0``
+    feasible, and torchjd 0.18 then returns ``w = 0`` ("approximately on the Pareto front"): no
+    update at all, however large the other tasks' gradients. Here ``w*`` runs over the simplex
+    of the tasks ``A`` with a gradient (``K_A`` of them) while ``g_0`` keeps all ``K``: with
+    ``w_A`` torchjd's weights on the Gramian of ``A`` (its ``g_0`` is ``(K/K_A) g_0``, and the
+    weights do not depend on the Gramian's scale), ``w_i = (K_A / K) w_A,i = 1/K + (s/||g_w||)
+    w*_i`` on ``A`` and ``w_z = 1/K`` on the zero rows (the part of ``g_0`` they carry). On
+    ``[[1, 2], [0, 0]]`` the update is ``(1 + c)/2 (1, 2)``: ``g_0`` plus ``c ||g_0||`` along the
+    only gradient. Without zero rows (or with only zero rows) the weights are torchjd's."""
+
+    def forward(self, gramian: Tensor, /) -> Tensor:
+        active = gramian.diagonal() > 0
+        count = int(active.sum())
+        if count in (0, len(active)):
+            return super().forward(gramian)
+        kept = gramian[active][:, active]
+        weights = torch.full_like(gramian[0], 1.0 / len(active))
+        weights[active] = super().forward(kept) * (count / len(active))
+        return weights
+
+
 class CAGrad(AggregatorBalancer):
-    """Conflict-averse gradient descent (Liu et al., NeurIPS 2021):
-    ``torchjd.aggregation.CAGrad``."""
+    """Conflict-averse gradient descent (Liu et al., NeurIPS 2021): torchjd's CAGrad with
+    :class:`ZeroRowSafeCAGradWeighting`."""
 
     name = "cagrad"
     defaults: ClassVar[dict[str, Any]] = {"c": 0.4, "norm_eps": 1e-4}
 
     def build(self, num_tasks: int, c: float, norm_eps: float) -> aggregation.Aggregator:
-        return aggregation.CAGrad(c, norm_eps)
+        return aggregation.GramianWeightedAggregator(ZeroRowSafeCAGradWeighting(c, norm_eps))
 
 
 class IMTLG(AggregatorBalancer):

@@ -32,11 +32,19 @@ class Balancer(ABC):
     """Combines the task losses of one batch into parameter gradients.
 
     ``task_names`` fixes the order of the tasks: weights, Jacobian rows and state follow it.
+    ``needs_shared_parameters``: the method acts on the gradients of the shared parameters
+    (Jacobian descent, GradNorm), so it needs at least one that trains.
     """
 
     name: str = ""
+    needs_shared_parameters: bool = False
 
     def __init__(self, task_names: Sequence[str]) -> None:
+        if isinstance(task_names, str) or not isinstance(task_names, Sequence):
+            raise InvalidParameterError(
+                f"task_names: expected a list of task names (strings), got "
+                f"{type(task_names).__name__} {task_names!r}"
+            )
         names = list(task_names)
         if not names or not all(isinstance(name, str) and name for name in names):
             raise InvalidParameterError(

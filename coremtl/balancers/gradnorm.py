@@ -61,6 +61,7 @@ class GradNorm(Balancer):
     """GradNorm loss weighting with asymmetry ``alpha`` (Chen et al., ICML 2018, eq. 1-2)."""
 
     name = "gradnorm"
+    needs_shared_parameters = True
 
     @classmethod
     def option_defaults(cls) -> dict[str, Any]:

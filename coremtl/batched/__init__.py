@@ -12,23 +12,22 @@ for each model, exactly the gradient that model would get alone, so an elementwi
   PCGrad, MGDA, IMTL-G, Aligned-MTL, UPGrad, DualProj, CAGrad);
 - :mod:`coremtl.batched.faces`: the exact batched solvers of the dual-cone projection (UPGrad,
   DualProj) and of CAGrad's inner problem;
+- :mod:`coremtl.batched.term_weights`: the CORE-MTL weights per model, read from
+  :class:`coremtl.objective.CoreMTLObjective`;
 - :mod:`coremtl.batched.terms`: the CORE-MTL terms per model (positive part of the debiased linear
   CKA, the input-level counterfactual swap, reconstruction);
-- :mod:`coremtl.batched.training`: the training loop, and the per-model reference loop built from
-  the library's own pieces that the batched loop must reproduce;
+- :mod:`coremtl.batched.training`: the training loop;
+- :mod:`coremtl.batched.draws`: the run's random numbers, step by step;
+- :mod:`coremtl.batched.reference`: the per-model reference loop built from the library's own
+  pieces that the batched loop must reproduce;
 - :mod:`coremtl.batched.benchmark`: ``coremtl bench batched``.
 """
 
+from coremtl.batched.draws import Draws
+from coremtl.batched.reference import loop_reference
 from coremtl.batched.stacked import StackedAngle, StackedMLP
-from coremtl.batched.training import (
-    Draws,
-    Settings,
-    TermWeights,
-    draws,
-    loop_reference,
-    train,
-    train_objective,
-)
+from coremtl.batched.term_weights import TermWeights
+from coremtl.batched.training import Settings, draws, train, train_objective
 
 __all__ = [
     "Draws",

@@ -13,7 +13,7 @@ Loss weightings (:data:`LOSS_WEIGHTINGS`, one backward pass):
 - Random loss weighting (``rlw``; Lin et al., "Reasonable Effectiveness of Random Weighting: A
   Litmus Test for Multi-Task Learning", TMLR 2022, Algorithm 2; ``torchjd.scalarization.Random``):
   ``w = softmax(xi)``, ``xi ~ N(0, I_K)`` drawn afresh at every step (:func:`rlw_weights`; the
-  draws are :meth:`coremtl.batched.training.Draws.balancer_normals`).
+  draws are :meth:`coremtl.batched.draws.Draws.balancer_normals`).
 
 Gramian weightings (:data:`GRAMIAN_WEIGHTINGS`, one backward pass per task for ``J``):
 

@@ -2,7 +2,7 @@
 
 The same ``M`` dual-stream MLPs (:class:`~coremtl.batched.stacked.StackedMLP`, float32), the same
 data and the same random draws, trained for a few steps by :func:`~coremtl.batched.training.train`
-(one computation) and by :func:`~coremtl.batched.training.loop_reference` (each model alone through
+(one computation) and by :func:`~coremtl.batched.reference.loop_reference` (each model alone through
 the library's balancer, CKA, counterfactual and reconstruction code), measured side by side in one
 run; the ratio loop / batched is printed per method (every batched balancer, and CORE-MTL).
 """
@@ -15,12 +15,23 @@ import time
 import torch
 
 from coremtl.batched.balancing import BATCHED_BALANCERS
+from coremtl.batched.reference import loop_reference
 from coremtl.batched.stacked import StackedMLP
-from coremtl.batched.training import Settings, TermWeights, draws, loop_reference, train
+from coremtl.batched.term_weights import TermWeights
+from coremtl.batched.training import Settings, draws, train
+from coremtl.objective import CoreMTLObjective
 
+CORE_MTL = CoreMTLObjective(
+    cka_weight=1.0,
+    cka_warmup_steps=0,
+    cfa_weight=1.0,
+    cfa_probability=1.0,
+    reconstruction_weight=1.0,
+)
+"""CORE-MTL as the batched step computes it: every term at every step, at weight 1."""
 METHODS = {
     **{name: (name, TermWeights()) for name in BATCHED_BALANCERS},
-    "core-mtl": ("ew", TermWeights(cka=1.0, cfa=1.0, reconstruction=1.0)),
+    "core-mtl": ("ew", TermWeights.of(CORE_MTL)),
 }
 
 

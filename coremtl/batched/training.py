@@ -11,27 +11,20 @@ get their task gradients, and every parameter the gradient of the CORE-MTL terms
 plain gradient descent (``torch.optim.SGD``) or AdamW, applied to the stacked tensors: both are
 elementwise, so each model takes exactly its own step.
 
-Randomness (minibatch rows, CFA derangements, PCGrad's visiting orders) comes from
-:class:`Draws`, one generator per step, so the batched run and :func:`loop_reference` (one library
-:class:`~coremtl.representation.DualStreamModel` at a time, through
-:func:`coremtl.balancers.make_balancer`, :func:`coremtl.cka.linear_cka`,
-:func:`coremtl.counterfactual.input_counterfactual_predictions` and
-:func:`coremtl.grounding.reconstruction_loss`) see the same draws. RLW's normals are those the
-library's RLW balancer draws with seed :meth:`Draws.balancer_seed` (its
-:class:`~coremtl.balancers.base.SeededRandomStream`, call ``k`` at step ``k``), one generator per
-model and step, so model ``m`` of a batched RLW run is that balancer's run.
+Randomness (minibatch rows, CFA derangements, PCGrad's visiting orders, RLW's normals) comes
+from :class:`coremtl.batched.draws.Draws`, so the batched run and
+:func:`coremtl.batched.reference.loop_reference` (one library model at a time) see the same
+draws.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from functools import cache
 
 import torch
 from torch import Tensor
 
-from coremtl.balancers.base import SeededRandomStream
 from coremtl.batched.balancing import (
     GRAMIAN_WEIGHTINGS,
     LOSS_WEIGHTINGS,
@@ -40,6 +33,8 @@ from coremtl.batched.balancing import (
     rlw_weights,
     task_weights,
 )
+from coremtl.batched.draws import Draws
+from coremtl.batched.term_weights import TermWeights
 from coremtl.batched.terms import (
     counterfactual_loss,
     gather_rows,
@@ -47,7 +42,6 @@ from coremtl.batched.terms import (
     reconstruction_loss,
     squared_task_losses,
 )
-from scm.seeds import derive_seed
 from scm.validation import InvalidParameterError
 
 OPTIMIZERS = ("gd", "adamw")
@@ -107,78 +101,6 @@ class Settings:
     @property
     def only_loss_weighting(self) -> bool:
         return all(name in LOSS_WEIGHTINGS for name in self.names)
-
-
-@dataclass
-class TermWeights:
-    """``l_cka``, ``l_cfa``, ``l_rec`` per model: floats, or tensors of shape ``(M,)``."""
-
-    cka: Tensor | float = 0.0
-    cfa: Tensor | float = 0.0
-    reconstruction: Tensor | float = 0.0
-
-    def row(self, index: int) -> tuple[float, float, float]:
-        def pick(value):
-            return float(value[index]) if isinstance(value, Tensor) else float(value)
-
-        return pick(self.cka), pick(self.cfa), pick(self.reconstruction)
-
-    def active(self, name: str) -> bool:
-        value = getattr(self, name)
-        return bool((value != 0).any()) if isinstance(value, Tensor) else value != 0
-
-
-def random_cycles(shape: tuple[int, ...], n: int, generator: torch.Generator) -> Tensor:
-    """Uniformly random ``n``-cycles ``pi`` (derangements: ``pi(i) != i``) of shape ``(*shape, n)``:
-    ``pi(sigma(i)) = sigma(i + 1 mod n)`` for a uniformly random permutation ``sigma``."""
-    sigma = torch.rand((*shape, n), generator=generator).argsort(dim=-1)
-    cycle = torch.empty_like(sigma)
-    cycle.scatter_(-1, sigma, sigma.roll(-1, dims=-1))
-    return cycle
-
-
-@dataclass(frozen=True)
-class Draws:
-    """The random numbers of a run, drawn step by step from a generator seeded with
-    ``(seed, step)`` (nothing is stored): for every model, the minibatch rows ``(M, b)`` (None:
-    full batch), a derangement of the batch ``(M, b)`` and PCGrad's visiting orders ``(M, K, K)``;
-    RLW's normals come from :meth:`balancer_normals`."""
-
-    seed: int
-    num_models: int
-    n: int
-    batch: int
-    num_tasks: int
-
-    def at(self, step: int) -> tuple[Tensor | None, Tensor, Tensor]:
-        generator = torch.Generator().manual_seed(self.seed * 1_000_003 + step)
-        shape = (self.num_models,)
-        rows = None
-        if self.batch < self.n:
-            rows = torch.rand((*shape, self.n), generator=generator).argsort(-1)[..., : self.batch]
-        permutation = random_cycles(shape, self.batch, generator)
-        orders = torch.rand((*shape, self.num_tasks, self.num_tasks), generator=generator)
-        return rows, permutation, orders.argsort(-1)
-
-    def balancer_seed(self, model: int) -> int:
-        """The seed of model ``model``'s balancer stream: ``derive_seed(seed, "balancer", m)``."""
-        return _balancer_seed(self.seed, model)
-
-    def balancer_normals(self, step: int, models: Sequence[int], dtype: torch.dtype) -> Tensor:
-        """RLW's normals ``(len(models), K)`` at ``step``: what ``torch.randn(K, dtype=dtype)``
-        draws inside call ``step`` of :class:`~coremtl.balancers.base.SeededRandomStream` seeded
-        with :meth:`balancer_seed` (on the CPU generator)."""
-        rows = []
-        generator = torch.Generator()
-        for model in models:
-            generator.manual_seed(SeededRandomStream(self.balancer_seed(model)).seed_of(step))
-            rows.append(torch.randn(self.num_tasks, generator=generator, dtype=dtype))
-        return torch.stack(rows) if rows else torch.zeros(0, self.num_tasks, dtype=dtype)
-
-
-@cache
-def _balancer_seed(seed: int, model: int) -> int:
-    return derive_seed(seed, "balancer", model)
 
 
 def draws(settings: Settings, num_models: int, n: int, num_tasks: int, seed: int) -> Draws:
@@ -341,64 +263,3 @@ def train(
         return losses, extra
 
     return train_objective(model, settings, objective, random, snapshots)
-
-
-def loop_reference(
-    modules: Sequence[torch.nn.Module],
-    x: Tensor,
-    y: Tensor,
-    settings: Settings,
-    weights: TermWeights,
-    random: Draws,
-) -> None:
-    """Train each library module alone, in place, on its slice of the data and the draws.
-
-    PCGrad's visiting orders come from torch's global generator inside torchjd and cannot be
-    shared; with ``K = 2`` tasks the order does not matter. RLW of model ``m`` is the library's
-    balancer seeded with ``random.balancer_seed(m)``.
-    """
-    from coremtl.balancers import make_balancer
-    from coremtl.cka import linear_cka
-    from coremtl.counterfactual import input_counterfactual_predictions
-    from coremtl.grounding import reconstruction_loss as library_reconstruction
-
-    steps = [random.at(step) for step in range(settings.steps)]
-    for m, module in enumerate(modules):
-        names = list(module.task_names)
-        name = settings.balancer_of(m)
-        options = settings.options_of(name)
-        if name == "rlw":
-            options = {"seed": random.balancer_seed(m)}
-        balancer = make_balancer(name, names, **options)
-        params = [p for p in module.parameters() if p.requires_grad]
-        shared = [p for p in module.shared_parameters() if p.requires_grad]
-        optimizer = make_optimizer(settings, params)
-        l_cka, l_cfa, l_rec = weights.row(m)
-        for step in range(settings.steps):
-            rows, permutations, _ = steps[step]
-            batch_x, batch_y = x[m], y[m]
-            if rows is not None:
-                batch_x, batch_y = batch_x[rows[m]], batch_y[rows[m]]
-            optimizer.zero_grad(set_to_none=True)
-            forward = module(batch_x)
-            losses = {
-                name: (forward.predictions[name][:, 0] - batch_y[:, t]).square().mean()
-                for t, name in enumerate(names)
-            }
-            extra = []
-            if l_cka:
-                extra.append(l_cka * linear_cka(forward.z_s, forward.z_r).clamp(min=0.0))
-            if l_cfa:
-                swapped = input_counterfactual_predictions(
-                    module, forward.z_s, forward.z_r, permutations[m]
-                )
-                cfa = [
-                    (swapped[name][:, 0] - batch_y[:, t]).square().mean()
-                    for t, name in enumerate(names)
-                ]
-                extra.append(l_cfa * torch.stack(cfa).mean())
-            if l_rec:
-                reconstruction = module.decode(forward.z_s, forward.z_r)
-                extra.append(l_rec * library_reconstruction(reconstruction, batch_x))
-            balancer.backward(losses, [forward.z_s], shared, sum(extra) if extra else None)
-            optimizer.step()

@@ -7,18 +7,20 @@ and always holds ``finding`` (one line with the numbers) and ``verdict`` (one of
 :data:`VERDICTS`); ``plot`` reads nothing but that dict, so figures can be redrawn from the
 results file alone.
 
-Error bands: over seeds, ``mean +- std`` with the sample standard deviation (``ddof = 1``).
+Error bands: over seeds, ``mean +- std`` with the sample standard deviation
+(:func:`experiments.stats.mean_std`, re-exported here).
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from dataclasses import asdict, is_dataclass
 from typing import Any
 
 import numpy as np
 
+from experiments.stats import mean_std as mean_std
 from scm.validation import InvalidParameterError
 
 MODES = ("smoke", "fast", "full")
@@ -29,7 +31,6 @@ VERDICTS = (
     "contradicts",
     "measured",
 )
-BAND = "mean +- std over seeds (sample std, ddof=1)"
 
 
 def check_mode(mode: str) -> str:
@@ -42,15 +43,6 @@ def check_mode(mode: str) -> str:
 def seeds_for(base: int, count: int) -> list[int]:
     """``count`` consecutive seeds from ``base``: the seeds a study averages over."""
     return [int(base) + index for index in range(count)]
-
-
-def mean_std(values: Iterable[float]) -> dict[str, float]:
-    """``{"mean", "std", "n"}`` of ``values`` (sample std, 0 for a single value)."""
-    array = np.asarray(list(values), dtype=float)
-    if array.size == 0:
-        raise InvalidParameterError("values: expected at least one value to summarise")
-    std = float(array.std(ddof=1)) if array.size > 1 else 0.0
-    return {"mean": float(array.mean()), "std": std, "n": int(array.size)}
 
 
 def band_text(summary: dict[str, float], digits: int = 3) -> str:

@@ -21,7 +21,8 @@ in percent with LibMTL's sign (positive = better than EW)::
 task, so the mean over ``K`` is LibMTL's mean over tasks of the per-task means;
 :func:`experiments.vision.metrics.delta_m`). A point's score is the mean over seeds and
 environments, ``C(g) = mean_s mean_p Delta(g, s, p)``, with the standard error over seeds of the
-per-seed means ``mean_p Delta(g, s, p)`` (``ddof = 1``). The winner maximises ``C``; points with
+per-seed means ``mean_p Delta(g, s, p)`` (:func:`experiments.stats.estimate`; the winner's margin
+over another point is the :func:`experiments.stats.paired_difference` of their per-seed means). The winner maximises ``C``; points with
 equal scores go to the smaller weights (:func:`tie_order`: smaller ``lambda_CKA + lambda_CFA``,
 then smaller ``lambda_CKA``).
 
@@ -39,6 +40,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from experiments.stats import Estimate, estimate, paired_difference
 from experiments.synthetic.common import jsonable, seeds_for
 from experiments.synthetic.shortcut_scenes import (
     Method,
@@ -141,11 +143,9 @@ def improvement_over_ew(metrics: Mapping[str, float], ew: Mapping[str, float]) -
     return delta_m({k: metrics[k] for k in METRICS}, {k: ew[k] for k in METRICS}, sign=1)
 
 
-def mean_se(values: list[float]) -> dict:
-    """``mean``, ``se = std / sqrt(n)`` (``ddof = 1``) and ``n`` of ``values``."""
-    array = np.asarray(values, dtype=float)
-    se = float(array.std(ddof=1) / math.sqrt(array.size)) if array.size > 1 else 0.0
-    return {"mean": float(array.mean()), "se": se, "n": int(array.size)}
+def record_of(found: Estimate) -> dict:
+    """The record's ``{mean, se, n}`` of an estimate over seeds (:mod:`experiments.stats`)."""
+    return {"mean": found.mean, "se": found.se, "n": found.n}
 
 
 def tie_order(point: Point) -> tuple[float, float, float]:
@@ -229,17 +229,15 @@ def summarise(config: SelectionConfig, records: list[dict]) -> dict:
             "cka_weight": point[0],
             "cfa_weight": point[1],
             "delta_by_strength": by_strength,
-            "per_strength": {p: mean_se(values) for p, values in by_strength.items()},
+            "per_strength": {p: record_of(estimate(values)) for p, values in by_strength.items()},
             "per_seed": per_seed[point],
-            "criterion": mean_se(per_seed[point]),
+            "criterion": record_of(estimate(per_seed[point])),
         }
     scores = {point: points[point_name(point)]["criterion"]["mean"] for point in config.grid()}
     winner = select(scores)
     ranking = sorted(config.grid(), key=lambda point: (-scores[point], tie_order(point)))
     margins = {
-        point_name(point): mean_se(
-            [a - b for a, b in zip(per_seed[winner], per_seed[point], strict=True)]
-        )
+        point_name(point): record_of(paired_difference(per_seed[winner], per_seed[point]))
         for point in ranking
         if point != winner
     }

@@ -1,7 +1,7 @@
 """Small trained multi-task models on the SCM of setting S, shared by studies 2 and 6.
 
 Every model is trained on source samples only and then measured; the measurements (not the
-models) are what the studies read, so one training serves the three studies
+models) are what the studies read, so one training serves both studies
 (:func:`trained_zoo` caches by configuration).
 
 Methods (``METHODS``): a dual-stream MLP (:func:`coremtl.representation.mlp_dual_stream`, heads on
@@ -259,14 +259,18 @@ def _environment_losses(model, scm, env: str, n: int, seed: int, device: str) ->
 
 
 def gap_numbers(source: dict, target: dict, loss: str) -> dict:
-    """Per-task ``mean_T - mean_S`` of the loss and its standard error (independent samples)."""
+    """Per-task ``mean_T - mean_S`` of the loss and the mean over tasks, each with its standard
+    error for independent source and target samples (:func:`experiments.stats.independent_se`;
+    the tasks share their draws, so the mean's error is that of the per-draw task mean)."""
+    from experiments.stats import independent_se
+
     s, t = source[loss], target[loss]
     gap = t.mean(axis=0) - s.mean(axis=0)
-    error = np.sqrt(t.var(axis=0, ddof=1) / t.shape[0] + s.var(axis=0, ddof=1) / s.shape[0])
+    error = np.array([independent_se(t[:, task], s[:, task]) for task in range(gap.size)])
     return {
         "per_task": gap,
         "mean": float(gap.mean()),
-        "standard_error": float(np.sqrt(np.sum(error**2)) / gap.size),
+        "standard_error": independent_se(t.mean(axis=1), s.mean(axis=1)),
         "per_task_standard_error": error,
     }
 

@@ -26,7 +26,7 @@ from pathlib import Path
 
 import numpy as np
 
-from experiments.stats import bonferroni_z
+from experiments.stats import bonferroni_z, estimate
 from experiments.study import (
     FAILS,
     HOLDS,
@@ -233,10 +233,11 @@ def measured_and_derived(
         eps,
     )
     values = np.broadcast_to(values, z_s.shape).astype(float)
+    derived = estimate(values)
     return {
         "measured": measured,
-        "derived_on_batch": float(values.mean()),
-        "standard_error": float(values.std(ddof=1) / math.sqrt(values.size)),
+        "derived_on_batch": derived.mean,
+        "standard_error": derived.se,
         "mean_abs_per_sample": float(np.abs(values).mean()),
         "expected": float(
             expected_gradient(variant, psi, head[0], head[1], config.beta, mu, v, config.noise_std)

@@ -5,12 +5,12 @@ From one process, on the same fixed batch and backbone, the best of ``repeats`` 
 - ``ew``: Equal Weighting on the hard-sharing model (heads on the encoder output);
 - ``streams``: the dual-stream model with its grounding decoder, task losses + L_rec only;
 - ``streams+cka``: ... plus the debiased CKA term;
-- ``coremtl``: ... plus CFA applied at every step (``cfa_probability = 1``, its worst case).
+- ``core-mtl``: ... plus CFA applied at every step (``cfa_probability = 1``, its worst case).
 
-Printed: ``coremtl / ew`` (the paper reports about 3.3x; the target here is <= 1.5x), the same
+Printed: ``core-mtl / ew`` (the paper reports about 3.3x; the target here is <= 1.5x), the same
 with CFA on half of the steps (the expected cost at ``cfa_probability = 0.5``), and the share
-of the CORE-MTL step spent in CKA ``(t_cka - t_streams) / t_coremtl`` and in CFA
-``(t_coremtl - t_cka) / t_coremtl``. With ``--device cuda`` it also reports images per second at
+of the CORE-MTL step spent in CKA ``(t_cka - t_streams) / t_core`` and in CFA
+``(t_core - t_cka) / t_core``. With ``--device cuda`` it also reports images per second at
 288x384, batch 16, ResNet-50 (bf16 autocast, channels-last).
 """
 
@@ -20,22 +20,22 @@ import tempfile
 import time
 from pathlib import Path
 
-VARIANTS = ("ew", "streams", "streams+cka", "coremtl")
+VARIANTS = ("ew", "streams", "streams+cka", "core-mtl")
 
 
 def _config(variant: str, root: Path, output: Path, arch: str, resolution, batch: int, device):
     from .config import VisionConfig, from_dict
 
-    kind = "shared" if variant == "ew" else "coremtl"
+    kind = "ew" if variant == "ew" else "core-mtl"
     return from_dict(
         VisionConfig,
         {
             "data": {"root": str(root), "resolution": list(resolution), "augment": False},
             "model": {"kind": kind, "arch": arch, "weights": "random"},
             "method": {
-                "cka_weight": 0.1 if variant in ("streams+cka", "coremtl") else 0.0,
+                "cka_weight": 0.1 if variant in ("streams+cka", "core-mtl") else 0.0,
                 "cka_warmup_steps": 0,
-                "cfa_weight": 0.5 if variant == "coremtl" else 0.0,
+                "cfa_weight": 0.5 if variant == "core-mtl" else 0.0,
                 "cfa_probability": 1.0,
             },
             "training": {"epochs": 1, "batch_size": batch, "warmup_steps": 0},
@@ -83,16 +83,16 @@ def step_times(arch: str, resolution, batch: int, device: str, repeats: int) -> 
 
 
 def summarise(times: dict[str, float], batch: int) -> dict[str, float]:
-    core = times["coremtl"]
+    core = times["core-mtl"]
     return {
         **{f"step_s/{k}": v for k, v in times.items()},
-        "coremtl_over_ew": core / times["ew"],
-        "coremtl_p0.5_over_ew": (times["streams+cka"] + 0.5 * (core - times["streams+cka"]))
+        "core-mtl_over_ew": core / times["ew"],
+        "core-mtl_p0.5_over_ew": (times["streams+cka"] + 0.5 * (core - times["streams+cka"]))
         / times["ew"],
         "cka_share": (times["streams+cka"] - times["streams"]) / core,
         "cfa_share": (core - times["streams+cka"]) / core,
         "images_per_s/ew": batch / times["ew"],
-        "images_per_s/coremtl": batch / core,
+        "images_per_s/core-mtl": batch / core,
     }
 
 
@@ -125,7 +125,7 @@ def main(args) -> dict:
             f"{settings['batch'] / times[variant]:8.1f} images/s"
         )
     print(
-        f"  CORE-MTL / EW step time: {result['coremtl_over_ew']:.2f}x (paper ~3.3x; target <= 1.5x)"
+        f"  CORE-MTL / EW step time: {result['core-mtl_over_ew']:.2f}x (paper ~3.3x; target <= 1.5x)"
     )
     print(
         f"  share of the CORE-MTL step in CKA: {100 * result['cka_share']:.1f}%, "

@@ -134,7 +134,7 @@ def evaluate_checkpoint(
     for override in overrides:
         apply_override(data, override)
     config = from_dict(VisionConfig, data)
-    model, _ = build_model(config.model, config.data.tasks, config.data.num_classes)
+    model, _ = build_model(config)
     load_module_state(model, state["model"], checkpoint)
     device = torch.device(config.run.device)
     model.to(device)
@@ -150,10 +150,14 @@ def evaluate_checkpoint(
 
 
 def run(args: argparse.Namespace) -> int:
-    from scm.validation import refuse_to_overwrite
+    from scm.validation import check_output_path, refuse_to_overwrite
 
     from .metrics import MIOU_CONVENTIONS
 
+    if args.output is not None:
+        check_output_path(args.output, "--output")
+    if args.save_predictions is not None:
+        check_output_path(args.save_predictions, "--save-predictions", folder=True)
     if not args.overwrite:
         if args.output is not None:
             refuse_to_overwrite([args.output], "--output")

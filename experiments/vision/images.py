@@ -15,9 +15,8 @@ import torch
 from torch import Tensor
 
 from coremtl.counterfactual import derangement
+from coremtl.hard_grounding import HardGroundingDecoder
 from coremtl.lighting import linear_to_srgb
-
-from .model.physics import HardGroundingDecoder
 
 
 def palette(num_classes: int) -> Tensor:

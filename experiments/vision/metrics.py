@@ -32,6 +32,7 @@ from collections.abc import Mapping
 import torch
 from torch import Tensor
 
+from coremtl.intrinsic_probes import scale_invariant_mse
 from scm.validation import InvalidParameterError
 
 from .attributes import CELEBA_ATTRIBUTES, MEAN_ACCURACY, accuracy_key, attribute_tasks
@@ -67,14 +68,6 @@ def normal_angles(prediction: Tensor, target: Tensor) -> Tensor:
     true = torch.nn.functional.normalize(target.double(), dim=1)
     cosine = (pred * true).sum(dim=1).clamp(-1.0, 1.0)
     return torch.rad2deg(torch.arccos(cosine[valid]))
-
-
-def scale_invariant_mse(prediction: Tensor, target: Tensor) -> Tensor:
-    """Per image ``min_a mean (a x_hat - x)^2`` with ``a = <x_hat, x> / <x_hat, x_hat>``."""
-    pred = prediction.flatten(1).double()
-    true = target.flatten(1).double()
-    scale = (pred * true).sum(1) / (pred * pred).sum(1).clamp_min(1e-12)
-    return ((scale[:, None] * pred - true) ** 2).mean(1)
 
 
 class DenseMetrics:

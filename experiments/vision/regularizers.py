@@ -5,10 +5,10 @@ objective interface ``terms(model, batch, forward, step, task_losses_fn, generat
 Tensor]`` (as :class:`coremtl.objective.CoreMTLObjective`), and the trainer adds the weighted terms
 it returns to the balanced task losses (weight 1):
 
-- ``kind: repmtl``: :class:`coremtl.architectures.repmtl.RepMTLRegularizer` (Wang, Li & Xu, ICCV
+- ``kind: rep-mtl``: :class:`coremtl.architectures.repmtl.RepMTLRegularizer` (Wang, Li & Xu, ICCV
   2025), ``tsr_weight L_TSR + csa_weight L_CSA`` from the task saliencies ``dL_t / dF`` on the
   shared encoder maps, weights from ``method.repmtl``;
-- ``kind: mtcrl``: :class:`coremtl.architectures.mtcrl.MTCRLRegularizer` (Hu et al., NeurIPS 2022),
+- ``kind: mt-crl``: :class:`coremtl.architectures.mtcrl.MTCRLRegularizer` (Hu et al., NeurIPS 2022),
   ``decorrelation_weight L_dis + invariance_weight L_inv + sparsity_weight L_sparse``, weights from
   ``method.mtcrl``, wrapped by :class:`EnvironmentOptionalMTCRL`;
 - every other kind: none (the CORE-MTL terms come from the objective, not from here).
@@ -92,10 +92,10 @@ class EnvironmentOptionalMTCRL:
 def build_regularizers(config: VisionConfig) -> list[TermSource]:
     """The regularisers the trainer must add for ``config`` (empty for most kinds)."""
     kind = config.model.kind
-    if kind == "repmtl":
+    if kind == "rep-mtl":
         options = config.method.repmtl
         return [RepMTLRegularizer(options.tsr_weight, options.csa_weight, options.temperature)]
-    if kind == "mtcrl":
+    if kind == "mt-crl":
         options = config.method.mtcrl
         return [
             EnvironmentOptionalMTCRL(

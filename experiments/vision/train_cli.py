@@ -52,6 +52,7 @@ def run(args: argparse.Namespace) -> int:
     import json
 
     from coremtl import distributed
+    from scm.validation import check_output_path
 
     from .config import load_config
     from .images import write_sample_images
@@ -62,10 +63,13 @@ def run(args: argparse.Namespace) -> int:
     if args.output is not None:
         overrides.append(f"run.output_dir={args.output}")
     config = load_config(args.config, overrides)
+    check_output_path(config.run.output_dir, "run.output_dir (--output)", folder=True)
     distributed.init_from_environment(config.run.device)
     config.run.device = distributed.local_device(config.run.device)
     if args.single_task_references:
-        path, reference = train_single_task_references(config, resume=args.resume)
+        path, reference = train_single_task_references(
+            config, resume=args.resume, overwrite=args.overwrite
+        )
         if distributed.is_main_process():
             print(json.dumps({"single_task_reference_file": str(path), "metrics": reference}))
         return 0

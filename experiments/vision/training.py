@@ -1,18 +1,20 @@
 """The vision pipeline on the toolkit's one trainer (:class:`coremtl.trainer.Trainer`).
 
-What this module adds to the trainer is the vision run as configured (``config.py``):
+What this module adds to the trainer is the vision run as configured (:mod:`.config`):
 
-- the model, data splits and balancer of the config, and the trainer settings: the training
-  section as it stands (it is a :class:`coremtl.trainer_config.OptimizationConfig`) with the
-  seed, device, bf16 autocast and channels-last of the run section, checkpoints in
-  ``<output>/checkpoints/``;
-- the staged schedule as term sources with start epochs: the grounding term
-  ``l_rec L_rec`` from epoch 0 (:class:`HardGroundingTerms`: render L1 in linear RGB plus
-  priors; or the soft AdaIN reconstruction of :class:`coremtl.objective.CoreMTLObjective`), the
-  task losses from ``reconstruction_epochs``, and the independence terms
-  ``l_cka(s) L_cka + l_cfa L_cfa`` (debiased CKA of the pooled streams with its warm-up ramp
-  counted from the stage start; image-level counterfactuals through the grounding decoder, BN
-  frozen, a derangement of the batch) from ``independence_start_epoch``;
+- the method from the library's one dispatcher (:func:`.model.build.build_preset`, through
+  :func:`coremtl.build`): the model, the balancer, and the staged schedule as term sources with
+  start epochs (:mod:`coremtl.schedule`): the grounding term ``l_rec L_rec`` from epoch 0 (the
+  render L1 in linear RGB plus the priors of ``method``,
+  :class:`coremtl.hard_grounding.HardGroundingTerms`, or the soft reconstruction of
+  :class:`coremtl.objective.CoreMTLObjective`), the task losses from
+  ``reconstruction_epochs``, and the independence terms ``l_cka(s) L_cka + l_cfa L_cfa`` (debiased
+  CKA of the pooled streams with its warm-up ramp counted from the stage start; image-level
+  counterfactuals through the grounding decoder, BN frozen, a derangement of the batch) from
+  ``independence_start_epoch``; the Rep-MTL or MT-CRL regulariser from the start;
+- the trainer settings: the training section as it stands (it is a
+  :class:`coremtl.trainer_config.OptimizationConfig`) with the seed, device, bf16 autocast and
+  channels-last of the run section, checkpoints in ``<output>/checkpoints/``;
 - per-epoch evaluation over whole splits: validation (carved from training; selects
   ``best.pt``) and test (reported, never used for selection), and the final report.
 """
@@ -30,110 +32,27 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 from torch.utils.data import DataLoader
 
-from coremtl.forward import Forward
-from coremtl.trainer import ScheduledTerms, Trainer, TrainerConfig
+from coremtl.hard_grounding import HardGroundingDecoder
+from coremtl.run_folder import CLI_FLAGS
+from coremtl.trainer import Trainer, TrainerConfig
 from scm.validation import InvalidParameterError
 
 from .attributes import attribute_tasks
-from .config import MethodConfig, VisionConfig
+from .config import VisionConfig
 from .datasets.builders import Splits, build_splits
 from .losses import task_losses
 from .metrics import HIGHER_IS_BETTER, DenseMetrics, delta_m
-from .model.build import build_model
-from .model.physics import HardGroundingDecoder, hard_grounding_terms
+from .model.build import build_preset
 from .reference import Reference, resolve_reference
 
 LAST_EPOCHS_AVERAGED = 10
 SELECTION_SCORE = "selection_score"
 
 
-class HardGroundingTerms:
-    """``l_rec (L_render + l_tv L_tv + l_ach L_achromatic + l_corr L_corr)`` of the physics
-    decoder (:func:`~.model.physics.hard_grounding_terms`), one logged term per piece. When the
-    decoder's normal head is the normal task's head, the task prediction is reused as the normals
-    (the same function of the same parameters, computed once)."""
-
-    def __init__(self, method: MethodConfig) -> None:
-        self.method = method
-
-    def config(self) -> dict[str, float]:
-        m = self.method
-        return {
-            "reconstruction_weight": m.reconstruction_weight,
-            "tv_weight": m.tv_weight,
-            "achromatic_weight": m.achromatic_weight,
-            "correlation_weight": m.correlation_weight,
-        }
-
-    def terms(
-        self,
-        model: nn.Module,
-        batch: Mapping[str, Tensor],
-        forward: Forward,
-        step: int,
-        task_losses_fn=None,
-        generator: torch.Generator | None = None,
-    ) -> dict[str, Tensor]:
-        decoder = model.decoder
-        heads = getattr(model, "heads", {})
-        shares_head = "normal" in heads and decoder.normal_head is heads["normal"]
-        normals = forward.predictions.get("normal") if shares_head else None
-        components = decoder.components(forward.z_s, forward.z_r, normals)
-        m = self.method
-        pieces = hard_grounding_terms(
-            components, batch["image"], m.tv_weight, m.achromatic_weight, m.correlation_weight
-        )
-        return {f"grounding/{k}": m.reconstruction_weight * v for k, v in pieces.items()}
-
-
-def term_sources(config: VisionConfig, model: nn.Module) -> list[ScheduledTerms]:
-    """The loss terms of ``config`` with the epoch each starts at."""
-    from coremtl.objective import CoreMTLObjective
-
-    from .regularizers import build_regularizers
-
-    method, training = config.method, config.training
-    sources: list[ScheduledTerms] = []
-    if config.model.kind == "coremtl":
-        decoder = getattr(model, "decoder", None)
-        if method.reconstruction_weight > 0 and isinstance(decoder, HardGroundingDecoder):
-            sources.append(ScheduledTerms(HardGroundingTerms(method), 0, "hard grounding"))
-        elif method.reconstruction_weight > 0 and decoder is not None:
-            soft = CoreMTLObjective(
-                cka_weight=0.0,
-                cfa_weight=0.0,
-                reconstruction_weight=method.reconstruction_weight,
-                input_key="image",
-            )
-            sources.append(ScheduledTerms(soft, 0, "soft grounding"))
-        independence = CoreMTLObjective(
-            cka_weight=method.cka_weight,
-            cka_warmup_steps=method.cka_warmup_steps,
-            cfa_weight=method.cfa_weight if decoder is not None else 0.0,
-            cfa_probability=method.cfa_probability,
-            reconstruction_weight=0.0,
-            cfa_mode="input",
-            debiased_cka=method.debiased_cka,
-            input_key="image",
-        )
-        start = training.independence_start_epoch
-        sources.append(ScheduledTerms(independence, start, "independence"))
-    task_start = task_start_epoch(config)
-    for regularizer in build_regularizers(config):
-        sources.append(ScheduledTerms(regularizer, task_start, type(regularizer).__name__))
-    return sources
-
-
-def task_start_epoch(config: VisionConfig) -> int:
-    """The first epoch with task losses (after the reconstruction-only warm-up)."""
-    if config.model.kind == "coremtl" and config.model.grounding != "none":
-        return config.training.reconstruction_epochs
-    return 0
-
-
-def trainer_config(config: VisionConfig) -> TrainerConfig:
+def trainer_config(config: VisionConfig, task_start_epoch: int = 0) -> TrainerConfig:
     """The training section's optimisation settings, run with the seed, device and precision of
-    the run section, the data loaders' workers, and the stage and selection of the pipeline."""
+    the run section, the data loaders' workers, the epoch the task losses start at and the
+    selection of the pipeline."""
     run = config.run
     return TrainerConfig.from_optimization(
         config.training,
@@ -142,7 +61,7 @@ def trainer_config(config: VisionConfig) -> TrainerConfig:
         mixed_precision=run.bf16,
         channels_last=run.channels_last,
         input_key="image",
-        task_start_epoch=task_start_epoch(config),
+        task_start_epoch=task_start_epoch,
         selection_metric=SELECTION_SCORE,
         selection_mode="min",
         progress=run.progress,
@@ -214,28 +133,24 @@ def build_run(config: VisionConfig, output: Path | None = None) -> Run:
     """Model, data, balancer, term sources and the trainer that runs them. The single-task
     reference of ``Delta_m`` is resolved once (:func:`~.reference.resolve_reference`: the file
     wins) and kept with its sources on the returned run; ``config`` is left as it is."""
-    from coremtl.balancers import make_balancer
     from coremtl.devices import check_device
 
     torch.manual_seed(config.run.seed)
     check_device(config.run.device, "run.device", available=True)
     reference = resolve_reference(config)
     splits = build_splits(config.data, config.run.seed)
-    model, weights_file = build_model(config.model, config.data.tasks, config.data.num_classes)
-    balancer = make_balancer(
-        config.training.balancer, config.data.tasks, **config.training.balancer_options
-    )
+    preset, weights_file = build_preset(config)
     output = Path(output or config.run.output_dir)
     tasks = list(config.data.tasks)
     recorded = config.to_dict()
     recorded["run"]["single_task_reference"] = dict(reference.values)
     trainer = Trainer(
-        model,
+        preset.model,
         {task: _task_loss(task) for task in tasks},
-        balancer,
-        trainer_config(config),
+        preset.balancer,
+        trainer_config(config, preset.task_start_epoch),
         output,
-        objective=term_sources(config, model),
+        objective=preset.term_sources,
         validate=lambda m: _validation_metrics(m, splits.val, config, reference.values, trainer),
         test=lambda m: evaluate(m, splits.test, config, trainer.device),
         run_info={"vision_config": recorded, "weights_file": weights_file},
@@ -243,6 +158,7 @@ def build_run(config: VisionConfig, output: Path | None = None) -> Run:
         checkpoint_metadata={"config": json.dumps(recorded)},
         task_loss_vector=attribute_loss_vector(tasks) if attribute_tasks(tasks) == tasks else None,
     )
+    trainer.folder_flags = CLI_FLAGS
     trainer.prepare(splits.train)
     return Run(config, trainer, splits, output, weights_file, reference)
 

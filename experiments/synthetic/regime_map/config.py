@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from coremtl.objective import CoreMTLObjective
 from scm.validation import InvalidParameterError
 
 
@@ -61,6 +62,7 @@ class PilotPlan:
 class Config:
     """The study's setting. ``seeds`` paired seeds per cell of model A (the angle encoder), trained
     in jobs of ``chunk`` models; the bands and the confidence of the registered rule;
+    ``objective`` CORE-MTL's terms, which the variants switch off (:mod:`.methods`);
     ``agree_share`` the share of cells whose prediction must hold for P1 and P3; ``mlp`` model B
     (None: not run)."""
 
@@ -83,9 +85,15 @@ class Config:
     )
     chunk: int = 1152
     plan: PilotPlan | None = None
-    cka_weight: float = 1.0
-    cfa_weight: float = 1.0
-    reconstruction_weight: float = 1.0
+    objective: CoreMTLObjective = field(
+        default_factory=lambda: CoreMTLObjective(
+            cka_weight=1.0,
+            cka_warmup_steps=0,
+            cfa_weight=1.0,
+            cfa_probability=1.0,
+            reconstruction_weight=1.0,
+        )
+    )
     band_relative: float = 0.05
     band_absolute: float = 1e-4
     confidence: float = 0.95

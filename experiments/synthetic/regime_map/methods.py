@@ -3,6 +3,13 @@ how they are batched (:mod:`coremtl.batched`)."""
 
 from __future__ import annotations
 
+import dataclasses
+
+import torch
+
+from coremtl.batched import TermWeights
+from coremtl.objective import CoreMTLObjective
+
 BALANCERS = ("ew", "pcgrad", "mgda", "rlw", "alignedmtl", "upgrad", "cagrad")
 """The balancers compared (registry names, all batched in :mod:`coremtl.batched.balancing`).
 IMTL-G is left out: model A has one shared parameter, so ``J = j`` is ``K x 1`` and torchjd's
@@ -13,14 +20,14 @@ LOSS_BALANCERS = ("ew", "rlw")
 """The balancers among them that weight the losses (one backward pass per step)."""
 
 VARIANTS = {
-    "core-mtl": (1.0, 1.0, 1.0),
-    "cka only": (1.0, 0.0, 0.0),
-    "w/o CKA": (0.0, 1.0, 1.0),
-    "w/o CFA": (1.0, 0.0, 1.0),
-    "w/o rec": (1.0, 1.0, 0.0),
+    "core-mtl": (),
+    "cka only": ("cfa", "reconstruction"),
+    "w/o CKA": ("cka",),
+    "w/o CFA": ("cfa",),
+    "w/o rec": ("reconstruction",),
 }
-"""CORE-MTL's variants: which of its terms (CKA, CFA, reconstruction) each switches on, scaled by
-the configuration's weights; every variant balances the task losses by Equal Weighting."""
+"""CORE-MTL and its ablations: the terms of ``Config.objective`` each switches off; every variant
+balances the task losses by Equal Weighting."""
 
 METHODS = (*BALANCERS, *VARIANTS)
 
@@ -40,21 +47,24 @@ def balancer_names(methods: tuple[str, ...], units: int) -> tuple[str, ...]:
     return tuple(m if m in BALANCERS else "ew" for m in methods for _ in range(units))
 
 
-def method_weights(config, methods: tuple[str, ...], units: int, device="cpu", dtype=None):
+def variant_objective(config, method: str) -> CoreMTLObjective | None:
+    """The objective of CORE-MTL variant ``method`` (``config.objective`` with the terms of
+    :data:`VARIANTS` switched off), or None for a balancer (no CORE-MTL terms)."""
+    if method not in VARIANTS:
+        return None
+    off = {f"{term}_weight": 0.0 for term in VARIANTS[method]}
+    return dataclasses.replace(config.objective, **off)
+
+
+def uses_cka(method: str) -> bool:
+    """Whether ``method`` is a CORE-MTL variant whose objective keeps the CKA term."""
+    return method in VARIANTS and "cka" not in VARIANTS[method]
+
+
+def method_weights(
+    config, methods: tuple[str, ...], units: int, device="cpu", dtype=torch.float64
+) -> TermWeights:
     """:class:`coremtl.batched.TermWeights` over ``methods x units`` models (method-major), on
-    ``device``: each variant's switches times the configuration's ``cka_weight``, ``cfa_weight``
-    and ``reconstruction_weight``; 0 for the balancers."""
-    import torch
-
-    from coremtl.batched import TermWeights
-
-    scale = (config.cka_weight, config.cfa_weight, config.reconstruction_weight)
-    rows = [
-        [VARIANTS[m][i] * scale[i] if m in VARIANTS else 0.0 for m in methods] for i in range(3)
-    ]
-    tensors = [
-        torch.tensor(r, dtype=torch.float64, device=device).repeat_interleave(units) for r in rows
-    ]
-    if dtype is not None:
-        tensors = [t.to(dtype) for t in tensors]
-    return TermWeights(*tensors)
+    ``device``: each variant's objective (:func:`variant_objective`), none for the balancers."""
+    objectives = [variant_objective(config, m) for m in methods for _ in range(units)]
+    return TermWeights.per_model(objectives, dtype, device)

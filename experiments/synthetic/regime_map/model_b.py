@@ -215,7 +215,7 @@ def sample_chunk(
     """Model B with ``optimiser`` on the units ``start .. start + size - 1``, on ``device``: train
     every method from the same initialisation, measure at the short and long step counts.
     Returns ``{length: {method: {key: values over the chunk's units}}}``."""
-    from coremtl.batched import Settings, StackedMLP, TermWeights, draws, train
+    from coremtl.batched import Settings, StackedMLP, draws, train
     from scm.sampling import sample
 
     mlp = config.mlp
@@ -249,10 +249,7 @@ def sample_chunk(
             weight_decay=schedule.weight_decay,
             balancer=balancer_names(group, count),
         )
-        weights = method_weights(config, group, count, device)
-        weights = TermWeights(
-            weights.cka.float(), weights.cfa.float(), weights.reconstruction.float()
-        )
+        weights = method_weights(config, group, count, device, torch.float32)
         random = draws(settings, count * tile, x.shape[1], config.tasks, seed + start)
         saved = train(
             model,

@@ -20,7 +20,7 @@ from experiments.synthetic.regime_map import model_a
 from experiments.synthetic.regime_map.cells import grid, statement_of
 from experiments.synthetic.regime_map.comparisons import Row, compare
 from experiments.synthetic.regime_map.config import Config
-from experiments.synthetic.regime_map.methods import VARIANTS
+from experiments.synthetic.regime_map.methods import uses_cka
 from experiments.synthetic.regime_map.rules import band_of, classify
 
 MIXED_START = round(math.pi / 4, 6)
@@ -112,7 +112,7 @@ def predicted_rows(config: Config, outputs: list) -> list[Row]:
                         row,
                         prediction=classify(row.difference.mean, row.reference_gap, config),
                         band=band_of(row.reference_gap, config),
-                        statement=statement_of(row.cell, VARIANTS.get(row.variant, (0,))[0] > 0),
+                        statement=statement_of(row.cell, uses_cka(row.variant)),
                     )
                 )
     return rows

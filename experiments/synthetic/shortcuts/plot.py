@@ -1,0 +1,63 @@
+"""The suite's figures, drawn from the result alone.
+
+- ``study9_shortcuts``: per benchmark, every method's target metric of the shortcut task minus
+  EW's (paired mean +- 2 SE), coloured by family, with the calibration row for scale;
+- ``study9_probes``: per benchmark, the held-out nuisance probe of each representation of the
+  methods that have more than one (CORE-MTL's streams, MT-CRL's modules), against chance.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from experiments.synthetic.shortcuts.methods import EW, FAMILIES, METHODS
+
+
+def plot(result: dict, directory: Path) -> list[Path]:
+    from matplotlib.patches import Patch
+
+    from experiments.synthetic.plotting import colours, new_figure, save_figure
+
+    benchmarks = result["summary"]["benchmarks"]
+    palette = dict(zip(FAMILIES, colours(len(FAMILIES)), strict=True))
+    names = list(dict.fromkeys(n for b in benchmarks.values() for n in b["methods"]))
+    figure, axes = new_figure(len(benchmarks), 1, width=4.0, height=0.22 * len(names) + 1.2)
+    for axis, (key, bench) in zip(axes[0], benchmarks.items(), strict=True):
+        present = [n for n in names if n in bench["methods"]]
+        rows = np.arange(len(present))
+        means = [bench["methods"][n]["minus_ew"]["mean"] for n in present]
+        errors = [2 * min(bench["methods"][n]["minus_ew"]["se"], 1e3) for n in present]
+        axis.barh(
+            rows, means, xerr=errors, capsize=2,
+            color=[palette[METHODS[n].family] for n in present],
+        )  # fmt: skip
+        axis.axvline(0.0, color="k", lw=0.8)
+        axis.set_yticks(rows, present if axis is axes[0, 0] else [""] * len(present))
+        axis.invert_yaxis()
+        axis.set_xlabel(f"target {bench['metric']} minus EW")
+        axis.set_title(key)
+    handles = [Patch(color=palette[family], label=family) for family in FAMILIES]
+    axes[0, -1].legend(handles=handles, loc="lower right")
+    paths = save_figure(figure, directory, "study9_shortcuts")
+
+    figure, axes = new_figure(len(benchmarks), 1, width=4.0, height=3.4)
+    for axis, (key, bench) in zip(axes[0], benchmarks.items(), strict=True):
+        labels, values = [], []
+        for name, entry in bench["methods"].items():
+            for representation, probes in entry["probes"].items():
+                if len(entry["probes"]) > 1 or name == EW:
+                    labels.append(f"{name}: {representation}")
+                    values.append(probes["nuisance"])
+        rows = np.arange(len(labels))
+        axis.barh(rows, values, color="tab:blue")
+        chance = bench.get("nuisance_chance")
+        if chance:
+            axis.axvline(chance, color="grey", ls="--", lw=0.8)
+        axis.set_yticks(rows, labels, fontsize=6)
+        axis.invert_yaxis()
+        axis.set_xlim(0, 1)
+        axis.set_xlabel("held-out nuisance probe accuracy")
+        axis.set_title(key)
+    return paths + save_figure(figure, directory, "study9_probes")

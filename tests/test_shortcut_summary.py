@@ -1,0 +1,118 @@
+"""The shortcut suite's statistics, selection, attribution, predictions and verdict on records
+made up so that each rule can come out both ways."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from experiments.study import FAILS, HOLDS, QUALIFIED
+from experiments.synthetic.shortcuts.finding import conclude
+from experiments.synthetic.shortcuts.methods import (
+    AUTHORS,
+    CALIBRATION,
+    CORE,
+    MTCRL,
+    MTCRL_CAPACITY,
+    MTCRL_WITHOUT_DECORRELATION,
+)
+from experiments.synthetic.shortcuts.predictions import predictions
+from experiments.synthetic.shortcuts.summary import summarise_records
+
+SEEDS = range(6)
+NOISE = np.random.default_rng(0).normal(0.0, 0.004, size=(64, len(SEEDS)))
+
+
+def _records(effects: dict[str, float], benchmark: str = "digits/colour", source=None) -> list:
+    """One record per method and seed: target accuracy = 0.3 + effect + a seed effect shared by
+    every method + small noise; source accuracy from ``source`` (default 0.9 for all)."""
+    records = []
+    for index, (method, effect) in enumerate(effects.items()):
+        for seed in SEEDS:
+            shared = 0.05 * np.sin(seed)
+            target = 0.3 + effect + shared + NOISE[index, seed]
+            metrics = {
+                "source_val": {"left/accuracy": (source or {}).get(method, 0.9)},
+                "target_val": {"left/accuracy": target},
+                "target_test": {"left/accuracy": target},
+                "permuted_val": {"left/accuracy": target - 0.1},
+                "permuted_test": {"left/accuracy": target - 0.1},
+            }
+            records.append({
+                "benchmark": benchmark, "method": method, "seed": seed, "strength": 0.95,
+                "label": method, "metrics": metrics, "routing": None, "parameters": 10,
+                "train_seconds": 1.0,
+                "probes": {"Z": {"nuisance": 0.5, "label": 0.8}},
+            })  # fmt: skip
+    return records
+
+
+BASE = {"ew": 0.0, "pcgrad": 0.0, "mgda": 0.0, CORE: 0.0, CALIBRATION: 0.4}
+
+
+def _summary(effects: dict[str, float], **kwargs) -> dict:
+    records = _records({**BASE, **effects}, **kwargs)
+    return summarise_records(
+        records, {"digits/colour": "left/accuracy"}, {"digits/colour": 0.1}, 0.95
+    )
+
+
+def test_a_gain_lost_without_decorrelation_is_traced_to_decorrelation():
+    summary = _summary({
+        MTCRL: 0.2, MTCRL_WITHOUT_DECORRELATION: 0.02, "mt-crl (no invariance, no sparsity)": 0.2,
+        MTCRL_CAPACITY: 0.0,
+    })  # fmt: skip
+    bench = summary["benchmarks"]["digits/colour"]
+    assert MTCRL in bench["winners"]
+    assert bench["attribution"][MTCRL]["ingredients"] == ["decorrelation"]
+
+
+def test_a_gain_that_the_same_layers_give_ew_is_traced_to_capacity():
+    summary = _summary({
+        MTCRL: 0.2, MTCRL_WITHOUT_DECORRELATION: 0.2, MTCRL_CAPACITY: 0.15,
+    })  # fmt: skip
+    attribution = summary["benchmarks"]["digits/colour"]["attribution"][MTCRL]
+    assert attribution["ingredients"] == ["capacity"]
+
+
+def test_selection_uses_source_validation_not_the_target():
+    summary = _summary({AUTHORS: 0.3}, source={CORE: 0.95, AUTHORS: 0.5})
+    bench = summary["benchmarks"]["digits/colour"]
+    assert bench["selected_core"] == CORE
+    assert bench["oracle_core"] == AUTHORS
+
+
+def test_share_removed_is_the_gain_over_the_calibration_gap():
+    bench = _summary({MTCRL: 0.2})["benchmarks"]["digits/colour"]
+    assert bench["methods"][MTCRL]["share_removed"] == pytest.approx(0.5, abs=0.03)
+    assert bench["methods"][CALIBRATION]["share_removed"] == pytest.approx(1.0)
+
+
+@pytest.mark.parametrize(("core_effect", "verdict"), [(0.0, FAILS), (0.2, HOLDS)])
+def test_verdict_follows_the_selected_core_mtl_against_the_best_balancer(core_effect, verdict):
+    summary = _summary({CORE: core_effect})
+    outcomes = [p.score(summary) for p in predictions(None)]
+    assert conclude(None, summary, outcomes).verdict == verdict
+
+
+def test_verdict_is_qualified_when_core_mtl_wins_on_some_benchmarks_only():
+    records = _records({**BASE, CORE: 0.2}) + _records(BASE, benchmark="digits/texture")
+    metrics = {"digits/colour": "left/accuracy", "digits/texture": "left/accuracy"}
+    summary = summarise_records(records, metrics, dict.fromkeys(metrics, 0.1), 0.95)
+    outcomes = [p.score(summary) for p in predictions(None)]
+    finding = conclude(None, summary, outcomes)
+    assert finding.verdict == QUALIFIED
+    assert "digits/colour" in finding.result
+
+
+@pytest.mark.parametrize(("effect", "held"), [(0.0, True), (0.1, False)])
+def test_balancer_prediction_can_come_out_both_ways(effect, held):
+    summary = _summary({"pcgrad": effect})
+    score = {p.id: p for p in predictions(None)}["P2"].score
+    assert score(summary).held is held
+
+
+def test_a_prediction_about_a_benchmark_not_run_is_not_measured():
+    summary = _summary({})
+    outcome = {p.id: p for p in predictions(None)}["P5"].score(summary)
+    assert outcome.held is None
