@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 import torch
 
+from coremtl.batched import StackedAngle
 from experiments.stats import Estimate
 from experiments.study import FAILS, HOLDS, QUALIFIED, Outcome
 from experiments.synthetic import STUDIES
@@ -18,6 +19,7 @@ from experiments.synthetic.regime_map import (
     STUDY,
     cells,
     finding,
+    label_mediated,
     measurement,
     methods,
     model_a,
@@ -134,11 +136,15 @@ def test_predictions_are_registered_before_measuring_and_use_no_trained_quantity
     def spy(context):
         seen["predicted"] = context.registration["data"]["predicted"]
         seen["ids"] = [p["id"] for p in context.registration["predictions"]]
+        seen["s13"] = context.registration["data"]["s13"]
         raise RuntimeError("stop before training")
 
     with pytest.raises(RuntimeError, match="stop before training"):
         replace(STUDY, measure=spy).run(TINY, seed=0)
-    assert seen["ids"] == ["P1", "P2", "P3", "P4"]
+    assert seen["ids"] == ["P1", "P2", "P3", "P4", "P5"]
+    label_cells = [c for c in model_a.measured_cells(TINY) if c.correlation.kind == "label"]
+    assert label_cells and len(seen["s13"]) == len(label_cells)
+    assert seen["s13"] == label_mediated.registered_signs(TINY, label_cells)
     alone = registration.predicted_rows(
         TINY, [f(*a) for f, a in registration.prediction_jobs(TINY, 0, "cpu")]
     )
@@ -413,7 +419,7 @@ def test_figure_is_drawn_from_the_result_alone(tiny_run, tmp_path):
 
 
 def test_outcome_objects_carry_the_prediction_ids(tiny_run):
-    assert [o["id"] for o in tiny_run["outcomes"]] == ["P1", "P2", "P3", "P4"]
+    assert [o["id"] for o in tiny_run["outcomes"]] == ["P1", "P2", "P3", "P4", "P5"]
     assert isinstance(finding._regimes(tiny_run["summary"]), Outcome)
 
 
@@ -466,3 +472,98 @@ def test_variants_switch_terms_of_the_one_objective_off():
         (1.0, 1.0, 0.0),
         (1.0, 1.0, 0.0),
     ]
+
+
+def test_label_cell_moments_equal_s13s_joint_and_schur_complement():
+    from scm.label_correlation import conditional_covariance, label_joint_covariance
+
+    config = replace(TINY, variances=(), label_variances=(0.3,), loadings=(0.8,))
+    unit = model_a.angle_units(config, 0, model_a.measured_cells(config), 1)[0]
+    tensors = model_a.unit_tensors(config, [unit])
+    joint, label_noise, given = population.source_moments(
+        tensors["v"], tensors["rho"], tensors["beta"], tensors["loading"], tensors["noise_var"]
+    )
+    k, tasks = config.k, config.tasks
+    full = label_joint_covariance(
+        np.eye(k), 0.3 * np.eye(k), 0.8 * np.eye(k, tasks), unit.beta.T,
+        np.full(tasks, config.noise_std),
+    )  # fmt: skip
+    np.testing.assert_allclose(joint[0].numpy(), full[: 2 * k, : 2 * k], rtol=1e-12, atol=1e-14)
+    np.testing.assert_allclose(given[0].numpy(), conditional_covariance(full, k), atol=1e-12)
+    np.testing.assert_allclose(label_noise[0].numpy(), 0.8 * config.noise_std**2 * np.eye(k, tasks))
+    psi = torch.tensor([0.0], dtype=torch.float64)
+    assert float(population.stream_cka(psi, joint)[0]) > 1e-3
+    assert float(population.stream_cka(psi, given)[0]) < 1e-20
+
+
+def test_label_cell_population_risks_equal_the_sampled_risks():
+    config = replace(TINY, variances=(), label_variances=(0.3,), loadings=(1.0,))
+    unit = model_a.angle_units(config, 0, model_a.measured_cells(config), 1)[0]
+    tensors = model_a.unit_tensors(config, [unit])
+    params = params_of(0.4, np.array([[0.7, -0.2], [0.1, 0.4]]), np.array([0.05, -0.1]))
+    exact = population.evaluate(params, tensors, (1.0,))["source_risk"][0]
+    x, y = model_a.source_sample(config, unit, 200_000, 7)
+    model = StackedAngle(tensors["mixing"], params["psi"], params["head_w"], params["head_b"])
+    with torch.no_grad():
+        predicted = model.predict(model.encode_semantic(torch.as_tensor(x)[None]))[0].numpy()
+    errors = ((predicted - y) ** 2).mean(axis=1)
+    assert abs(errors.mean() - exact) < 5 * errors.std(ddof=1) / math.sqrt(errors.size)
+    no_copy = replace(config, loadings=(0.0,))
+    plain = model_a.unit_tensors(
+        no_copy, model_a.angle_units(no_copy, 0, model_a.measured_cells(no_copy), 1)
+    )
+    assert abs(population.evaluate(params, plain, (1.0,))["source_risk"][0] - exact) > 0.05
+
+
+def test_variant_penalties_and_label_cell_statements():
+    assert methods.penalty_of(TINY, "core-mtl") == "unconditional"
+    assert methods.penalty_of(TINY, "core-mtl (conditional)") == "conditional"
+    assert methods.penalty_of(TINY, "w/o CKA") == "none" == methods.penalty_of(TINY, "pcgrad")
+    label = Cell(0.1, Correlation("label", 1.0), 0.6)
+    assert cells.regime_of(label).endswith("label-mediated")
+    assert cells.statement_of(label, "conditional").startswith("S13: the CKA given the labels")
+    assert cells.statement_of(label, "unconditional").startswith("S13: CKA(0) > 0")
+    assert label.correlation.rho == 0 and label.correlation.loading == 1.0
+    with pytest.raises(InvalidParameterError, match=r"^correlation kind: expected one of"):
+        Correlation("labels", 1.0)
+
+
+@pytest.mark.parametrize(
+    ("unconditional", "conditional", "between", "reading"),
+    [
+        ("worse", "no difference", "better", "removed"),
+        ("worse", "better", "better", "removed"),
+        ("worse", "worse", "better", "reduced"),
+        ("worse", "worse", "no difference", "not removed"),
+        ("no difference", "no difference", "no difference", "no penalty to remove"),
+    ],
+)
+def test_the_reading_says_whether_the_conditional_penalty_removes_the_cost(
+    unconditional, conditional, between, reading
+):
+    assert label_mediated.reading_of(unconditional, conditional, between) == reading
+
+
+def _label_regime(between: str, registered: int) -> dict:
+    some = Estimate(-0.1, 0.01, 10, 0.03)
+    return label_mediated.LabelRegime(
+        "gd", "long", "small v, label-mediated", 2, some, some, some, "worse", "no difference",
+        between, registered, label_mediated.reading_of("worse", "no difference", between),
+    ).to_dict()  # fmt: skip
+
+
+def test_p5_holds_where_the_measured_sign_is_s13s_and_fails_elsewhere():
+    holds = label_mediated.score({"label_regimes": [_label_regime("better", -1)]})
+    fails = label_mediated.score({"label_regimes": [_label_regime("no difference", -1)]})
+    assert holds.held is True and fails.held is False
+    assert "removed in 1" in holds.text
+    assert label_mediated.score({"label_regimes": []}).held is None
+
+
+def test_label_regimes_are_measured_and_read_in_the_details(tiny_run):
+    records = tiny_run["summary"]["label_regimes"]
+    assert {r["length"] for r in records} == {"short", "long"}
+    regime = label_mediated.LabelRegime.from_dict(records[-1])
+    assert regime.cells == 1 and regime.between.n == TINY.seeds
+    lines = [line for line in tiny_run["finding"]["details"] if line.startswith("- S13")]
+    assert len(lines) == sum(r["length"] == "long" for r in records)

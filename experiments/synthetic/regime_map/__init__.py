@@ -1,10 +1,11 @@
 """Study 1: the pre-registered regime map of CORE-MTL against gradient balancing (docs/THEORY.md
-S3, S4, S6, S10, S11; claims C1, C4).
+S3, S4, S6, S10, S11, S13; claims C1, C4).
 
 The claim, in the paper's sense: CORE-MTL has a smaller OOD gap than the best gradient balancer.
 Where does it, where does it not, and why? Grid: source residual variance ``v``
 (``Sigma_s = I``, ``Sigma_S = v I``; ``v = 1`` is the control ``Sigma_S = Sigma_s``), source-only
-correlation ``rho`` (:mod:`.cells`), initial angle ``psi_0`` (model A), plain gradient descent and
+correlation ``rho`` (S11) or a source correlation carried by the labels, loading ``a`` (S13,
+model A; :mod:`.cells`), initial angle ``psi_0`` (model A), plain gradient descent and
 AdamW, a short and a long run, random and worst-case shift directions and ``||dSigma||_F``
 (``delta``).
 
@@ -17,7 +18,8 @@ Monte Carlo. The models of one method group are trained as one batched computati
 
 Methods (:mod:`.methods`). The balancers EW, PCGrad, MGDA, RLW, Aligned-MTL, UPGrad, CAGrad;
 CORE-MTL (EW + ``max(0, CKA_u)`` + the paper's input-level CFA with gradient into the encoder +
-reconstruction), CKA only, and CORE-MTL with each term dropped.
+reconstruction), CKA only, CORE-MTL with each term dropped, and CORE-MTL with the CKA given the
+labels (``independence="conditional"``, S13).
 
 Pre-registration (:mod:`.registration`). Before any model is trained on samples, the exact
 population dynamics of every method of model A give each comparison's predicted outcome (better,
@@ -25,7 +27,9 @@ worse or no difference than the best balancer, by a band; :mod:`.rules`). The re
 predictions (:mod:`.finding`): P1, the per-comparison rule holds in at least 90% of model A's
 comparisons; P2, S6's control (CKA only equals EW at ``Sigma_S = Sigma_s``); P3, the rule holds in
 90% of model B's comparisons (an extrapolation S10 says need not hold); P4, CORE-MTL is reliably
-better in exactly the regimes the dynamics predict.
+better in exactly the regimes the dynamics predict; P5, in the label-mediated regimes the
+conditional penalty's gap minus the unconditional one's has the sign S13 registers
+(:mod:`.label_mediated`, which also reads whether it removes the unconditional penalty's cost).
 
 Measurement and statistics. Paired seeds (same SCM, data and initialisation for every method);
 per comparison the paired difference ``gap(variant) - gap(baseline)``, its mean, standard error
@@ -59,7 +63,7 @@ from experiments.synthetic.regime_map.summary import summarise
 STUDY = Study(
     number=1,
     name="Regime map: CORE-MTL against the best balancer (pre-registered)",
-    statements=("S3", "S4", "S6", "S10", "S11"),
+    statements=("S3", "S4", "S6", "S10", "S11", "S13"),
     claim="CORE-MTL has a smaller OOD gap than the best gradient balancer, per regime of the "
     "residual variance and the source correlation",
     expected=QUALIFIED,

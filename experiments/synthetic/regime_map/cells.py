@@ -16,14 +16,16 @@ from typing import Any
 
 from scm.validation import InvalidParameterError
 
-CORRELATION_KINDS = ("residual",)
+CORRELATION_KINDS = ("residual", "label")
 """The kinds of source correlation a cell can have:
 
-- ``residual`` (S11): ``Cov(Z_r, Z_s) = rho sqrt(v) I`` in the source only, ``strength = rho``.
+- ``residual`` (S11): ``Cov(Z_r, Z_s) = rho sqrt(v) I`` in the source only, ``strength = rho``;
+- ``label`` (S13): the residual copies the labels in the source only, ``Z_r = a I_{k x K} Y + E``,
+  ``strength = a`` (model A only).
 
-A new kind (e.g. S13's correlation carried by the labels) is added here, with its population joint
-covariance in :mod:`.population` (model A), its sampler in the units of :mod:`.model_a` and
-:mod:`.model_b`, its label in :func:`regime_of` and its statement in :func:`statement_of`."""
+A new kind is added here, with its population moments in :mod:`.population` (model A), its
+sampler in the units of :mod:`.model_a` (and :mod:`.model_b`), its label in :func:`regime_of` and
+its statement in :func:`statement_of`."""
 
 DIRECTIONS = ("random", "worst")
 """The target shift directions: the seed's random PSD direction and the model's worst case."""
@@ -48,8 +50,15 @@ class Correlation:
         """S11's ``rho`` (the strength of a ``residual`` correlation)."""
         return self.strength if self.kind == "residual" else 0.0
 
+    @property
+    def loading(self) -> float:
+        """S13's label loading ``a`` (the strength of a ``label`` correlation)."""
+        return self.strength if self.kind == "label" else 0.0
+
     def label(self) -> str:
-        return "rho = 0" if self.strength == 0 else "rho > 0"
+        if self.strength == 0:
+            return "rho = 0"
+        return "rho > 0" if self.kind == "residual" else "label-mediated"
 
 
 @dataclass(frozen=True)
@@ -66,19 +75,22 @@ class Cell:
         return cls(float(record["v"]), Correlation(**record["correlation"]), record["start"])
 
 
-def correlations(rhos: tuple[float, ...]) -> tuple[Correlation, ...]:
-    """The correlations of a grid: one ``residual`` correlation per ``rho``."""
-    return tuple(Correlation("residual", float(rho)) for rho in rhos)
+def correlations(strengths: tuple[float, ...], kind: str = "residual") -> tuple[Correlation, ...]:
+    """The correlations of a grid: one correlation of ``kind`` per strength."""
+    return tuple(Correlation(kind, float(strength)) for strength in strengths)
 
 
 def grid(
-    variances: tuple[float, ...], rhos: tuple[float, ...], starts: tuple[float | str, ...]
+    variances: tuple[float, ...],
+    strengths: tuple[float, ...],
+    starts: tuple[float | str, ...],
+    kind: str = "residual",
 ) -> list[Cell]:
-    """The cells in grid order (``v``, then the correlation, then the start)."""
+    """The cells in grid order (``v``, then the correlation of ``kind``, then the start)."""
     return [
         Cell(float(v), correlation, start)
         for v in variances
-        for correlation in correlations(rhos)
+        for correlation in correlations(strengths, kind)
         for start in starts
     ]
 
@@ -107,11 +119,19 @@ def critical_angle(v: float, rho: float) -> float:
     return cka_zero_angle(v, rho) % (math.pi / 2)
 
 
-def statement_of(cell: Cell, uses_cka: bool) -> str:
-    """The statement that drives the prediction of a cell for a variant with (``uses_cka``) or
-    without the CKA term (for the reader; the prediction itself comes from the population
-    dynamics)."""
-    rho = cell.correlation.rho
+def statement_of(cell: Cell, penalty: str) -> str:
+    """The statement that drives the prediction of a cell for a variant whose independence
+    ``penalty`` is ``"none"``, ``"unconditional"`` or ``"conditional"`` (for the reader; the
+    prediction itself comes from the population dynamics)."""
+    rho, uses_cka = cell.correlation.rho, penalty != "none"
+    if cell.correlation.loading != 0:
+        if penalty == "conditional":
+            return "S13: the CKA given the labels is zero at psi = 0"
+        if uses_cka:
+            return "S13: CKA(0) > 0 through the labels' copy in Z_r"
+        return "S13: the source pulls psi to the shortcut angle"
+    if rho != 0 and penalty == "conditional":
+        return "S13: a correlation not carried by the labels biases the conditional CKA"
     if rho != 0 and uses_cka:
         return f"S11: CKA is zero at psi_c = {critical_angle(cell.v, rho):.3f}, not at 0"
     if cell.v == 1.0 and uses_cka:

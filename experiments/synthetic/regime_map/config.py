@@ -61,7 +61,8 @@ class PilotPlan:
 @dataclass(frozen=True)
 class Config:
     """The study's setting. ``seeds`` paired seeds per cell of model A (the angle encoder), trained
-    in jobs of ``chunk`` models; the bands and the confidence of the registered rule;
+    in jobs of ``chunk`` models; model A's grid ``variances x rhos x starts`` (S11's correlation)
+    and ``label_variances x loadings x starts`` (S13's, carried by the labels); the bands and the confidence of the registered rule;
     ``objective`` CORE-MTL's terms, which the variants switch off (:mod:`.methods`);
     ``agree_share`` the share of cells whose prediction must hold for P1 and P3; ``mlp`` model B
     (None: not run)."""
@@ -73,6 +74,8 @@ class Config:
     variances: tuple[float, ...] = (0.01, 0.1, 0.3, 1.0, 3.0)
     rhos: tuple[float, ...] = (0.0, 0.5, 0.9)
     starts: tuple[float, ...] = (0.3, 0.6, 1.0)
+    label_variances: tuple[float, ...] = (0.1, 1.0)
+    loadings: tuple[float, ...] = (0.5, 1.0)
     deltas: tuple[float, ...] = (0.5, 1.0, 2.0, 4.0)
     head_scale: float = 0.5
     a_train: int = 256
@@ -83,7 +86,7 @@ class Config:
             "adamw": Schedule(lr=0.01, short=30, long=600, weight_decay=1e-2),
         }
     )
-    chunk: int = 1152
+    chunk: int = 1248
     plan: PilotPlan | None = None
     objective: CoreMTLObjective = field(
         default_factory=lambda: CoreMTLObjective(
@@ -142,6 +145,8 @@ CONFIGS = {
         variances=(0.1, 1.0),
         rhos=(0.0, 0.9),
         starts=(0.6,),
+        label_variances=(0.1,),
+        loadings=(1.0,),
         deltas=(1.0,),
         a_train=128,
         a_validation=128,
@@ -154,6 +159,8 @@ CONFIGS = {
         variances=(0.01, 0.1, 1.0, 3.0),
         rhos=(0.0, 0.9),
         starts=(0.6,),
+        label_variances=(0.1,),
+        loadings=(0.5, 1.0),
         deltas=(1.0, 4.0),
         a_train=256,
         a_validation=256,
@@ -171,5 +178,5 @@ quantile, so the cap of 40 binds (it meets 65% of the tests' needs; 10 seeds met
 that keeps study 1 near 2.5 minutes of ``coremtl verify --jobs 2`` on 2 cores at about 4 CPU
 seconds per seed; full 18, the most that keeps ``coremtl verify --full --only 1 --jobs 2`` well
 under 30 minutes on 2 cores at about 110 CPU seconds per seed (600 steps on 45 cells), without a
-pilot of its own. Model A's training jobs are ``chunk = 1152`` models (96 units of 12 methods)
+pilot of its own. Model A's training jobs are ``chunk = 1248`` models (96 units of 13 methods)
 each."""

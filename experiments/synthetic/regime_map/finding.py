@@ -8,6 +8,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from experiments.study import HOLDS, Finding, Outcome, Prediction, Table, headline_of, held_text
+from experiments.synthetic.regime_map import label_mediated
 from experiments.synthetic.regime_map.comparisons import Row
 from experiments.synthetic.regime_map.config import Config
 from experiments.synthetic.regime_map.summary import CLAIM_LENGTH, Regime, regime_from_dict
@@ -92,6 +93,15 @@ def predictions(config: Config) -> list[Prediction]:
             "population dynamics predict it (long runs, worst-case shift)",
             "S3, S4, S6, S11 (model A) and their extrapolation (model B)",
             _regimes,
+        ),
+        Prediction(
+            "P5",
+            "in every label-mediated regime of model A (long runs, worst-case shift), the "
+            "label-conditional CKA's OOD gap minus the unconditional CKA's has the sign S13 "
+            "registers per cell (smaller where the labels carry the correlation)",
+            "S13: the CKA given the labels is zero at the true streams, the unconditional one is "
+            "not",
+            label_mediated.score,
         ),
     ]
 
@@ -206,6 +216,7 @@ def details(summary: Mapping[str, Any], outcomes: Sequence[Outcome]) -> tuple[st
             )
             + "."
         )
+    lines += label_mediated.details(summary)
     lines.append(f"- Predictions: {held_text(outcomes)}.")
     return tuple(lines)
 

@@ -82,7 +82,7 @@ def measure(context: Context) -> dict:
     """Train and measure every job, after the pre-registration. Returns, per model, the raw
     measurements ``{optimiser: {length: {method: {key: values per unit}}}}`` (units in the order
     of :func:`.model_a.unit_cells` and :func:`.model_b.unit_cells`), and the registered
-    predictions passed through unchanged for the summary."""
+    predictions and S13's signs passed through unchanged for the summary."""
     config, seed = context.config, context.seed
     jobs = training_jobs(config)
     outputs = context.mapper(
@@ -98,4 +98,5 @@ def measure(context: Context) -> dict:
             if model in parts
         },
         "registered": context.registration.get("data", {}).get("predicted", []),
+        "s13": context.registration.get("data", {}).get("s13", []),
     }

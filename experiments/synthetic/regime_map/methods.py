@@ -20,18 +20,19 @@ LOSS_BALANCERS = ("ew", "rlw")
 """The balancers among them that weight the losses (one backward pass per step)."""
 
 VARIANTS = {
-    "core-mtl": (),
-    "cka only": ("cfa", "reconstruction"),
-    "w/o CKA": ("cka",),
-    "w/o CFA": ("cfa",),
-    "w/o rec": ("reconstruction",),
+    "core-mtl": {},
+    "cka only": {"cfa_weight": 0.0, "reconstruction_weight": 0.0},
+    "w/o CKA": {"cka_weight": 0.0},
+    "w/o CFA": {"cfa_weight": 0.0},
+    "w/o rec": {"reconstruction_weight": 0.0},
+    "core-mtl (conditional)": {"independence": "conditional"},
 }
-"""CORE-MTL and its ablations: the terms of ``Config.objective`` each switches off; every variant
-balances the task losses by Equal Weighting."""
+"""CORE-MTL and its variants: the changes each makes to ``Config.objective`` (terms switched off,
+or the label-conditional CKA of S13); every variant balances the task losses by Equal Weighting."""
 
 METHODS = (*BALANCERS, *VARIANTS)
 
-HEADLINE = ("core-mtl", "cka only")
+HEADLINE = ("core-mtl", "cka only", "core-mtl (conditional)")
 """The variants compared with the best balancer (every variant is compared with EW)."""
 
 GROUPS = (
@@ -48,17 +49,20 @@ def balancer_names(methods: tuple[str, ...], units: int) -> tuple[str, ...]:
 
 
 def variant_objective(config, method: str) -> CoreMTLObjective | None:
-    """The objective of CORE-MTL variant ``method`` (``config.objective`` with the terms of
-    :data:`VARIANTS` switched off), or None for a balancer (no CORE-MTL terms)."""
+    """The objective of CORE-MTL variant ``method`` (``config.objective`` with the changes of
+    :data:`VARIANTS`), or None for a balancer (no CORE-MTL terms)."""
     if method not in VARIANTS:
         return None
-    off = {f"{term}_weight": 0.0 for term in VARIANTS[method]}
-    return dataclasses.replace(config.objective, **off)
+    return dataclasses.replace(config.objective, **VARIANTS[method])
 
 
-def uses_cka(method: str) -> bool:
-    """Whether ``method`` is a CORE-MTL variant whose objective keeps the CKA term."""
-    return method in VARIANTS and "cka" not in VARIANTS[method]
+def penalty_of(config, method: str) -> str:
+    """The independence penalty of ``method``: ``"none"`` (a balancer, or a variant without the
+    CKA term), ``"unconditional"`` or ``"conditional"``."""
+    objective = variant_objective(config, method)
+    if objective is None or objective.cka_weight == 0 or objective.independence == "none":
+        return "none"
+    return objective.independence
 
 
 def method_weights(

@@ -42,8 +42,9 @@ class AngleUnit:
 
 
 def measured_cells(config: Config) -> list[Cell]:
-    """The cells of model A's measurement, in grid order."""
-    return grid(config.variances, config.rhos, config.starts)
+    """The cells of model A's measurement, in grid order: S11's correlations, then S13's."""
+    residual = grid(config.variances, config.rhos, config.starts)
+    return residual + grid(config.label_variances, config.loadings, config.starts, "label")
 
 
 def angle_units(config: Config, seed: int, cells: list[Cell], seeds: int) -> list[AngleUnit]:
@@ -78,6 +79,7 @@ def unit_tensors(config: Config, units: list[AngleUnit], device="cpu") -> dict[s
         "direction": np.stack([u.direction for u in units]),
         "v": np.array([u.cell.v for u in units]),
         "rho": np.array([u.cell.correlation.rho for u in units]),
+        "loading": np.array([u.cell.correlation.loading for u in units]),
         "psi0": np.array([float(u.cell.start) for u in units]),
         "noise_var": np.full(len(units), config.noise_std**2),
     }
@@ -103,18 +105,30 @@ def angle_scm(config: Config, unit: AngleUnit):
     )
 
 
-def angle_data(config: Config, units: list[AngleUnit], seed: int) -> tuple[dict, dict]:
-    """Training and held-out validation source samples of every unit (float64 tensors)."""
+def source_sample(config: Config, unit: AngleUnit, size: int, stream: int):
+    """``size`` source samples ``(x, y)`` of the unit: those of :func:`angle_scm`, with the labels'
+    copy ``a I_{k x K} Y`` added to ``Z_r`` (and so to ``x = G [Z_s; Z_r]``) in a ``label`` cell."""
     from scm.sampling import sample
 
+    scm = angle_scm(config, unit)
+    drawn = sample(scm, size, "source", stream)
+    loading = unit.cell.correlation.loading
+    if loading == 0:
+        return drawn.x, drawn.y
+    z_r = drawn.z_r + loading * drawn.y @ np.eye(config.k, config.tasks).T
+    return np.concatenate([drawn.z_s, z_r], axis=1) @ scm.mixing.T, drawn.y
+
+
+def angle_data(config: Config, units: list[AngleUnit], seed: int) -> tuple[dict, dict]:
+    """Training and held-out validation source samples of every unit (float64 tensors)."""
     splits = []
     for size, split in ((config.a_train, "train"), (config.a_validation, "validation")):
         xs, ys = [], []
         for unit in units:
             stream = derive_seed(seed, "regime map A", split, unit.position, unit.index)
-            drawn = sample(angle_scm(config, unit), size, "source", stream)
-            xs.append(drawn.x)
-            ys.append(drawn.y)
+            x, y = source_sample(config, unit, size, stream)
+            xs.append(x)
+            ys.append(y)
         splits.append({"x": torch.as_tensor(np.stack(xs)), "y": torch.as_tensor(np.stack(ys))})
     return splits[0], splits[1]
 
@@ -156,13 +170,23 @@ def angle_runs(
         )
         weights = method_weights(config, methods, count, device)
         if data is None:
-            joint = tile(population.joint_covariance(tensors["v"], tensors["rho"], config.k))
+            moments = population.source_moments(
+                tensors["v"], tensors["rho"], tensors["beta"], tensors["loading"],
+                tensors["noise_var"],
+            )  # fmt: skip
+            joint, label_noise, given = (tile(t) for t in moments)
             beta, noise = tile(tensors["beta"]), tile(tensors["noise_var"])[:, None]
 
-            def objective(step, model=model, beta=beta, joint=joint, noise=noise, weights=weights):
-                losses = population.task_risks(model.params, beta, joint, noise)
-                cka = population.stream_cka(model.params["psi"], joint)
-                swap = population.swap_loss(model.params, beta, joint, noise)
+            def objective(step, model=model, beta=beta, joint=joint, label_noise=label_noise,
+                          given=given, noise=noise, weights=weights):  # fmt: skip
+                psi = model.params["psi"]
+                losses = population.task_risks(model.params, beta, joint, noise, label_noise)
+                cka = torch.where(
+                    torch.as_tensor(weights.conditional) != 0,
+                    population.stream_cka(psi, given),
+                    population.stream_cka(psi, joint),
+                )
+                swap = population.swap_loss(model.params, beta, joint, noise, label_noise)
                 return losses, weights.cka * cka + weights.cfa * swap
 
             random = draws(settings, count * reps, 8, config.tasks, draws_seed)

@@ -20,7 +20,8 @@ from experiments.synthetic.regime_map import model_a
 from experiments.synthetic.regime_map.cells import grid, statement_of
 from experiments.synthetic.regime_map.comparisons import Row, compare
 from experiments.synthetic.regime_map.config import Config
-from experiments.synthetic.regime_map.methods import uses_cka
+from experiments.synthetic.regime_map.label_mediated import registered_signs
+from experiments.synthetic.regime_map.methods import penalty_of
 from experiments.synthetic.regime_map.rules import band_of, classify
 
 MIXED_START = round(math.pi / 4, 6)
@@ -112,7 +113,7 @@ def predicted_rows(config: Config, outputs: list) -> list[Row]:
                         row,
                         prediction=classify(row.difference.mean, row.reference_gap, config),
                         band=band_of(row.reference_gap, config),
-                        statement=statement_of(row.cell, uses_cka(row.variant)),
+                        statement=statement_of(row.cell, penalty_of(config, row.variant)),
                     )
                 )
     return rows
@@ -120,7 +121,8 @@ def predicted_rows(config: Config, outputs: list) -> list[Row]:
 
 def register(context: Context) -> dict:
     """The pre-registration: the rules, the seeds, and every comparison's predicted outcome
-    (:func:`predicted_rows`), computed before any model is trained on samples."""
+    (:func:`predicted_rows`) and S13's signs in the label-mediated cells
+    (:func:`.label_mediated.registered_signs`), computed before any model is trained on samples."""
     config = context.config
     if context.progress:
         print("    study 1: population dynamics of the pre-registration", flush=True)
@@ -129,4 +131,5 @@ def register(context: Context) -> dict:
         "rules": rules_text(config),
         "seeds": {"A": config.seeds, "B": None if config.mlp is None else config.mlp.seeds},
         "predicted": [row.to_dict() for row in predicted_rows(config, outputs)],
+        "s13": registered_signs(config, model_a.measured_cells(config)),
     }

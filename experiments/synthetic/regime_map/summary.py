@@ -39,6 +39,7 @@ from experiments.synthetic.regime_map.comparisons import (
     target_key,
 )
 from experiments.synthetic.regime_map.config import Config
+from experiments.synthetic.regime_map.label_mediated import LabelRegime, label_regimes
 from experiments.synthetic.regime_map.methods import METHODS
 from experiments.synthetic.regime_map.rules import DIAGNOSES, band_of, classify, measured_outcome
 
@@ -250,7 +251,8 @@ def is_control(row: Row) -> bool:
 
 
 def summarise(config: Config, measurements: dict) -> dict:
-    """Score every comparison, then the regimes, the diagnosis, the control and the claim."""
+    """Score every comparison, then the regimes, the diagnosis, the control, the claim and the
+    label-mediated regimes (:mod:`.label_mediated`)."""
     registered_rows = [Row.from_dict(row) for row in measurements["registered"]]
     registered = {row.key(): row for row in registered_rows}
     predicted = predicted_regimes(registered_rows, config)
@@ -258,6 +260,7 @@ def summarise(config: Config, measurements: dict) -> dict:
     oracle: list[Row] = []
     means: list[dict] = []
     regimes: list[Regime] = []
+    labelled: list[LabelRegime] = []
     for model, by_optimiser in measurements["models"].items():
         cells = unit_cells(model, config)
         for optimiser, by_length in by_optimiser.items():
@@ -268,6 +271,9 @@ def summarise(config: Config, measurements: dict) -> dict:
                 oracle += attach(compare(arrays, cells, config, setting, True), registered, config)
                 means += method_means(arrays, cells, setting, config.display_delta)
                 regimes += regimes_of(arrays, cells, scored, predicted, config)
+                if model == "A":
+                    signs = measurements.get("s13", [])
+                    labelled += label_regimes(arrays, cells, scored, signs, config, setting)
     seeds = {"A": config.seeds, "B": None if config.mlp is None else config.mlp.seeds}
     diagnosis, shares = {}, {}
     for model in measurements["models"]:
@@ -284,6 +290,7 @@ def summarise(config: Config, measurements: dict) -> dict:
         "oracle": [r.to_dict() for r in oracle],
         "means": means,
         "regimes": [{**asdict(r), "label": r.label} for r in regimes],
+        "label_regimes": [r.to_dict() for r in labelled],
         "held_share": shares,
         "diagnosis": diagnosis,
         "control": [r.to_dict() for r in control],
