@@ -62,10 +62,10 @@ class PilotPlan:
 class Config:
     """The study's setting. ``seeds`` paired seeds per cell of model A (the angle encoder), trained
     in jobs of ``chunk`` models; model A's grid ``variances x rhos x starts`` (S11's correlation)
-    and ``label_variances x loadings x starts`` (S13's, carried by the labels); the bands and the confidence of the registered rule;
-    ``objective`` CORE-MTL's terms, which the variants switch off (:mod:`.methods`);
-    ``agree_share`` the share of cells whose prediction must hold for P1 and P3; ``mlp`` model B
-    (None: not run)."""
+    and ``label_variances x loadings x starts`` (S13's, carried by the labels); the bands and the
+    confidence of the registered rule; ``objective`` CORE-MTL's terms, which the variants change
+    (:mod:`.methods`); ``agree_share`` the share of cells whose prediction must hold for P1 and
+    P3; ``mlp`` model B (None: not run)."""
 
     seeds: int = 10
     k: int = 2
@@ -74,7 +74,7 @@ class Config:
     variances: tuple[float, ...] = (0.01, 0.1, 0.3, 1.0, 3.0)
     rhos: tuple[float, ...] = (0.0, 0.5, 0.9)
     starts: tuple[float, ...] = (0.3, 0.6, 1.0)
-    label_variances: tuple[float, ...] = (0.1, 1.0)
+    label_variances: tuple[float, ...] = (0.1,)
     loadings: tuple[float, ...] = (0.5, 1.0)
     deltas: tuple[float, ...] = (0.5, 1.0, 2.0, 4.0)
     head_scale: float = 0.5
