@@ -484,13 +484,16 @@ def test_label_cell_moments_equal_s13s_joint_and_schur_complement():
         tensors["v"], tensors["rho"], tensors["beta"], tensors["loading"], tensors["noise_var"]
     )
     k, tasks = config.k, config.tasks
+    label_sd = np.sqrt((unit.beta**2).sum(axis=0) + config.noise_std**2)
+    loading = 0.8 * np.eye(k, tasks) / label_sd
     full = label_joint_covariance(
-        np.eye(k), 0.3 * np.eye(k), 0.8 * np.eye(k, tasks), unit.beta.T,
-        np.full(tasks, config.noise_std),
-    )  # fmt: skip
+        np.eye(k), 0.3 * np.eye(k), loading, unit.beta.T, np.full(tasks, config.noise_std)
+    )
     np.testing.assert_allclose(joint[0].numpy(), full[: 2 * k, : 2 * k], rtol=1e-12, atol=1e-14)
     np.testing.assert_allclose(given[0].numpy(), conditional_covariance(full, k), atol=1e-12)
-    np.testing.assert_allclose(label_noise[0].numpy(), 0.8 * config.noise_std**2 * np.eye(k, tasks))
+    np.testing.assert_allclose(label_noise[0].numpy(), config.noise_std**2 * loading)
+    copied = np.diag(joint[0].numpy())[k:] - 0.3
+    np.testing.assert_allclose(copied[:tasks], 0.8**2, rtol=1e-12)
     psi = torch.tensor([0.0], dtype=torch.float64)
     assert float(population.stream_cka(psi, joint)[0]) > 1e-3
     assert float(population.stream_cka(psi, given)[0]) < 1e-20

@@ -20,8 +20,8 @@ CORRELATION_KINDS = ("residual", "label")
 """The kinds of source correlation a cell can have:
 
 - ``residual`` (S11): ``Cov(Z_r, Z_s) = rho sqrt(v) I`` in the source only, ``strength = rho``;
-- ``label`` (S13): the residual copies the labels in the source only, ``Z_r = a I_{k x K} Y + E``,
-  ``strength = a`` (model A only).
+- ``label`` (S13): the residual copies the standardised labels in the source only,
+  ``Z_r = a I_{k x K} diag(Var Y_t)^{-1/2} Y + E``, ``strength = a`` (model A only).
 
 A new kind is added here, with its population moments in :mod:`.population` (model A), its
 sampler in the units of :mod:`.model_a` (and :mod:`.model_b`), its label in :func:`regime_of` and

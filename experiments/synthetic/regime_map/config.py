@@ -40,7 +40,7 @@ class MLPConfig:
             "adamw": Schedule(lr=3e-3, short=100, long=400, weight_decay=1e-2),
         }
     )
-    chunk: int = 512
+    chunk: int = 546
     seeds: int = 10
 
 
@@ -179,4 +179,4 @@ that keeps study 1 near 2.5 minutes of ``coremtl verify --jobs 2`` on 2 cores at
 seconds per seed; full 18, the most that keeps ``coremtl verify --full --only 1 --jobs 2`` well
 under 30 minutes on 2 cores at about 110 CPU seconds per seed (600 steps on 45 cells), without a
 pilot of its own. Model A's training jobs are ``chunk = 1248`` models (96 units of 13 methods)
-each."""
+each, model B's ``mlp.chunk = 546`` (42 units)."""

@@ -1,14 +1,16 @@
 """The regime map's cells with a source correlation carried by the labels (docs/THEORY.md S13).
 
-In a ``label`` cell (:mod:`.cells`) the residual copies the labels in the source only,
-``Z_r = a I_{k x K} Y + E``. The unconditional CKA of the true streams is then ``> 0`` (S11's
+In a ``label`` cell (:mod:`.cells`) the residual copies the standardised labels in the source
+only, ``Z_r = A Y + E``, ``A = a I_{k x K} diag(Var Y_t)^{-1/2}``
+(:func:`.population.label_loading`). The unconditional CKA of the true streams is then ``> 0`` (S11's
 mechanism, here through the labels), so CORE-MTL's penalty pulls ``psi`` away from 0, while the
 CKA given the labels (``CoreMTLObjective(independence="conditional")``) is zero there.
 
 Registered before any training (:func:`registered_signs`): per cell, S13's predicted sign of the
 OOD gap of the conditional penalty minus the unconditional one's and minus EW's, from the scalar
-model of S13 (:class:`scm.label_correlation.ScalarLabelSCM` with the cell's ``v``, loading ``a``,
-``beta = 1`` and the study's label noise; gradient flow from the cell's ``psi_0`` with
+model of S13 (:class:`scm.label_correlation.ScalarLabelSCM` with the cell's ``v``, loading
+``a / sqrt(1 + sigma^2)`` (the standardised label's), ``beta = 1`` and the study's label noise
+``sigma``; gradient flow from the cell's ``psi_0`` with
 ``lambda`` the study's CKA weight and a shift of the headline size,
 :func:`scm.label_correlation.predicted_gap_difference_sign`).
 
@@ -23,6 +25,7 @@ less so.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass
 from typing import Any
@@ -55,9 +58,8 @@ def registered_signs(config: Config, cells: Sequence[Cell]) -> list[dict[str, An
 
     out = []
     for cell in dict.fromkeys(c for c in cells if c.correlation.loading != 0):
-        model = ScalarLabelSCM(
-            v=cell.v, loading=cell.correlation.loading, beta=1.0, noise_std=config.noise_std
-        )
+        loading = cell.correlation.loading / math.sqrt(1.0 + config.noise_std**2)
+        model = ScalarLabelSCM(v=cell.v, loading=loading, beta=1.0, noise_std=config.noise_std)
         lam, shift, start = config.objective.cka_weight, config.display_delta, float(cell.start)
         out.append(
             {

@@ -107,7 +107,8 @@ def angle_scm(config: Config, unit: AngleUnit):
 
 def source_sample(config: Config, unit: AngleUnit, size: int, stream: int):
     """``size`` source samples ``(x, y)`` of the unit: those of :func:`angle_scm`, with the labels'
-    copy ``a I_{k x K} Y`` added to ``Z_r`` (and so to ``x = G [Z_s; Z_r]``) in a ``label`` cell."""
+    copy ``A Y`` (:func:`.population.label_loading`) added to ``Z_r`` (and so to
+    ``x = G [Z_s; Z_r]``) in a ``label`` cell."""
     from scm.sampling import sample
 
     scm = angle_scm(config, unit)
@@ -115,7 +116,9 @@ def source_sample(config: Config, unit: AngleUnit, size: int, stream: int):
     loading = unit.cell.correlation.loading
     if loading == 0:
         return drawn.x, drawn.y
-    z_r = drawn.z_r + loading * drawn.y @ np.eye(config.k, config.tasks).T
+    tensors = unit_tensors(config, [unit])
+    copy = population.label_loading(tensors["loading"], tensors["beta"], tensors["noise_var"])
+    z_r = drawn.z_r + drawn.y @ copy[0].numpy().T
     return np.concatenate([drawn.z_s, z_r], axis=1) @ scm.mixing.T, drawn.y
 
 

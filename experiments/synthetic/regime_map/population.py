@@ -3,8 +3,8 @@
 
 Per model (leading axis ``M``): ``Sigma_s = I_k``, ``Sigma_S = v I_k``, source-only correlation
 ``Cov(E, Z_s) = rho sqrt(v) I_k`` (docs/THEORY.md, setting S, S11) and, in the source only, a
-residual that copies the labels, ``Z_r = A Y + E`` with ``A = a I_{k x K}`` (S13; ``a = 0``
-elsewhere), labels ``Y = B Z_s + eps`` (``B^T = beta``, ``Var eps_t = sigma^2``); encoder
+residual that copies the standardised labels, ``Z_r = A Y + E`` with
+``A = a I_{k x K} diag(Var Y_t)^{-1/2}`` (S13, :func:`label_loading`; ``a = 0`` elsewhere), labels ``Y = B Z_s + eps`` (``B^T = beta``, ``Var eps_t = sigma^2``); encoder
 ``R(psi) G^T``, heads ``w_t``, ``b_t`` on ``Zhat_s``. With ``u_t = [beta_t - c w_t; -s w_t]``, the
 joint covariance ``Sigma_J`` of ``[Z_s; Z_r]`` and ``n_t = Cov(Z_r, eps_t) = sigma^2 A e_t``
 (:func:`source_moments`; zero means):
@@ -45,10 +45,14 @@ def joint_covariance(v: Tensor, rho: Tensor, k: int) -> Tensor:
     return torch.cat([top, bottom], dim=1)
 
 
-def label_loading(loading: Tensor, k: int, tasks: int) -> Tensor:
-    """``A = a I_{k x K}`` per model ``(M, k, K)``: residual coordinate ``i`` copies label ``i``."""
-    eye = torch.eye(k, tasks, dtype=loading.dtype, device=loading.device)
-    return loading[:, None, None] * eye
+def label_loading(loading: Tensor, beta: Tensor, noise_var: Tensor) -> Tensor:
+    """``A = a I_{k x K} diag(Var Y_t)^{-1/2}`` per model ``(M, k, K)``: residual coordinate ``i``
+    copies the standardised label ``i`` (``Var Y_t = ||beta_t||^2 + sigma^2``), so the copy adds
+    ``a^2`` to its variance whatever the seed's ``beta``."""
+    k, tasks = beta.shape[1], beta.shape[2]
+    eye = torch.eye(k, tasks, dtype=beta.dtype, device=beta.device)
+    scale = (beta.square().sum(dim=1) + noise_var[:, None]).rsqrt()
+    return loading[:, None, None] * eye * scale[:, None, :]
 
 
 def source_moments(
@@ -64,7 +68,7 @@ def source_moments(
     k, tasks = beta.shape[1], beta.shape[2]
     base = joint_covariance(v, rho, k)
     cross = base[:, :k, k:]
-    a = label_loading(loading, k, tasks)
+    a = label_loading(loading, beta, noise_var)
     labels = beta.transpose(1, 2) @ beta + noise_var[:, None, None] * torch.eye(
         tasks, dtype=beta.dtype, device=beta.device
     )
