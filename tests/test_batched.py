@@ -10,8 +10,8 @@ from coremtl.batched import Settings, StackedAngle, StackedMLP, TermWeights, dra
 from coremtl.batched import train as batched_train
 from coremtl.batched.balancing import mgda_weights, pcgrad_weights
 from coremtl.batched.draws import random_cycles
-from coremtl.batched.terms import debiased_cka
-from coremtl.cka import linear_cka
+from coremtl.batched.terms import conditional_cka, debiased_cka, label_complements
+from coremtl.cka import conditional_linear_cka, linear_cka
 from coremtl.objective import CoreMTLObjective
 from scm.validation import InvalidParameterError
 
@@ -169,6 +169,57 @@ def test_batched_angle_models_equal_the_per_model_loop(balancer):
         assert abs(float(module.encoder.psi.detach()) - float(psi[m])) > 1e-4
 
 
+def conditional(cka: float = 1.0) -> CoreMTLObjective:
+    objective = every_step(cka, 0.5, 0.3)
+    objective.independence = "conditional"
+    return objective
+
+
+@pytest.mark.parametrize("batch", [None, 12])
+def test_batched_conditional_cka_training_equals_the_per_model_loop(batch):
+    x, y = data()
+    stacked = mlp_models()
+    modules = [stacked.module(m) for m in range(MODELS)]
+    weights = TermWeights.per_model([conditional(), every_step(1.0, 0.5, 0.3), conditional(2.0)])
+    settings = Settings(steps=10, lr=0.05, optimizer="adamw", balancer="ew", batch_size=batch)
+    random = draws(settings, MODELS, N, K, 3)
+    batched_train(stacked, x, y, settings, weights, random)
+    loop_reference(modules, x, y, settings, weights, random)
+    for m, module in enumerate(modules):
+        expected = module.state_dict()
+        for name, value in stacked.module(m).state_dict().items():
+            torch.testing.assert_close(value, expected[name], rtol=1e-9, atol=1e-11)
+    unconditional = mlp_models()
+    batched_train(unconditional, x, y, settings, TermWeights.of(every_step(1.0, 0.5, 0.3)), random)
+    moved = unconditional.module(0).state_dict()
+    assert any(
+        float((value - moved[name]).abs().max()) > 1e-6
+        for name, value in stacked.module(0).state_dict().items()
+    )
+
+
+def test_batched_conditional_cka_equals_the_library_estimator():
+    generator = torch.Generator().manual_seed(0)
+    labels = torch.randn(4, 30, 2, generator=generator).double()
+    x = labels @ torch.randn(2, 3, generator=generator).double()
+    x = x + torch.randn(4, 30, 3, generator=generator).double()
+    y = labels[..., :1] + 0.5 * x[..., :2] + torch.randn(4, 30, 2, generator=generator).double()
+    expected = torch.stack([conditional_linear_cka(x[m], y[m], labels[m]) for m in range(4)])
+    found = conditional_cka(x, y, label_complements(labels))
+    torch.testing.assert_close(found, expected, rtol=1e-10, atol=1e-12)
+    assert not torch.allclose(found, debiased_cka(x, y), atol=1e-3)
+
+
+def test_batched_conditional_cka_refuses_labels_it_cannot_partial_out():
+    labels = torch.randn(2, 5, 2, dtype=torch.float64)
+    with pytest.raises(InvalidParameterError, match=r"^labels: partialling out 2 .* at least 4$"):
+        label_complements(labels)
+    mixed = torch.randn(2, 12, 2, dtype=torch.float64)
+    mixed[1, :, 1] = mixed[1, :, 0]
+    with pytest.raises(InvalidParameterError, match=r"^labels: the batched conditional CKA needs"):
+        label_complements(mixed)
+
+
 def test_debiased_cka_equals_the_library_estimator():
     generator = torch.Generator().manual_seed(0)
     x = torch.randn(4, 30, 3, generator=generator).double()
@@ -238,6 +289,10 @@ def test_term_weights_are_read_from_the_objectives():
     without = every_step()
     without.independence = "none"
     assert TermWeights.of(without).row(0) == (0.0, 1.0, 1.0)
+    assert TermWeights.of(without).conditional == 0.0
+    assert TermWeights.of(conditional()).conditional == 1.0
+    mixed = TermWeights.per_model([conditional(), every_step(), None])
+    assert mixed.conditional.tolist() == [1.0, 0.0, 0.0] and mixed.active("conditional")
 
 
 @pytest.mark.parametrize(
@@ -248,7 +303,6 @@ def test_term_weights_are_read_from_the_objectives():
         ("cfa_probability", 0.5),
         ("cfa_start_step", 3),
         ("cfa_mode", "feature"),
-        ("independence", "conditional"),
     ],
 )
 def test_objective_settings_the_batched_step_does_not_compute_are_refused(setting, value):

@@ -1,6 +1,7 @@
 """The per-model loop that a batched run (:mod:`coremtl.batched.training`) must reproduce: each
 model trained alone as one library :class:`~coremtl.representation.DualStreamModel`, through
-:func:`coremtl.balancers.make_balancer`, :func:`coremtl.cka.linear_cka`,
+:func:`coremtl.balancers.make_balancer`, :func:`coremtl.cka.linear_cka` (or
+:func:`coremtl.cka.conditional_linear_cka` given the batch's labels),
 :func:`coremtl.counterfactual.input_counterfactual_predictions` and
 :func:`coremtl.grounding.reconstruction_loss`, on the same draws (:mod:`coremtl.batched.draws`).
 """
@@ -31,7 +32,7 @@ def loop_reference(
     balancer seeded with ``random.balancer_seed(m)``.
     """
     from coremtl.balancers import make_balancer
-    from coremtl.cka import linear_cka
+    from coremtl.cka import conditional_linear_cka, linear_cka
     from coremtl.counterfactual import input_counterfactual_predictions
     from coremtl.grounding import reconstruction_loss as library_reconstruction
 
@@ -47,6 +48,7 @@ def loop_reference(
         shared = [p for p in module.shared_parameters() if p.requires_grad]
         optimizer = make_optimizer(settings, params)
         l_cka, l_cfa, l_rec = weights.row(m)
+        conditional = bool(torch.as_tensor(weights.conditional).reshape(-1).expand(len(modules))[m])
         for step in range(settings.steps):
             rows, permutations, _ = steps[step]
             batch_x, batch_y = x[m], y[m]
@@ -60,7 +62,12 @@ def loop_reference(
             }
             extra = []
             if l_cka:
-                extra.append(l_cka * linear_cka(forward.z_s, forward.z_r).clamp(min=0.0))
+                cka = (
+                    conditional_linear_cka(forward.z_s, forward.z_r, batch_y)
+                    if conditional
+                    else linear_cka(forward.z_s, forward.z_r)
+                )
+                extra.append(l_cka * cka.clamp(min=0.0))
             if l_cfa:
                 swapped = input_counterfactual_predictions(
                     module, forward.z_s, forward.z_r, permutations[m]

@@ -4,7 +4,8 @@
 
     loss_m = balanced(L_1..L_K) + l_cka max(0, CKA_u(Z_s, Z_r)) + l_cfa L_cfa + l_rec L_rec
 
-one value for every model or one per model. The weights are those of a
+one value for every model or one per model, and ``conditional``: 1 for a model whose CKA is the
+label-conditional one (``independence="conditional"``, docs/THEORY.md S13), 0 otherwise. The weights are those of a
 :class:`coremtl.objective.CoreMTLObjective` (the one description of the method's terms), and the
 objective's other settings must be what the batched step computes: every term at every step, the
 debiased CKA, the input-level CFA.
@@ -24,7 +25,8 @@ from scm.validation import InvalidParameterError
 
 @dataclass
 class TermWeights:
-    """``l_cka``, ``l_cfa``, ``l_rec`` per model: floats, or tensors of shape ``(M,)``; read from
+    """``l_cka``, ``l_cfa``, ``l_rec`` and the ``conditional`` switch of the CKA term per model:
+    floats, or tensors of shape ``(M,)``; read from
     :class:`~coremtl.objective.CoreMTLObjective` by :meth:`of` (one for every model) and
     :meth:`per_model` (one per model). ``TermWeights()`` has no CORE-MTL terms (a balancer
     alone)."""
@@ -32,6 +34,7 @@ class TermWeights:
     cka: Tensor | float = 0.0
     cfa: Tensor | float = 0.0
     reconstruction: Tensor | float = 0.0
+    conditional: Tensor | float = 0.0
 
     @classmethod
     def of(cls, objective: CoreMTLObjective | None) -> TermWeights:
@@ -39,14 +42,15 @@ class TermWeights:
 
         The batched step computes the debiased CKA's positive part, the input-level CFA and the
         L1 reconstruction at every step from the first; an objective with a CKA warm-up, a CFA
-        probability below 1 or a later CFA start, the feature-level CFA, the biased or the
-        label-conditional CKA is refused in one line naming the setting (``independence="none"``
-        is a CKA weight of 0)."""
+        probability below 1 or a later CFA start, the feature-level CFA or the biased CKA is
+        refused in one line naming the setting (``independence="none"`` is a CKA weight of 0).
+        The label-conditional CKA partials out the task labels themselves (regression)."""
         if objective is None:
             return cls()
         _check_batched(objective)
         cka = objective.cka_weight if objective.independence != "none" else 0.0
-        return cls(cka, objective.cfa_weight, objective.reconstruction_weight)
+        conditional = float(cka > 0 and objective.independence == "conditional")
+        return cls(cka, objective.cfa_weight, objective.reconstruction_weight, conditional)
 
     @classmethod
     def per_model(
@@ -57,8 +61,9 @@ class TermWeights:
     ) -> TermWeights:
         """The weights of ``objectives[m]`` for model ``m`` (None: no CORE-MTL terms), as
         tensors ``(M,)``; each objective is checked as in :meth:`of`."""
-        rows = [cls.of(objective).row(0) for objective in objectives]
-        columns = torch.tensor(rows, dtype=dtype, device=device).reshape(len(rows), 3).T
+        each = [cls.of(objective) for objective in objectives]
+        rows = [(*weights.row(0), float(weights.conditional)) for weights in each]
+        columns = torch.tensor(rows, dtype=dtype, device=device).reshape(len(rows), 4).T
         return cls(*columns)
 
     def row(self, index: int) -> tuple[float, float, float]:
@@ -76,7 +81,6 @@ def _check_batched(objective: CoreMTLObjective) -> None:
     """One line for a setting of ``objective`` that the batched step does not compute."""
     cka = objective.cka_weight > 0 and objective.independence != "none"
     unsupported = (
-        ("independence", cka and objective.independence == "conditional", "'unconditional'"),
         ("cka_warmup_steps", cka and objective.cka_warmup_steps != 0, "0"),
         ("debiased_cka", cka and not objective.debiased_cka, "True"),
         ("cfa_probability", objective.cfa_weight > 0 and objective.cfa_probability != 1, "1"),

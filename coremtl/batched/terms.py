@@ -4,6 +4,10 @@
   (unbiased HSIC, Song et al. 2012; the estimator of :func:`coremtl.cka.linear_cka`, docs/THEORY.md
   S8). The debiased estimate can go below zero; its positive part is what the penalty minimises,
   so the penalty stops pulling once the estimate says the streams are uncorrelated;
+- :func:`conditional_cka`: the debiased linear CKA of the streams after partialling out the
+  batch's labels (docs/THEORY.md S13; :func:`coremtl.cka.conditional_linear_cka`),
+  ``CKA_u(U^T Z_s, U^T Z_r)`` with ``U`` (:func:`label_complements`) an orthonormal basis of
+  ``span([1, Y])^perp``; its positive part is the label-conditional penalty;
 - :func:`counterfactual_loss`: the paper's counterfactual augmentation at input level,
   ``x_cf(i) = decoder(Z_s(i), Z_r(pi(i)))`` (detached), re-encoded, scored against ``y_i``:
   ``L_cfa = (1/K) sum_t L_t(heads(Z_s(x_cf)), y)``; the gradient reaches the encoder through the
@@ -15,6 +19,8 @@ from __future__ import annotations
 
 import torch
 from torch import Tensor
+
+from scm.validation import InvalidParameterError
 
 
 def squared_task_losses(predictions: Tensor, y: Tensor) -> Tensor:
@@ -51,6 +57,35 @@ def debiased_cka(x: Tensor, y: Tensor) -> Tensor:
 def positive_cka(z_s: Tensor, z_r: Tensor) -> Tensor:
     """``max(0, CKA_u(Z_s, Z_r))`` per model."""
     return debiased_cka(z_s, z_r).clamp(min=0.0)
+
+
+def label_complements(labels: Tensor) -> Tensor:
+    """``U`` per model, ``(M, n, n - r)``: :func:`coremtl.cka.label_complement` of each model's
+    label matrix ``labels`` (M, n, L) (regression labels are their values). The models must share
+    the labels' rank ``r``, and ``n - r >= 4`` (the debiased estimator needs 4 rows)."""
+    from coremtl.cka import label_complement
+
+    bases = [label_complement(labels[m]) for m in range(labels.shape[0])]
+    kept = {basis.shape[1] for basis in bases}
+    if len(kept) != 1:
+        raise InvalidParameterError(
+            f"labels: the batched conditional CKA needs the same label rank in every model, got "
+            f"{sorted(labels.shape[1] - size for size in kept)}"
+        )
+    (size,) = kept
+    if size < 4:
+        raise InvalidParameterError(
+            f"labels: partialling out {labels.shape[1] - size} label direction(s) leaves {size} of "
+            f"the batch's {labels.shape[1]} samples; the conditional CKA needs at least 4"
+        )
+    return torch.stack(bases)
+
+
+def conditional_cka(z_s: Tensor, z_r: Tensor, complements: Tensor) -> Tensor:
+    """``CKA_u(U^T Z_s, U^T Z_r)`` per model, ``(M,)``, with ``U = complements``
+    (:func:`label_complements` of the batch's labels)."""
+    basis = complements.to(z_s).transpose(1, 2)
+    return debiased_cka(basis @ z_s, basis @ z_r)
 
 
 def gather_rows(values: Tensor, permutation: Tensor) -> Tensor:

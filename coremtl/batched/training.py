@@ -4,7 +4,9 @@ Per model ``m`` and step, with task losses ``L_t`` (squared error) on the model'
 
     loss_m = balanced(L_1..L_K) + l_cka max(0, CKA_u(Z_s, Z_r)) + l_cfa L_cfa + l_rec L_rec
 
-(:mod:`coremtl.batched.terms`; the weights may differ per model). A Gramian-weighted balancer
+(:mod:`coremtl.batched.terms`; the weights may differ per model). A model whose weights say
+``conditional`` penalises ``max(0, CKA_u(U^T Z_s, U^T Z_r))`` instead, the CKA after partialling out
+its batch's labels (docs/THEORY.md S13); with full batches ``U`` is computed once. A Gramian-weighted balancer
 (:data:`~coremtl.batched.balancing.GRAMIAN_WEIGHTINGS`) acts on the shared parameters only; heads
 get their task gradients, and every parameter the gradient of the CORE-MTL terms. A loss weighting
 (Equal Weighting, RLW) back-propagates ``sum_t w_t L_t`` into every parameter. The optimiser is
@@ -36,8 +38,10 @@ from coremtl.batched.balancing import (
 from coremtl.batched.draws import Draws
 from coremtl.batched.term_weights import TermWeights
 from coremtl.batched.terms import (
+    conditional_cka,
     counterfactual_loss,
     gather_rows,
+    label_complements,
     positive_cka,
     reconstruction_loss,
     squared_task_losses,
@@ -125,11 +129,36 @@ def _weight(value: Tensor | float, like: Tensor) -> Tensor | float:
     return value.to(like) if isinstance(value, Tensor) else value
 
 
-def extra_terms(model, x: Tensor, y: Tensor, z_s, z_r, weights: TermWeights, permutation) -> Tensor:
-    """``l_cka max(0, CKA) + l_cfa L_cfa + l_rec L_rec`` per model, ``(M,)``."""
+def conditional_models(weights: TermWeights, num_models: int) -> Tensor | None:
+    """The indices of the models whose CKA term is label-conditional (None: none is)."""
+    if not (weights.active("cka") and weights.active("conditional")):
+        return None
+    flags = torch.as_tensor(weights.conditional).reshape(-1).expand(num_models)
+    return torch.nonzero(flags != 0).flatten()
+
+
+def independence_term(z_s: Tensor, z_r: Tensor, conditional, complements) -> Tensor:
+    """``max(0, CKA_u(Z_s, Z_r))`` per model, the label-conditional estimate for the models
+    ``conditional`` (with their label complements ``complements``)."""
+    cka = positive_cka(z_s, z_r)
+    if conditional is None:
+        return cka
+    index = conditional.to(z_s.device)
+    values = conditional_cka(z_s[index], z_r[index], complements).clamp(min=0.0)
+    return cka.index_put((index,), values)
+
+
+def extra_terms(
+    model, x: Tensor, y: Tensor, z_s, z_r, weights: TermWeights, permutation,
+    conditional: Tensor | None = None, complements: Tensor | None = None,
+) -> Tensor:  # fmt: skip
+    """``l_cka max(0, CKA) + l_cfa L_cfa + l_rec L_rec`` per model, ``(M,)``; the models
+    ``conditional`` (:func:`conditional_models`) take the CKA given their labels, with
+    ``complements`` their :func:`~coremtl.batched.terms.label_complements`."""
     extra = torch.zeros(x.shape[0], dtype=x.dtype, device=x.device)
     if weights.active("cka"):
-        extra = extra + _weight(weights.cka, extra) * positive_cka(z_s, z_r)
+        cka = independence_term(z_s, z_r, conditional, complements)
+        extra = extra + _weight(weights.cka, extra) * cka
     if weights.active("cfa"):
         cfa = counterfactual_loss(model, z_s, z_r, permutation, y)
         extra = extra + _weight(weights.cfa, extra) * cfa
@@ -250,6 +279,11 @@ def train(
     """Train the stacked ``model`` in place on ``x`` (M, n, d), ``y`` (M, n, K) with the squared
     task losses and the CORE-MTL terms; snapshots as in :func:`train_objective`."""
 
+    conditional = conditional_models(weights, x.shape[0])
+    full_batch = None
+    if conditional is not None and random.batch == random.n:
+        full_batch = label_complements(y[conditional.to(y.device)])
+
     def objective(step: int) -> tuple[Tensor, Tensor]:
         rows, permutation, _ = random.at(step)
         permutation = permutation.to(x.device)
@@ -257,9 +291,14 @@ def train(
         if rows is not None:
             rows = rows.to(x.device)
             batch_x, batch_y = gather_rows(x, rows), gather_rows(y, rows)
+        complements = full_batch
+        if conditional is not None and complements is None:
+            complements = label_complements(batch_y[conditional.to(y.device)])
         z_s, z_r = model.encode(batch_x)
         losses = squared_task_losses(model.predict(z_s), batch_y)
-        extra = extra_terms(model, batch_x, batch_y, z_s, z_r, weights, permutation)
+        extra = extra_terms(
+            model, batch_x, batch_y, z_s, z_r, weights, permutation, conditional, complements
+        )
         return losses, extra
 
     return train_objective(model, settings, objective, random, snapshots)

@@ -19,7 +19,7 @@ from experiments.study import (
 from proofs.headline import Headline
 
 STUDIES: dict[int, str] = {
-    1: "experiments.synthetic.study1_regime_map",
+    1: "experiments.synthetic.regime_map",
     2: "experiments.synthetic.study2_bound",
     3: "experiments.synthetic.study3_alignment",
     4: "experiments.synthetic.study4_balancers",

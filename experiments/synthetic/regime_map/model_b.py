@@ -22,48 +22,90 @@ from __future__ import annotations
 
 import copy
 import math
+from dataclasses import dataclass
 
 import numpy as np
 import torch
 from torch import Tensor
 
-from experiments.synthetic.regime_cells import METHODS
+from experiments.synthetic.regime_map.cells import Cell, grid
+from experiments.synthetic.regime_map.config import Config
+from experiments.synthetic.regime_map.methods import (
+    GROUPS,
+    METHODS,
+    balancer_names,
+    method_weights,
+)
+from experiments.synthetic.regime_map.model_a import Measured
 
 
-def mlp_units(config, seed: int) -> list[dict]:
-    from experiments.synthetic.regime_angle import random_direction
+@dataclass(frozen=True, eq=False)
+class MLPUnit:
+    """One cell and one paired seed of model B (``seed`` is the run's seed plus the seed's index)
+    and its SCM draws; ``strength`` is the nonlinear mixing's ``a`` (0: linear)."""
+
+    cell: Cell
+    seed: int
+    beta: np.ndarray
+    mixing: np.ndarray
+    rotation: np.ndarray
+    strength: float
+    direction: np.ndarray
+
+
+def measured_cells(config: Config) -> list[Cell]:
+    """The cells of model B, in grid order."""
+    return grid(config.mlp.variances, config.mlp.rhos, config.mlp.mixings)
+
+
+def unit_cells(config: Config) -> list[Cell]:
+    """The cell of every unit of model B, in unit order."""
+    return [cell for cell in measured_cells(config) for _ in range(config.mlp.seeds)]
+
+
+def mlp_units(config: Config, seed: int) -> list[MLPUnit]:
+    """``mlp.seeds`` units per cell of model B, in grid order; a seed's draws are the same in
+    every cell."""
+    from experiments.synthetic.regime_map.population import random_direction
     from scm.generate import haar_orthogonal
 
     mlp, k = config.mlp, config.k
     units = []
-    for v in mlp.variances:
-        for rho in mlp.rhos:
-            for mixing in mlp.mixings:
-                for index in range(config.seeds):
-                    rng = np.random.default_rng([seed, index, 2])
-                    units.append({
-                        "cell": (v, rho, mixing), "seed": seed + index, "v": v, "rho": rho,
-                        "beta": rng.standard_normal((config.tasks, k)),
-                        "mixing": haar_orthogonal(2 * k, rng),
-                        "rotation": haar_orthogonal(2 * k, rng),
-                        "strength": mlp.nonlinear_strength if mixing == "nonlinear" else 0.0,
-                        "direction": random_direction(k, rng),
-                    })  # fmt: skip
+    for cell in measured_cells(config):
+        for index in range(mlp.seeds):
+            rng = np.random.default_rng([seed, index, 2])
+            units.append(
+                MLPUnit(
+                    cell=cell,
+                    seed=seed + index,
+                    beta=rng.standard_normal((config.tasks, k)),
+                    mixing=haar_orthogonal(2 * k, rng),
+                    rotation=haar_orthogonal(2 * k, rng),
+                    strength=mlp.nonlinear_strength if cell.start == "nonlinear" else 0.0,
+                    direction=random_direction(k, rng),
+                )
+            )
     return units
 
 
-def unit_scm(config, unit: dict):
+def unit_scm(config: Config, unit: MLPUnit):
+    """The unit's :class:`scm.model.LinearGaussianSCM` (with its nonlinear mixing, if any)."""
     from scm.mixing import NonlinearMixing
     from scm.model import LinearGaussianSCM, ResidualLaw
 
     k = config.k
-    law = ResidualLaw(np.zeros(k), unit["v"] * np.eye(k))
-    nonlinear = NonlinearMixing(unit["rotation"], unit["strength"]) if unit["strength"] else None
+    law = ResidualLaw(np.zeros(k), unit.cell.v * np.eye(k))
+    nonlinear = NonlinearMixing(unit.rotation, unit.strength) if unit.strength else None
     return LinearGaussianSCM(
-        sigma_s=np.eye(k), source=law, target=law, beta=unit["beta"],
-        noise_std=np.full(config.tasks, config.noise_std), mixing=unit["mixing"],
-        rho=unit["rho"], nonlinear=nonlinear,
-    )  # fmt: skip
+        sigma_s=np.eye(k),
+        source=law,
+        target=law,
+        beta=unit.beta,
+        noise_std=np.full(config.tasks, config.noise_std),
+        mixing=unit.mixing,
+        rho=unit.cell.correlation.rho,
+        nonlinear=nonlinear,
+    )
 
 
 def observe(z: Tensor, mixing: Tensor, rotation: Tensor, strength: Tensor) -> Tensor:
@@ -79,14 +121,16 @@ def _subset(model, rows: slice):
     return view
 
 
-def _latents(unit: dict, n: int, generator: torch.Generator, k: int, tasks: int):
+def _latents(n: int, generator: torch.Generator, k: int, tasks: int):
     z_s = torch.randn(n, k, generator=generator)
     xi = torch.randn(n, k, generator=generator)
     noise = torch.randn(n, tasks, generator=generator)
     return z_s, xi, noise
 
 
-def evaluate_chunk(model, units: list[dict], config, deltas, methods: int) -> dict[str, Tensor]:
+def evaluate_chunk(
+    model, units: list[MLPUnit], config: Config, deltas, methods: int
+) -> dict[str, Tensor]:
     """Monte Carlo measurements of the ``methods x len(units)`` models of ``model`` (method-major)."""
     from scipy.stats import chi2
 
@@ -99,19 +143,19 @@ def evaluate_chunk(model, units: list[dict], config, deltas, methods: int) -> di
     device = next(iter(model.params.values())).device
     out: dict[str, list] = {}
     for u_index, unit in enumerate(units):
-        generator = torch.Generator().manual_seed(int(unit["seed"]) * 7919 + 13)
-        z_s, xi, noise = (t.to(device) for t in _latents(unit, n, generator, k, tasks))
-        v, rho = unit["v"], unit["rho"]
+        generator = torch.Generator().manual_seed(unit.seed * 7919 + 13)
+        z_s, xi, noise = (t.to(device) for t in _latents(n, generator, k, tasks))
+        v, rho = unit.cell.v, unit.cell.correlation.rho
         source_r = math.sqrt(v) * (rho * z_s + math.sqrt(1 - rho**2) * xi)
-        beta = torch.as_tensor(unit["beta"], dtype=torch.float32, device=device)
+        beta = torch.as_tensor(unit.beta, dtype=torch.float32, device=device)
         y = z_s @ beta.T + config.noise_std * noise
         rows = slice(u_index, methods * count, count)
         view = _subset(model, rows)
-        mixing = torch.as_tensor(unit["mixing"], dtype=torch.float32, device=device)
+        mixing = torch.as_tensor(unit.mixing, dtype=torch.float32, device=device)
         mixing = mixing.expand(methods, 2 * k, 2 * k)
-        rotation = torch.as_tensor(unit["rotation"], dtype=torch.float32, device=device)
+        rotation = torch.as_tensor(unit.rotation, dtype=torch.float32, device=device)
         rotation = rotation.expand_as(mixing)
-        strength = torch.full((methods,), float(unit["strength"]), device=device)
+        strength = torch.full((methods,), float(unit.strength), device=device)
 
         def risk(z, view=view, mixing=mixing, rotation=rotation, strength=strength, labels=y):
             x = observe(z.expand(methods, -1, -1), mixing, rotation, strength)
@@ -138,7 +182,7 @@ def evaluate_chunk(model, units: list[dict], config, deltas, methods: int) -> di
         with torch.no_grad():
             z_s_hat, z_r_hat = view.encode(x.detach())
             record["stream_cka"] = debiased_cka(z_s_hat, z_r_hat)
-        random = torch.as_tensor(unit["direction"], dtype=torch.float32, device=device)
+        random = torch.as_tensor(unit.direction, dtype=torch.float32, device=device)
         source_cov = np.block([[np.eye(k), rho * math.sqrt(v) * np.eye(k)],
                                [rho * math.sqrt(v) * np.eye(k), v * np.eye(k)]])  # fmt: skip
         precision = torch.as_tensor(np.linalg.inv(source_cov), dtype=torch.float32, device=device)
@@ -160,39 +204,28 @@ def evaluate_chunk(model, units: list[dict], config, deltas, methods: int) -> di
     return {key: torch.stack(values, dim=1) for key, values in out.items()}
 
 
-def units_per_chunk(config) -> int:
+def units_per_chunk(config: Config) -> int:
     """Units trained as one batch: ``chunk`` models at most, every method of a unit together."""
     return max(1, config.mlp.chunk // len(METHODS))
 
 
-def mlp_chunks(config) -> list[int]:
-    """The first unit of every chunk of units trained as one batch."""
-    return list(range(0, len(mlp_units(config, 0)), units_per_chunk(config)))
-
-
-def mlp_job(
-    config, seed: int, name: str, start: int, progress: bool = False, device: str = "cpu"
-) -> dict:
-    """Model B with optimiser ``name`` on the chunk of units from ``start``, on ``device``: train
-    every method from the same initialisation, measure at the short and long steps. Returns
-    ``{step: {method: {key: array over the chunk's units}}}``."""
+def sample_chunk(
+    config: Config, seed: int, optimiser: str, start: int, size: int, device="cpu"
+) -> Measured:
+    """Model B with ``optimiser`` on the units ``start .. start + size - 1``, on ``device``: train
+    every method from the same initialisation, measure at the short and long step counts.
+    Returns ``{length: {method: {key: values over the chunk's units}}}``."""
     from coremtl.batched import Settings, StackedMLP, draws, train
-    from experiments.synthetic import regime_cells as study
     from scm.sampling import sample
 
     mlp = config.mlp
-    schedule = mlp.schedules[name]
-    units = mlp_units(config, seed)
-    chunk = units[start : start + units_per_chunk(config)]
+    schedule = mlp.schedules[optimiser]
+    lengths = {schedule.short: "short", schedule.long: "long"}
+    chunk = mlp_units(config, seed)[start : start + size]
     count = len(chunk)
-    if progress:
-        print(f"    study 1 model B, {name}: units {start}-{start + count - 1} of {len(units)}, "
-              f"{count * len(METHODS)} models", flush=True)  # fmt: skip
     splits = []
-    for size, offset in ((mlp.train, 0), (mlp.validation, 500_000)):
-        drawn = [
-            sample(unit_scm(config, u), size, "source", [seed, u["seed"], offset, 3]) for u in chunk
-        ]
+    for n, offset in ((mlp.train, 0), (mlp.validation, 500_000)):
+        drawn = [sample(unit_scm(config, u), n, "source", [seed, u.seed, offset, 3]) for u in chunk]
         x = torch.as_tensor(np.stack([d.x for d in drawn]), dtype=torch.float32)
         y = torch.as_tensor(np.stack([d.y for d in drawn]), dtype=torch.float32)
         splits.append((x.to(device), y.to(device)))
@@ -202,7 +235,7 @@ def mlp_job(
         count, 2 * config.k, mlp.hidden, config.k, config.tasks, mlp.decoder_hidden, generator
     )
     collected: dict = {}
-    for group in study.GROUPS:
+    for group in GROUPS:
         tile = len(group)
         model = copy.copy(base)
         model.params = {
@@ -210,18 +243,23 @@ def mlp_job(
             for key, value in base.params.items()
         }
         settings = Settings(
-            steps=schedule.long, lr=schedule.lr, optimizer=name,
-            weight_decay=schedule.weight_decay, balancer=study.balancer_names(group, count),
-        )  # fmt: skip
-        weights = study.method_weights(config, list(group), count, device)
-        weights = type(weights)(
-            weights.cka.float(), weights.cfa.float(), weights.reconstruction.float()
+            steps=schedule.long,
+            lr=schedule.lr,
+            optimizer=optimiser,
+            weight_decay=schedule.weight_decay,
+            balancer=balancer_names(group, count),
         )
+        weights = method_weights(config, group, count, device, torch.float32)
         random = draws(settings, count * tile, x.shape[1], config.tasks, seed + start)
         saved = train(
-            model, x.repeat(tile, 1, 1), y.repeat(tile, 1, 1), settings, weights, random,
-            (schedule.short, schedule.long),
-        )  # fmt: skip
+            model,
+            x.repeat(tile, 1, 1),
+            y.repeat(tile, 1, 1),
+            settings,
+            weights,
+            random,
+            tuple(lengths),
+        )
         for step, params in saved.items():
             model.params = params
             numbers = evaluate_chunk(model, chunk, config, config.deltas, tile)
@@ -230,41 +268,7 @@ def mlp_job(
                 val = (prediction - y_val.repeat(tile, 1, 1)).square().mean(dim=(1, 2))
             numbers["validation"] = val.reshape(tile, count)
             for index, method in enumerate(group):
-                target = collected.setdefault(step, {}).setdefault(method, {})
+                target = collected.setdefault(lengths[step], {}).setdefault(method, {})
                 for key, value in numbers.items():
                     target[key] = value.reshape(tile, count)[index].cpu().numpy()
     return collected
-
-
-def mlp_tables(config, seed: int, parts: dict, predicted: dict) -> dict:
-    """Model B's comparisons per optimiser and step label from :func:`mlp_job`'s outputs
-    (``parts[optimiser]``: one per chunk, in chunk order), with the predictions attached."""
-    from experiments.synthetic import regime_cells as study
-
-    unit_cells = [u["cell"] for u in mlp_units(config, seed)]
-    cells = list(dict.fromkeys(unit_cells))
-    out: dict = {}
-    for name, schedule in config.mlp.schedules.items():
-        for label, step in (("short", schedule.short), ("long", schedule.long)):
-            by_method = {
-                method: {
-                    step: {
-                        key: np.concatenate([part[step][method][key] for part in parts[name]])
-                        for key in parts[name][0][step][method]
-                    }
-                }
-                for method in METHODS
-            }
-            key = f"{name}|{label}"
-            headline = study.comparisons(by_method, cells, unit_cells, config, step)
-            oracle = study.comparisons(by_method, cells, unit_cells, config, step, oracle=True)
-            out[key] = {
-                "validation": study.attach(headline, predicted[key], 2),
-                "oracle": study.attach(
-                    [r for r in oracle if r["baseline"] == "best"], predicted[key], 2
-                ),
-                "summary": study.summaries(
-                    by_method, cells, unit_cells, step, study.display_delta(config)
-                ),
-            }
-    return out
