@@ -4,19 +4,8 @@
 from __future__ import annotations
 
 import importlib
-from pathlib import Path
 
-from experiments.study import (
-    FAILS,
-    HOLDS,
-    MEASURED,
-    QUALIFIED,
-    Context,
-    Finding,
-    Study,
-    serial_map,
-)
-from proofs.headline import Headline
+from experiments.study import Study, serial_map
 
 STUDIES: dict[int, str] = {
     1: "experiments.synthetic.regime_map",
@@ -34,63 +23,8 @@ STUDIES: dict[int, str] = {
 
 
 def study(number: int) -> Study:
-    """The :class:`Study` of study ``number``."""
-    module = importlib.import_module(STUDIES[number])
-    if hasattr(module, "STUDY"):
-        return module.STUDY
-    return _unmigrated(number, module)
-
-
-_OLD_VERDICTS = {
-    "agrees": HOLDS,
-    "agrees only as qualified": QUALIFIED,
-    "contradicts": FAILS,
-    "theory agrees; CORE-MTL advantage contradicted": FAILS,
-    "measured": MEASURED,
-}
-
-
-def _unmigrated(number: int, module) -> Study:
-    """A study module not yet in the :class:`Study` shape, wrapped so that verify can run it."""
-
-    def measure(context: Context) -> dict:
-        import inspect
-
-        options = {}
-        if "mapper" in inspect.signature(module.run).parameters:
-            options["mapper"] = context.mapper
-        return module.run(
-            context.config, context.seed, context.device, progress=context.progress, **options
-        )
-
-    def conclude(config, summary: dict, outcomes) -> Finding:
-        finding = str(summary.get("finding", ""))
-        return Finding(
-            _OLD_VERDICTS.get(summary.get("verdict"), MEASURED),
-            Headline("see the result", float("nan")),
-            finding[:300],
-            details=(finding,),
-        )
-
-    def plot(result: dict, directory: Path) -> list[Path]:
-        return module.plot(result["measurements"], directory)
-
-    import inspect
-
-    return Study(
-        number=number,
-        name=module.NAME,
-        statements=tuple(module.STATEMENTS),
-        claim="",
-        expected=MEASURED,
-        configs=module.CONFIGS,
-        predictions=lambda config: [],
-        measure=measure,
-        summarise=lambda config, measurements: measurements,
-        conclude=conclude,
-        plot=plot,
-        spreads_jobs="mapper" in inspect.signature(module.run).parameters,
-    )
+    """The :class:`Study` of study ``number`` (the ``STUDY`` of its module)."""
+    return importlib.import_module(STUDIES[number]).STUDY
 
 
 __all__ = ["STUDIES", "serial_map", "study"]
