@@ -27,6 +27,7 @@ def method_label(
     grounding: str = "soft",
     capacity_of: str | None = None,
     independence: str = "unconditional",
+    without: tuple[str, ...] = (),
 ) -> str:
     """The label of ``method`` built with these :func:`coremtl.build` options."""
     name = method
@@ -51,6 +52,10 @@ def method_label(
             details.append("label-conditional CKA")
         if independence == "none":
             details.append("no independence term")
+        if without:
+            details.append(
+                f"without {', '.join(term.upper() if term != 'reconstruction' else term for term in without)}"
+            )
     if capacity_of is not None:
         control = f"capacity of {capacity_of}"
         if capacity_of == "core-mtl" and heads_on == "both":

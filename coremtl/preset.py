@@ -74,7 +74,7 @@ from coremtl.parts import Parts
 from coremtl.schedule import core_mtl_sources
 from coremtl.tasks import Task, check_tasks, task_loss
 from coremtl.trainer import ScheduledTerms
-from coremtl.variants import authors_weights, check_variant_options
+from coremtl.variants import authors_weights, check_variant_options, check_without, switch_off
 from scm.validation import InvalidParameterError, check_seed
 
 METHOD_OPTIONS: dict[str, tuple[str, ...]] = {
@@ -147,6 +147,7 @@ def build(
     authors_config: str = "cityscapes",
     heads_on: str = "semantic",
     capacity_of: str | None = None,
+    without: tuple[str, ...] = (),
     parts: Parts | None = None,
 ) -> Preset:
     """The model, losses, balancer and term sources of ``method`` on ``backbone`` (see the module
@@ -156,7 +157,8 @@ def build(
     ``(task_start, independence_start)`` for CORE-MTL; ``seed`` the seed of the new layers (None:
     drawn from torch's generator as it stands). ``balancer`` (default ``"ew"``) combines the task
     losses of every method but single-task. The options of the ablations and controls (module
-    docstring): ``mtcrl``, ``weights`` with ``authors_config``, ``heads_on``, ``capacity_of``.
+    docstring): ``mtcrl``, ``weights`` with ``authors_config``, ``heads_on``, ``capacity_of``,
+    ``without`` (CORE-MTL terms switched off).
     ``parts`` replaces the library's layers and terms with the caller's
     (:class:`coremtl.parts.Parts`)."""
     from coremtl.architectures import (
@@ -221,6 +223,7 @@ def build(
         authors_config,
         grounding or "soft",
     )
+    without = check_without(method, without)
     backbone = copy.deepcopy(backbone)
     channels, maps, size = backbones.feature_shape(backbone, example)
     input_shape = tuple(example.shape[1:])
@@ -250,6 +253,8 @@ def build(
             objective, stages = authors_weights(
                 weights, authors_config, epochs, steps_per_epoch, len(tasks), stages
             )
+        if without:
+            objective = switch_off(objective, without)
         sources, task_start = core_mtl_sources(
             objective, decoder, epochs, stages, steps_per_epoch, tasks, parts.grounding_terms
         )
@@ -302,6 +307,7 @@ def build(
             grounding=grounding or "soft",
             capacity_of=capacity_of,
             independence=objective.independence if objective is not None else "unconditional",
+            without=without,
         ),
     )
 

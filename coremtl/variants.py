@@ -8,7 +8,10 @@
   method) or ``"both"`` (heads read ``[Z_s; Z_r]``, :class:`coremtl.representation.BothStreamsModel`);
 - ``mtcrl`` (MT-CRL, or its capacity control): :class:`coremtl.architectures.mtcrl.MTCRLOptions`;
 - ``capacity_of`` (a balancer): hard sharing on the extra layers of ``"core-mtl"``, ``"mt-crl"``
-  or ``"mtan"`` (:mod:`coremtl.capacity`).
+  or ``"mtan"`` (:mod:`coremtl.capacity`);
+- ``without`` (CORE-MTL): terms of :data:`TERMS` switched off (weight 0) in whichever objective
+  the run has (the library's, the authors', or the one given), so any configuration can be
+  ablated one term at a time (:func:`switch_off`).
 
 :func:`check_variant_options` refuses, in one line, an unknown value or an option given to a
 method it does not apply to.
@@ -24,6 +27,8 @@ from coremtl.objective import CoreMTLObjective
 from scm.validation import InvalidParameterError
 
 WEIGHTS = ("library", "authors", "authors-relative")
+TERMS = ("cka", "cfa", "reconstruction")
+"""The CORE-MTL terms that ``without`` can switch off."""
 HEADS_ON = ("semantic", "both")
 
 
@@ -107,3 +112,25 @@ def authors_weights(
         config, epochs, steps_per_epoch, weights == "authors-relative", num_tasks
     )
     return objective, stages or authors.stages(config, epochs)
+
+
+def check_without(method: str, without: tuple[str, ...]) -> tuple[str, ...]:
+    """``without`` as a tuple of :data:`TERMS` in their order, or one line."""
+    if isinstance(without, str) or not all(isinstance(t, str) for t in without):
+        raise InvalidParameterError(
+            f"without: expected a tuple of term names from {TERMS}, got {without!r}"
+        )
+    unknown = [term for term in without if term not in TERMS]
+    if unknown:
+        raise InvalidParameterError(f"without: expected terms of {TERMS}, got {unknown}")
+    if without and method != "core-mtl":
+        raise InvalidParameterError(f"without: switches off CORE-MTL's terms, not {method!r}'s")
+    return tuple(term for term in TERMS if term in without)
+
+
+def switch_off(objective: CoreMTLObjective | None, without: tuple[str, ...]) -> CoreMTLObjective:
+    """``objective`` (None: the library's) with the weights of the terms ``without`` set to 0."""
+    import dataclasses
+
+    chosen = objective or CoreMTLObjective()
+    return dataclasses.replace(chosen, **{f"{term}_weight": 0.0 for term in without})

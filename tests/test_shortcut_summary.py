@@ -146,3 +146,17 @@ def test_an_ablation_that_wins_is_reported_as_an_ablation_not_traced_through_its
     assert "decorrelation" in bench["attribution"][MTCRL]["ingredients"]
     finding = conclude(None, summary, [p.score(summary) for p in predictions(None)])
     assert f"{MTCRL}," in finding.result
+
+
+def test_the_ablations_of_a_winner_are_run_on_demand_and_only_where_it_wins():
+    from dataclasses import replace
+
+    from experiments.synthetic.shortcuts.methods import METHODS
+    from experiments.synthetic.shortcuts.study import CONFIGS, tracing_jobs
+
+    config = replace(CONFIGS["fast"], benchmarks=("digits/colour",), seeds=len(SEEDS))
+    on_demand_of_core = {n for n, m in METHODS.items() if m.on_demand and m.of == CORE}
+    winning = tracing_jobs(config, 0, _records({**BASE, CORE: 0.2}))
+    assert {job.method for job in winning} == on_demand_of_core
+    assert {job.seed for job in winning} == set(SEEDS)
+    assert tracing_jobs(config, 0, _records(BASE)) == []

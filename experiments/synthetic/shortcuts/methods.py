@@ -12,7 +12,9 @@ options), so the suite measures the library as a user gets it. Families:
   appearance is albedo times shading), and with the label-conditional independence penalty
   (docs/THEORY.md S13) or none;
 - ``ablation``: one ingredient of a method switched off (MT-CRL without decorrelation, without
-  sparsity, without routing, with one module, with soft gates; CORE-MTL with heads on both streams);
+  sparsity, without routing, with one module, with soft gates; CORE-MTL with heads on both streams
+  or without its independence term; and, run on demand where the configuration wins, CORE-MTL at
+  the library's or the authors' weights without one of its terms, ``without=(term,)``);
 - ``control``: EW on the same extra layers as a method (matched prediction-path parameters,
   :mod:`coremtl.capacity`);
 - ``calibration``: EW trained on the target law, what is learnable without the shortcut
@@ -45,6 +47,9 @@ class Method:
     ingredient: str | None = None
     data: tuple[str, ...] | None = None
     """The data sets it applies to (``None``: all)."""
+    on_demand: bool = False
+    """Run only on a benchmark where the method it belongs to (``of``) wins, to trace that win
+    (:func:`experiments.synthetic.shortcuts.study.measure`'s second phase)."""
 
     @property
     def name(self) -> str:
@@ -64,6 +69,8 @@ class Method:
         from coremtl.objective import CoreMTLObjective
 
         options = dict(self.options)
+        if "without" in options:
+            options["without"] = tuple(options["without"])
         if "mtcrl" in options:
             options["mtcrl"] = MTCRLOptions(**options["mtcrl"])
         if "objective" in options:
@@ -77,6 +84,8 @@ class Method:
 BALANCERS = ("ew", "pcgrad", "mgda", "upgrad", "cagrad", "nashmtl", "famo")
 EW = "ew"
 CORE = "core-mtl"
+AUTHORS = "core-mtl (authors' weights: cityscapes)"
+TERM_NAMES = {"cka": "the CKA term", "cfa": "the CFA term", "reconstruction": "reconstruction"}
 MTCRL = "mt-crl (no invariance)"
 
 
@@ -115,6 +124,18 @@ def _table() -> list[Method]:
             "mt-crl", "ablation", {"mtcrl": {"gates": "soft"}}, of=MTCRL,
             ingredient="sampled binary gates",
         ),
+        *[
+            Method(
+                "core-mtl", "ablation", {**base, "without": (term,)}, of=of,
+                ingredient=name, on_demand=True,
+            )
+            for base, of, terms in (
+                ({}, CORE, ("cfa", "reconstruction")),
+                ({"weights": "authors"}, AUTHORS, ("cka", "cfa", "reconstruction")),
+            )
+            for term in terms
+            for name in [TERM_NAMES[term]]
+        ],
         Method("ew", "control", {"capacity_of": "mt-crl"}, of=MTCRL, ingredient="capacity"),
         Method("ew", "control", {"capacity_of": "core-mtl"}, of=CORE, ingredient="capacity"),
         Method("ew", "control", {"capacity_of": "mtan"}, of="mtan", ingredient="capacity"),
@@ -125,7 +146,6 @@ def _table() -> list[Method]:
 
 METHODS: dict[str, Method] = {method.name: method for method in _table()}
 CALIBRATION = "ew (trained on the target law)"
-AUTHORS = "core-mtl (authors' weights: cityscapes)"
 HARD = "core-mtl (hard grounding)"
 CONDITIONAL = "core-mtl (label-conditional CKA)"
 MTCRL_CAPACITY = "ew (capacity of mt-crl)"

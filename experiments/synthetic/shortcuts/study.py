@@ -20,6 +20,9 @@ of the labels), a permuted target (the nuisance of another class) and a calibrat
 trained on the target law). The predictions (:mod:`.predictions`) are registered before any run;
 seeds are paired (a seed fixes the data and the initial weights of every method); the best
 balancer and the selected CORE-MTL setting are chosen on source validation (:mod:`.summary`).
+The runs come in two phases: every method, ablation and control of the setting; then, on each
+benchmark where a CORE-MTL configuration wins (above EW by more than 2 SE), its on-demand
+ablations (one term switched off at a time), so that every win is traced to an ingredient.
 
 The claim tested is the paper's: representation-centric MTL (CORE-MTL) removes a shortcut that
 gradient balancing leaves. Verdict: *holds* when the selected CORE-MTL setting is above the best
@@ -113,7 +116,7 @@ def jobs(config: Config, seed: int) -> list[Job]:
         Job(key, name, run_seed, config.strength)
         for key in config.benchmarks
         for name in config.methods
-        if METHODS[name].applies_to(key)
+        if METHODS[name].applies_to(key) and not METHODS[name].on_demand
         for run_seed in seeds
     ]
     found += [
@@ -131,11 +134,32 @@ def run_job(config: Config, job: Job, device: str) -> dict:
     return run(benchmark_of(job.benchmark), config.sizes[job.benchmark.split("/")[0]], job, device)
 
 
+def tracing_jobs(config: Config, seed: int, records: list[dict]) -> list[Job]:
+    """The on-demand ablations (:attr:`~.methods.Method.on_demand`) of every method that wins on
+    a benchmark in ``records`` (above EW by more than 2 SE, :func:`summarise`'s rule)."""
+    winners = {
+        key: set(bench["winners"])
+        for key, bench in summarise(config, {"records": records})["benchmarks"].items()
+    }
+    return [
+        Job(key, name, run_seed, config.strength)
+        for key in config.benchmarks
+        for name in config.methods
+        if METHODS[name].on_demand and METHODS[name].of in winners.get(key, ())
+        for run_seed in seeds_for(seed, config.seeds)
+    ]
+
+
 def measure(context: Context) -> dict:
+    """Every job of :func:`jobs`, then the ablations that trace the winners
+    (:func:`tracing_jobs`)."""
     config = context.config
-    pending = jobs(config, context.seed)
-    records = context.mapper([(run_job, (config, job, context.device)) for job in pending])
-    return {"records": records}
+
+    def run_all(pending: list[Job]) -> list[dict]:
+        return context.mapper([(run_job, (config, job, context.device)) for job in pending])
+
+    records = run_all(jobs(config, context.seed))
+    return {"records": records + run_all(tracing_jobs(config, context.seed, records))}
 
 
 def summarise(config: Config, measurements: dict) -> dict:
