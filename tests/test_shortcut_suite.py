@@ -10,7 +10,7 @@ import pytest
 
 from experiments.study import LEGEND
 from experiments.synthetic import STUDIES, study
-from experiments.synthetic.shortcuts.methods import METHODS
+from experiments.synthetic.shortcuts.methods import AUTHORS_RELATIVE, METHODS
 from experiments.synthetic.shortcuts.probes import CHANCE
 from experiments.synthetic.shortcuts.study import CONFIGS, STUDY, Config, jobs
 from proofs.headline import HEADLINE_LIMIT, Headline
@@ -48,7 +48,8 @@ def test_every_method_runs_on_every_benchmark_it_applies_to(name):
     for key in config.benchmarks:
         ran = {job.method for job in pending if job.benchmark == key}
         expected = {m for m in METHODS if METHODS[m].applies_to(key) and not METHODS[m].on_demand}
-        assert ran == expected
+        left_out = {AUTHORS_RELATIVE} if name == "fast" else set()
+        assert ran == expected - left_out
     per_method = {}
     for job in pending:
         if job.strength == config.strength:

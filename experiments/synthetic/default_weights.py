@@ -51,7 +51,6 @@ from experiments.synthetic.common import jsonable, seeds_for
 from experiments.synthetic.shortcuts.benchmarks import Law, inputs_and_labels
 from experiments.synthetic.shortcuts.runs import Sizes
 from experiments.synthetic.shortcuts.scenes import SceneBenchmark, SceneSetup
-from experiments.synthetic.shortcuts.study import FULL_SCENE_SIZES, SCENE_SIZES
 from scm.validation import InvalidParameterError, check_in_range
 
 SPLITS = ("weights_train", "weights_val")
@@ -68,6 +67,14 @@ EW = "ew"
 """The reference method (its name in :data:`coremtl.METHODS`)."""
 Point = tuple[float, float]
 """A grid point ``(cka_weight, cfa_weight)``."""
+SCENE_SIZES = Sizes(
+    train=192, val=96, test=192, probe=256, epochs=8, batch_size=16, learning_rate=1e-2
+)
+"""The procedure's training on the rendered scenes (the record's configuration; a test keeps the
+two equal, so a change here needs a rerun of ``coremtl select-weights``)."""
+FULL_SCENE_SIZES = Sizes(
+    train=384, val=128, test=256, probe=256, epochs=12, batch_size=16, learning_rate=1e-2
+)
 
 
 @dataclass(frozen=True)

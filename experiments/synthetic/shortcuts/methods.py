@@ -85,6 +85,7 @@ BALANCERS = ("ew", "pcgrad", "mgda", "upgrad", "cagrad", "nashmtl", "famo")
 EW = "ew"
 CORE = "core-mtl"
 AUTHORS = "core-mtl (authors' weights: cityscapes)"
+AUTHORS_RELATIVE = "core-mtl (authors' weights: cityscapes, relative to the tasks)"
 TERM_NAMES = {"cka": "the CKA term", "cfa": "the CFA term", "reconstruction": "reconstruction"}
 MTCRL = "mt-crl (no invariance)"
 
