@@ -65,6 +65,19 @@ def _ingredients(bench: Mapping[str, Any], name: str) -> str:
     return ", ".join(carried) or "not traced"
 
 
+def _traced(bench: Mapping[str, Any], name: str) -> str:
+    """``"carried by <ingredients>"``, or what the winner itself is when it is an ablation or a
+    control (:func:`_ingredients`)."""
+    found = _ingredients(bench, name)
+    if found.startswith("itself"):
+        return found
+    if found == "no ablation run":
+        return "with no ablation run to trace it"
+    if found == "not traced":
+        return "carried by none of its ablations and controls alone"
+    return f"carried by {found}"
+
+
 def benchmark_rows(benchmarks: Mapping[str, Mapping[str, Any]]) -> tuple[tuple[str, ...], ...]:
     rows = []
     for key, bench in benchmarks.items():
@@ -165,7 +178,7 @@ def conclude(config: Any, summary: Mapping[str, Any], outcomes: Sequence[Outcome
             "The largest gains over EW: "
             + "; ".join(
                 f"{k}: {w}, {_share(benchmarks[k]['methods'][w]['share_removed'])} of the "
-                f"shortcut removed, carried by {_ingredients(benchmarks[k], w)}"
+                f"shortcut removed, {_traced(benchmarks[k], w)}"
                 for k, w in winners.items()
             )
             + "."
