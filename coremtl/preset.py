@@ -74,7 +74,13 @@ from coremtl.parts import Parts
 from coremtl.schedule import core_mtl_sources
 from coremtl.tasks import Task, check_tasks, task_loss
 from coremtl.trainer import ScheduledTerms
-from coremtl.variants import authors_weights, check_variant_options, check_without, switch_off
+from coremtl.variants import (
+    authors_weights,
+    check_variant_options,
+    check_without,
+    stages_without_grounding,
+    switch_off,
+)
 from scm.validation import InvalidParameterError, check_seed
 
 METHOD_OPTIONS: dict[str, tuple[str, ...]] = {
@@ -249,12 +255,14 @@ def build(
             )
         dual_stream = parts.dual_stream or (BothStreamsModel if both else DualStreamModel)
         model: nn.Module = dual_stream(backbone, split, heads, decoder)
+        chosen_stages = stages
         if weights != "library":
             objective, stages = authors_weights(
                 weights, authors_config, epochs, steps_per_epoch, len(tasks), stages
             )
         if without:
             objective = switch_off(objective, without)
+            stages = stages_without_grounding(stages, chosen_stages, without)
         sources, task_start = core_mtl_sources(
             objective, decoder, epochs, stages, steps_per_epoch, tasks, parts.grounding_terms
         )

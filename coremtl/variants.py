@@ -134,3 +134,20 @@ def switch_off(objective: CoreMTLObjective | None, without: tuple[str, ...]) -> 
 
     chosen = objective or CoreMTLObjective()
     return dataclasses.replace(chosen, **{f"{term}_weight": 0.0 for term in without})
+
+
+def stages_without_grounding(
+    stages: tuple[int, int] | None, chosen: tuple[int, int] | None, without: tuple[str, ...]
+) -> tuple[int, int] | None:
+    """The stages of a run ``without`` its terms: with reconstruction off there is no grounding
+    stage, so a schedule that starts the tasks later (the authors') starts them at epoch 0, as the
+    library does without grounding; ``chosen`` stages (the caller's) that would leave the first
+    epochs with nothing to train are refused in one line."""
+    if "reconstruction" not in without or stages is None or stages[0] == 0:
+        return stages
+    if chosen is not None:
+        raise InvalidParameterError(
+            f"stages: {tuple(chosen)} starts the tasks at epoch {chosen[0]}, and without "
+            "reconstruction nothing trains before it; start the tasks at epoch 0"
+        )
+    return (0, stages[1])

@@ -131,3 +131,25 @@ def test_a_run_that_diverges_is_recorded_as_diverged_not_raised(monkeypatch):
     assert record["diverged"] == "loss of task 'left' is nan at step 7"
     assert (record["method"], record["seed"], record["strength"]) == ("ew", 0, 0.95)
     assert "metrics" not in record
+
+
+@pytest.mark.parametrize("key", ["scenes/hue", "digits/colour"])
+def test_every_method_of_the_suite_builds_a_schedule_that_trains_from_the_first_epoch(key):
+    """Each configuration (on-demand ablations included) builds on the benchmark's backbone, and
+    its first epoch trains something (the trainer's rule), so no run of the suite fails late."""
+    import coremtl
+    from experiments.synthetic.shortcuts.benchmarks import Law
+    from experiments.synthetic.shortcuts.study import benchmark_of
+
+    benchmark = benchmark_of(key)
+    example = benchmark.draw(0, "train", 2, Law("source", 0.95))["x"]
+    for name, method in METHODS.items():
+        if not method.applies_to(key):
+            continue
+        preset = coremtl.build(
+            method.method, benchmark.backbone(0), benchmark.tasks, example, 8,
+            steps_per_epoch=6, **method.build_options(),
+        )  # fmt: skip
+        assert preset.label == name or method.family == "calibration"
+        first = [s for s in preset.term_sources if s.start_epoch == 0]
+        assert preset.task_start_epoch == 0 or first, name
