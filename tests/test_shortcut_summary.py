@@ -117,6 +117,15 @@ def test_a_prediction_about_a_benchmark_not_run_is_not_measured():
     assert outcome.held is None
 
 
+@pytest.mark.parametrize("prediction", ["P7", "P8"])
+def test_a_trace_of_a_gain_that_is_absent_is_not_measured_and_says_why(prediction):
+    summary = _summary({MTCRL: 0.0, MTCRL_CAPACITY: 0.0, MTCRL_WITHOUT_DECORRELATION: 0.0})
+    outcome = {p.id: p for p in predictions(None)}[prediction].score(summary)
+    assert outcome.held is None
+    assert "no gain to trace" in outcome.text
+    assert f"{MTCRL} minus EW" in outcome.text
+
+
 def test_the_probe_chance_is_the_constant_guess_not_one_over_the_values():
     summary = _summary({})
     assert summary["benchmarks"]["digits/colour"]["nuisance_chance"] == pytest.approx(

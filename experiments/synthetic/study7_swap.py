@@ -369,9 +369,10 @@ def conclude(config: Config, summary: dict, outcomes: list[Outcome]) -> Finding:
     held = {outcome.id: outcome.held for outcome in outcomes}
     verdict = FAILS if held["P4"] else HOLDS
     headline = Headline(
-        "largest |batch mean - derived expectation| / SE",
+        "input swap, largest |z| of batch means against the derivation (no pull at mu = 0)",
         summary["largest_z"],
-        threshold=f"<= {summary['bonferroni_z']:.2f} Bonferroni",
+        threshold=f"<= {summary['bonferroni_z']:.2f} Bonferroni: "
+        + ("the claimed pull is absent" if held["P4"] else "not met, a pull the derivation lacks"),
     )
     result = (
         "The input-level swap's expected gradient on psi is "

@@ -43,16 +43,20 @@ def _every(
     only: str | None = None,
 ) -> Outcome:
     """``check(key, benchmark summary) -> (held, text)`` over every benchmark (``only``: those of
-    one data set); held when it holds on each scored one, not measured when none is scored."""
+    one data set); held when it holds on each scored one, not measured when none is scored (then
+    the texts of the unscored ones say why, where they give a reason)."""
     results = []
+    reasons = []
     for key, bench in summary["benchmarks"].items():
         if only is not None and not key.startswith(only):
             continue
         held, text = check(key, bench)
         if held is not None:
             results.append((key, held, text))
+        elif text:
+            reasons.append(f"{key}: {text}")
     if not results:
-        return Outcome(None, "not run in this setting")
+        return Outcome(None, "; ".join(reasons) or "not run in this setting")
     text = "; ".join(f"{key}: {text}" for key, _, text in results)
     return Outcome(all(held for _, held, _ in results), text)
 
@@ -123,8 +127,10 @@ def mtcrl_gain_not_capacity(summary: Mapping[str, Any]) -> Outcome:
     def check(key, bench):
         gain = _difference(bench, MTCRL, "minus_ew")
         control = _difference(bench, MTCRL_CAPACITY, "minus_ew")
-        if gain is None or control is None or not gain.above():
+        if gain is None or control is None:
             return None, ""
+        if not gain.above():
+            return None, f"no gain to trace ({MTCRL} minus EW {gain.text()})"
         return control.mean < gain.mean / 2, f"gain {gain.text()}, control {control.text()}"
 
     return _every(summary, check)
@@ -134,6 +140,9 @@ def mtcrl_gain_from_decorrelation(summary: Mapping[str, Any]) -> Outcome:
     def check(key, bench):
         attribution = bench["attribution"].get(MTCRL)
         if attribution is None or MTCRL_WITHOUT_DECORRELATION not in attribution["rows"]:
+            gain = _difference(bench, MTCRL, "minus_ew")
+            if gain is not None and not gain.above():
+                return None, f"no gain to trace ({MTCRL} minus EW {gain.text()})"
             return None, ""
         row = attribution["rows"][MTCRL_WITHOUT_DECORRELATION]
         lost = Estimate.from_dict(row["winner_minus"])
