@@ -137,3 +137,17 @@ def test_no_import_cycle_among_the_project_modules():
     graph = grimp.build_graph(*layers_contract()["layers"], cache_dir=None)
     assert len(graph.modules) > 50
     assert import_cycles(graph) == set()
+
+
+MODULE_LINES = 400
+"""The longest module of the library and of the studies, in lines (one concept per module)."""
+
+
+@pytest.mark.parametrize("folder", ["coremtl", "experiments/synthetic"])
+def test_no_module_of_the_library_or_of_a_study_is_over_the_line_bound(folder):
+    long = {
+        str(path.relative_to(ROOT)): count
+        for path in sorted((ROOT / folder).rglob("*.py"))
+        if (count := len(path.read_text().splitlines())) > MODULE_LINES
+    }
+    assert not long, f"over {MODULE_LINES} lines: {long}"
