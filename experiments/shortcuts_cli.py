@@ -9,8 +9,11 @@ or ``--full``), e.g. the texture and position nuisances of the full setting at t
 
 It writes one JSON record (the study's result: configuration, registered predictions with their
 time stamp, every run, the summary, the verdicts, plus the command, commit and versions) and
-prints the finding. An existing record is replaced only with ``--overwrite`` (refused before any
-training).
+prints the finding; ``--figures DIR`` also draws the suite's figures and writes its report section
+there. ``--combine A.json B.json ...`` reads records of the same setting run apart (e.g. one
+benchmark at a time) as one: it merges their runs and summarises, scores and concludes them again,
+without training. An existing record or figure is replaced only with ``--overwrite`` (refused
+before any work).
 """
 
 from __future__ import annotations
@@ -58,7 +61,17 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help=f"JSON record (default {DEFAULT_OUTPUT})",
     )
     parser.add_argument(
-        "--overwrite", action="store_true", help="replace an existing record at --output"
+        "--figures", type=Path, help="also draw the figures and write REPORT.md into this folder"
+    )
+    parser.add_argument(
+        "--combine",
+        type=Path,
+        nargs="+",
+        metavar="RECORD",
+        help="read these records of one setting as one (no training)",
+    )
+    parser.add_argument(
+        "--overwrite", action="store_true", help="replace an existing record or figures"
     )
 
 
@@ -96,16 +109,19 @@ def run(args: argparse.Namespace) -> int:
 
     from experiments.synthetic.shortcuts.study import STUDY
     from experiments.verify import git_commit, versions
-    from experiments.verify_steps import write_json
 
+    check_output_path(args.output, "--output")
+    if args.figures is not None:
+        check_output_path(args.figures / "REPORT.md", "--figures")
+    if not args.overwrite:
+        refuse_to_overwrite([args.output, *_figure_paths(args.figures)], "--output or --figures")
+    if args.combine:
+        return _combine(args)
     device = check_device(args.device, "--device", available=True)
     check_positive_int(args.threads, "--threads")
     check_positive_int(args.jobs, "--jobs")
     check_seed(args.seed, "--seed")
     mode, config = config_of(args)
-    check_output_path(args.output, "--output")
-    if not args.overwrite:
-        refuse_to_overwrite([args.output], "--output")
     torch.set_num_threads(args.threads)
     started = time.time()
     if args.jobs == 1:
@@ -122,10 +138,115 @@ def run(args: argparse.Namespace) -> int:
         **result,
         "seconds": time.time() - started,
     }
+    _write(record, args)
+    print(f"{record['seconds']:.0f} s of runs")
+    return 0
+
+
+def _figure_paths(folder: Path | None) -> list[Path]:
+    if folder is None:
+        return []
+    names = ("study9_shortcuts", "study9_probes")
+    return [folder / "REPORT.md", *(folder / f"{n}{s}" for n in names for s in (".png", ".pdf"))]
+
+
+def _write(record: dict, args: argparse.Namespace) -> None:
+    """The record at ``--output``; with ``--figures``, the figures and the report section."""
+    from experiments.verify_steps import write_json
+
     write_json(args.output, record)
-    finding = result["finding"]
-    print(f"{result['verdict']}: {finding['result']}")
-    print(f"{record['seconds']:.0f} s; wrote {args.output}")
+    print(f"{record['verdict']}: {record['finding']['result']}")
+    print(f"wrote {args.output}")
+    if args.figures is None:
+        return
+    from experiments.report import study_section
+    from experiments.synthetic.shortcuts.study import STUDY
+
+    args.figures.mkdir(parents=True, exist_ok=True)
+    figures = STUDY.plot(record, args.figures)
+    section = study_section("9", {**record, **_identity()}, figures, args.figures)
+    header = [
+        "# The shortcut suite",
+        "",
+        f"`{record['command']}`, setting **{record['mode']}**, commit `{record['git_commit']}`, "
+        f"{record['seconds']:.0f} s of runs; the record: `{args.output}`.",
+        "",
+    ]
+    (args.figures / "REPORT.md").write_text("\n".join([*header, *section]).rstrip("\n") + "\n")
+    print(f"wrote {args.figures / 'REPORT.md'} and {len(figures)} figure files")
+
+
+def _identity() -> dict:
+    from experiments.synthetic.shortcuts.study import STUDY
+
+    return {
+        "name": STUDY.name,
+        "claim": STUDY.claim,
+        "statements": list(STUDY.statements),
+        "expected": STUDY.expected,
+    }
+
+
+def _load_record(path: Path) -> dict:
+    import json
+
+    if not path.is_file():
+        raise InvalidParameterError(f"--combine: {path} is not a file")
+    try:
+        record = json.loads(path.read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError) as error:
+        raise InvalidParameterError(f"--combine: {path} is not JSON ({error})") from None
+    if not isinstance(record, dict) or not str(record.get("command", "")).startswith(
+        "coremtl shortcuts"
+    ):
+        raise InvalidParameterError(f"--combine: {path} is not a record of coremtl shortcuts")
+    return record
+
+
+def _combine(args: argparse.Namespace) -> int:
+    """Merge records of one setting (same sizes, methods, seeds, strength and sweep; disjoint
+    benchmarks) and conclude their runs again as one study."""
+    from experiments.synthetic.shortcuts.study import STUDY, config_from_dict
+    from experiments.verify import git_commit, versions
+
+    for option in ("benchmarks", "methods", "seeds"):
+        if getattr(args, option) is not None:
+            raise InvalidParameterError(
+                f"--{option}: --combine reads the records' own settings; leave it out"
+            )
+    records = [_load_record(path) for path in args.combine]
+    first = records[0]["config"]
+    benchmarks: list[str] = []
+    for path, record in zip(args.combine, records, strict=True):
+        other = record["config"]
+        differing = sorted(k for k in first if k != "benchmarks" and other.get(k) != first[k])
+        if differing or record.get("mode") != records[0].get("mode"):
+            raise InvalidParameterError(
+                f"--combine: {path} is of another setting than {args.combine[0]} "
+                f"(differs in {', '.join(differing) or 'mode'})"
+            )
+        repeated = sorted(set(other["benchmarks"]) & set(benchmarks))
+        if repeated:
+            raise InvalidParameterError(f"--combine: {path} repeats benchmarks {repeated}")
+        benchmarks += other["benchmarks"]
+    config = config_from_dict({**first, "benchmarks": benchmarks})
+    measurements = {"records": [run for r in records for run in r["measurements"]["records"]]}
+    registration = [r["registration"] for r in records]
+    result = STUDY.conclude_measurements(config, measurements, registration)
+    record = {
+        "command": "coremtl shortcuts --combine",
+        "argv": sys.argv[1:],
+        "mode": records[0].get("mode"),
+        "combined": [
+            {"path": str(path), "git_commit": r.get("git_commit"), "seconds": r.get("seconds")}
+            for path, r in zip(args.combine, records, strict=True)
+        ],
+        "git_commit": git_commit(),
+        "versions": versions(),
+        **result,
+        "seconds": sum(float(r.get("seconds") or 0.0) for r in records),
+    }
+    _write(record, args)
     return 0
 
 

@@ -231,6 +231,17 @@ class Study:
             registration["data"] = jsonable(self.register(context))
         registration["measurement_started_at"] = timestamp()
         measurements = jsonable(self.measure(context))
+        return self.conclude_measurements(config, measurements, registration)
+
+    def conclude_measurements(
+        self, config: Any, measurements: Mapping[str, Any], registration: Any
+    ) -> dict:
+        """Summarise, score and conclude ``measurements`` already made (no training): the second
+        half of :meth:`run`, also used to read runs made apart (e.g. one benchmark at a time)
+        as one; ``registration`` is kept as given."""
+        from experiments.synthetic.common import jsonable
+
+        predictions = self.predictions(config)
         summary = jsonable(self.summarise(config, measurements))
         outcomes = [replace(p.score(summary), id=p.id) for p in predictions]
         finding = self.conclude(config, summary, outcomes)

@@ -74,6 +74,19 @@ def test_a_gain_that_the_same_layers_give_ew_is_traced_to_capacity():
     assert attribution["ingredients"] == ["capacity"]
 
 
+@pytest.mark.parametrize(("control", "separated"), [(0.2, False), (0.08, True)])
+def test_a_gain_its_capacity_control_matches_is_reported_as_not_separated_from_capacity(
+    control, separated
+):
+    summary = _summary({
+        MTCRL: 0.2, MTCRL_WITHOUT_DECORRELATION: 0.02, MTCRL_CAPACITY: control,
+    })  # fmt: skip
+    outcomes = [p.score(summary) for p in predictions(None)]
+    result = conclude(None, summary, outcomes).result
+    assert ("not separated from capacity" in result) is not separated
+    assert "decorrelation" in result
+
+
 def test_selection_uses_source_validation_not_the_target():
     summary = _summary({AUTHORS: 0.3}, source={CORE: 0.95, AUTHORS: 0.5})
     bench = summary["benchmarks"]["digits/colour"]

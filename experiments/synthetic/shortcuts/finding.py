@@ -57,11 +57,21 @@ def _ingredients(bench: Mapping[str, Any], name: str) -> str:
     attribution = bench["attribution"].get(name)
     if attribution is None or not attribution["rows"]:
         return "no ablation run"
+    rows = attribution["rows"].values()
     carried = [
         f"{row['ingredient']} ({_share(row['share'])} of the gain)"
-        for row in attribution["rows"].values()
-        if row["carries"]
+        for row in rows
+        if row["carries"] and row["family"] != "control"
     ]
+    capacity = [row for row in rows if row["family"] == "control" and row["carries"]]
+    if capacity and not any(_e(row["winner_minus"]).above() for row in capacity):
+        row = capacity[0]
+        within = f"; within it, {', '.join(carried)}" if carried else ""
+        return (
+            f"not separated from capacity (EW on its layers gains {_share(row['share'])} of the "
+            f"gain; it minus that control {_e(row['winner_minus']).text()}){within}"
+        )
+    carried += [f"capacity ({_share(row['share'])} of the gain)" for row in capacity]
     return ", ".join(carried) or "not traced"
 
 
@@ -69,7 +79,7 @@ def _traced(bench: Mapping[str, Any], name: str) -> str:
     """``"carried by <ingredients>"``, or what the winner itself is when it is an ablation or a
     control (:func:`_ingredients`)."""
     found = _ingredients(bench, name)
-    if found.startswith("itself"):
+    if found.startswith(("itself", "not separated")):
         return found
     if found == "no ablation run":
         return "with no ablation run to trace it"

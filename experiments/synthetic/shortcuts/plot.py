@@ -21,9 +21,10 @@ def plot(result: dict, directory: Path) -> list[Path]:
     from experiments.synthetic.plotting import colours, new_figure, save_figure
 
     benchmarks = result["summary"]["benchmarks"]
-    palette = dict(zip(FAMILIES, colours(len(FAMILIES)), strict=True))
+    palette = {**dict(zip(FAMILIES, colours(len(FAMILIES)), strict=True)), "calibration": "0.6"}
     names = list(dict.fromkeys(n for b in benchmarks.values() for n in b["methods"]))
-    figure, axes = new_figure(len(benchmarks), 1, width=4.0, height=0.22 * len(names) + 1.2)
+    count = len(benchmarks)
+    figure, axes = new_figure(count, 1, width=_width(count), height=0.22 * len(names) + 1.2)
     for axis, (key, bench) in zip(axes[0], benchmarks.items(), strict=True):
         present = [n for n in names if n in bench["methods"]]
         rows = np.arange(len(present))
@@ -42,14 +43,11 @@ def plot(result: dict, directory: Path) -> list[Path]:
     axes[0, -1].legend(handles=handles, loc="lower right")
     paths = save_figure(figure, directory, "study9_shortcuts")
 
-    figure, axes = new_figure(len(benchmarks), 1, width=4.0, height=3.4)
+    probed = {key: _probes(bench) for key, bench in benchmarks.items()}
+    longest = max((len(labels) for labels, _ in probed.values()), default=1)
+    figure, axes = new_figure(count, 1, width=_width(count), height=0.13 * longest + 1.4)
     for axis, (key, bench) in zip(axes[0], benchmarks.items(), strict=True):
-        labels, values = [], []
-        for name, entry in bench["methods"].items():
-            for representation, probes in entry["probes"].items():
-                if len(entry["probes"]) > 1 or name == EW:
-                    labels.append(f"{name}: {representation}")
-                    values.append(probes["nuisance"])
+        labels, values = probed[key]
         rows = np.arange(len(labels))
         axis.barh(rows, values, color="tab:blue")
         chance = bench.get("nuisance_chance")
@@ -61,3 +59,20 @@ def plot(result: dict, directory: Path) -> list[Path]:
         axis.set_xlabel("held-out nuisance probe accuracy")
         axis.set_title(key)
     return paths + save_figure(figure, directory, "study9_probes")
+
+
+def _width(count: int) -> float:
+    """The width of one of ``count`` panels, in inches: 4 per panel and 3 for the labels."""
+    return 4.0 + 3.0 / count
+
+
+def _probes(bench: dict) -> tuple[list[str], list[float]]:
+    """The probed representations of EW and of the methods with more than one, and their held-out
+    nuisance probe accuracy."""
+    labels, values = [], []
+    for name, entry in bench["methods"].items():
+        for representation, probes in entry["probes"].items():
+            if len(entry["probes"]) > 1 or name == EW:
+                labels.append(f"{name}: {representation}")
+                values.append(probes["nuisance"])
+    return labels, values

@@ -94,6 +94,24 @@ class Config:
                 raise InvalidParameterError(f"benchmarks: no sizes for {key!r}")
 
 
+def config_from_dict(record: dict) -> Config:
+    """The :class:`Config` that a result's ``config`` field (its JSON form) was written from."""
+    try:
+        return Config(
+            benchmarks=tuple(record["benchmarks"]),
+            sizes={key: Sizes(**sizes) for key, sizes in record["sizes"].items()},
+            methods=tuple(record["methods"]),
+            seeds=int(record["seeds"]),
+            strength=float(record["strength"]),
+            sweep=tuple(float(p) for p in record["sweep"]),
+            sweep_methods=tuple(record["sweep_methods"]),
+        )
+    except (KeyError, TypeError, ValueError) as error:
+        raise InvalidParameterError(
+            f"config: not a shortcut-suite configuration ({error})"
+        ) from None
+
+
 def benchmark_of(key: str) -> Benchmark:
     """The benchmark named ``key`` (``scenes/hue`` or ``digits/<nuisance>``)."""
     data, _, nuisance = key.partition("/")

@@ -22,6 +22,8 @@ off): the ingredient carries part of the gain if ``W - A`` is above 0 by more th
 it carries is ``(W - A) / g``. For its capacity control ``C`` (EW on the same extra layers):
 capacity carries part of the gain if ``C - EW`` is above 0 by more than 2 SE; its share is
 ``(C - EW) / g``. The named ingredients are those that carry a part; "not traced" when none does.
+A gain that its capacity control carries while ``W - C`` is not above 0 by 2 SE is reported first
+as not separated from capacity (the finding), whatever the ablations carry within ``W``.
 """
 
 from __future__ import annotations
