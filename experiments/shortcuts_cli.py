@@ -50,10 +50,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--methods", help="comma-separated method names of the suite (default: every method)"
     )
     parser.add_argument("--seeds", type=int, help="paired seeds (default: the setting's)")
-    parser.add_argument("--seed", type=int, default=0, help="first of the paired seeds")
-    parser.add_argument("--device", default="cpu", help="torch device, e.g. cpu or cuda:0")
-    parser.add_argument("--threads", type=int, default=1, help="torch CPU threads per worker")
-    parser.add_argument("--jobs", type=int, default=1, help="worker processes for the runs")
+    parser.add_argument("--seed", type=int, help="first of the paired seeds (default 0)")
+    parser.add_argument("--device", help="torch device, e.g. cpu or cuda:0 (default cpu)")
+    parser.add_argument("--threads", type=int, help="torch CPU threads per worker (default 1)")
+    parser.add_argument("--jobs", type=int, help="worker processes for the runs (default 1)")
     parser.add_argument(
         "--output",
         type=Path,
@@ -117,6 +117,10 @@ def run(args: argparse.Namespace) -> int:
         refuse_to_overwrite([args.output, *_figure_paths(args.figures)], "--output or --figures")
     if args.combine:
         return _combine(args)
+    defaults = {"seed": 0, "device": "cpu", "threads": 1, "jobs": 1}
+    for option, value in defaults.items():
+        if getattr(args, option) is None:
+            setattr(args, option, value)
     device = check_device(args.device, "--device", available=True)
     check_positive_int(args.threads, "--threads")
     check_positive_int(args.jobs, "--jobs")
@@ -209,10 +213,22 @@ def _combine(args: argparse.Namespace) -> int:
     from experiments.synthetic.shortcuts.study import STUDY, config_from_dict
     from experiments.verify import git_commit, versions
 
-    for option in ("benchmarks", "methods", "seeds"):
-        if getattr(args, option) is not None:
+    running = (
+        "full",
+        "smoke",
+        "benchmarks",
+        "methods",
+        "seeds",
+        "seed",
+        "device",
+        "threads",
+        "jobs",
+    )
+    for option in running:
+        if getattr(args, option) not in (None, False):
             raise InvalidParameterError(
-                f"--{option}: --combine reads the records' own settings; leave it out"
+                f"--{option}: --combine reads the records' own settings and runs nothing; "
+                "leave it out"
             )
     records = [_load_record(path) for path in args.combine]
     first = records[0]["config"]

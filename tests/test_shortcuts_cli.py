@@ -109,6 +109,8 @@ def test_combining_refuses_repeated_benchmarks_other_settings_and_other_files(
         ([first, str(not_a_record)], "not a record of coremtl shortcuts"),
         ([first, str(tmp_path / "missing.json")], "is not a file"),
         ([first, "--seeds", "4"], "--seeds: --combine reads the records' own settings"),
+        ([first, "--full"], "--full: --combine reads the records' own settings"),
+        ([first, "--jobs", "2"], "--jobs: --combine reads the records' own settings"),
     ]:
         output = tmp_path / "out.json"
         assert main(["shortcuts", "--combine", *inputs, "--output", str(output)]) == 2
