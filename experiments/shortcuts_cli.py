@@ -150,7 +150,7 @@ def run(args: argparse.Namespace) -> int:
 def _figure_paths(folder: Path | None) -> list[Path]:
     if folder is None:
         return []
-    names = ("study9_shortcuts", "study9_probes")
+    names = ("study9_shortcuts", "study9_probes", "study9_sweep")
     return [folder / "REPORT.md", *(folder / f"{n}{s}" for n in names for s in (".png", ".pdf"))]
 
 

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from experiments.study import FAILS, HOLDS, QUALIFIED
-from experiments.synthetic.shortcuts.finding import conclude
+from experiments.synthetic.shortcuts.finding import conclude, sweep_table
 from experiments.synthetic.shortcuts.methods import (
     AUTHORS,
     CALIBRATION,
@@ -16,6 +16,7 @@ from experiments.synthetic.shortcuts.methods import (
     MTCRL_CAPACITY,
     MTCRL_WITHOUT_DECORRELATION,
 )
+from experiments.synthetic.shortcuts.plot import plot
 from experiments.synthetic.shortcuts.predictions import predictions
 from experiments.synthetic.shortcuts.probes import CHANCE
 from experiments.synthetic.shortcuts.summary import summarise_records
@@ -24,7 +25,9 @@ SEEDS = range(6)
 NOISE = np.random.default_rng(0).normal(0.0, 0.004, size=(64, len(SEEDS)))
 
 
-def _records(effects: dict[str, float], benchmark: str = "digits/colour", source=None) -> list:
+def _records(
+    effects: dict[str, float], benchmark: str = "digits/colour", source=None, strength=0.95
+) -> list:
     """One record per method and seed: target accuracy = 0.3 + effect + a seed effect shared by
     every method + small noise; source accuracy from ``source`` (default 0.9 for all)."""
     records = []
@@ -40,7 +43,7 @@ def _records(effects: dict[str, float], benchmark: str = "digits/colour", source
                 "permuted_test": {"left/accuracy": target - 0.1},
             }
             records.append({
-                "benchmark": benchmark, "method": method, "seed": seed, "strength": 0.95,
+                "benchmark": benchmark, "method": method, "seed": seed, "strength": strength,
                 "label": method, "metrics": metrics, "routing": None, "parameters": 10,
                 "train_seconds": 1.0,
                 "probes": {"Z": {"nuisance": 0.5, "label": 0.8}, CHANCE: {"nuisance": 0.1}},
@@ -182,3 +185,26 @@ def test_the_ablations_of_a_winner_are_run_on_demand_and_only_where_it_wins():
     assert {job.method for job in winning} == on_demand_of_core
     assert {job.seed for job in winning} == set(SEEDS)
     assert tracing_jobs(config, 0, _records(BASE)) == []
+
+
+def test_a_strength_sweep_is_tabled_and_drawn_and_absent_without_one(tmp_path):
+    swept = _records({"ew": 0.0, MTCRL: 0.1}, strength=0.8)
+    summary = summarise_records(
+        _records({**BASE, MTCRL: 0.02}) + swept, {"digits/colour": "left/accuracy"}, 0.95
+    )
+    bench = summary["benchmarks"]["digits/colour"]
+    assert set(bench["sweep"]) == {"ew", MTCRL}
+    gain = bench["sweep"][MTCRL]["0.8"]["minus_ew"]["mean"]
+    assert gain == pytest.approx(0.1, abs=0.01)
+    lines = sweep_table("digits/colour", bench)
+    assert "p = 0.8" in lines[2] and "p = 0.95" in lines[2]
+    rows = {line.split(" | ")[0][2:]: line.split(" | ")[1:] for line in lines[4:] if line}
+    assert float(rows["ew"][0]) == pytest.approx(0.3, abs=0.02)
+    assert float(rows[MTCRL][0].split(" +- ")[0]) == pytest.approx(0.1, abs=0.01)
+    outcomes = [p.score(summary) for p in predictions(None)]
+    result = {"summary": summary, "finding": conclude(None, summary, outcomes).to_dict()}
+    assert "study9_sweep.png" in {path.name for path in plot(result, tmp_path / "with")}
+    alone = _summary({})
+    assert sweep_table("digits/colour", alone["benchmarks"]["digits/colour"]) == []
+    written = {path.name for path in plot({"summary": alone}, tmp_path / "without")}
+    assert "study9_sweep.png" not in written and "study9_shortcuts.png" in written

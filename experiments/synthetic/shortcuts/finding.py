@@ -146,6 +146,33 @@ def method_table(key: str, bench: Mapping[str, Any]) -> list[str]:
     return [*lines, ""]
 
 
+def sweep_table(key: str, bench: Mapping[str, Any]) -> list[str]:
+    """The strength sweep of one benchmark (Markdown lines; none without a sweep): each swept
+    method's target metric minus EW's, paired, at each source strength ``p``."""
+    found = bench.get("sweep") or {}
+    if not found:
+        return []
+    strengths = sorted({p for by in found.values() for p in by}, key=float)
+    lines = [
+        f"Strength sweep of {key} (target minus EW, paired; EW's target in the first row):",
+        "",
+        "| method | " + " | ".join(f"p = {p}" for p in strengths) + " |",
+        "|---|" + "---|" * len(strengths),
+    ]
+    for name, by in found.items():
+        cells = []
+        for p in strengths:
+            entry = by.get(p)
+            if entry is None:
+                cells.append("")
+            elif name == EW or entry["minus_ew"] is None:
+                cells.append(f"{_e(entry['target']).mean:.3f}")
+            else:
+                cells.append(_e(entry["minus_ew"]).text())
+        lines.append(f"| {name} | " + " | ".join(cells) + " |")
+    return [*lines, ""]
+
+
 def _largest_gain(benchmarks: Mapping[str, Mapping[str, Any]]):
     """The headline of a run without CORE-MTL (the claim cannot be judged): the largest gain of a
     method over EW on the target."""
@@ -217,6 +244,7 @@ def conclude(config: Any, summary: Mapping[str, Any], outcomes: Sequence[Outcome
     ]
     for bench_key, bench in benchmarks.items():
         details += method_table(bench_key, bench)
+        details += sweep_table(bench_key, bench)
     return Finding(
         verdict,
         headline,
@@ -228,5 +256,7 @@ def conclude(config: Any, summary: Mapping[str, Any], outcomes: Sequence[Outcome
             "paired seeds) for every method on every benchmark; grey: the calibration row.",
             "study9_probes": "Held-out probes of the nuisance from each representation "
             "(shortcut-free data; dashed: chance).",
+            "study9_sweep": "Target metric of the shortcut task minus EW's (mean +- 2 SE, paired "
+            "seeds) against the source strength p of the shortcut, per benchmark.",
         },
     )

@@ -3,7 +3,9 @@
 - ``study9_shortcuts``: per benchmark, every method's target metric of the shortcut task minus
   EW's (paired mean +- 2 SE), coloured by family, with the calibration row for scale;
 - ``study9_probes``: per benchmark, the held-out nuisance probe of each representation of the
-  methods that have more than one (CORE-MTL's streams, MT-CRL's modules), against chance.
+  methods that have more than one (CORE-MTL's streams, MT-CRL's modules), against chance;
+- ``study9_sweep`` (only where a strength sweep was run): each swept method minus EW against the
+  source strength ``p``.
 """
 
 from __future__ import annotations
@@ -58,7 +60,27 @@ def plot(result: dict, directory: Path) -> list[Path]:
         axis.set_xlim(0, 1)
         axis.set_xlabel("held-out nuisance probe accuracy")
         axis.set_title(key)
-    return paths + save_figure(figure, directory, "study9_probes")
+    paths += save_figure(figure, directory, "study9_probes")
+    swept = {key: bench["sweep"] for key, bench in benchmarks.items() if bench.get("sweep")}
+    if not swept:
+        return paths
+    figure, axes = new_figure(len(swept), 1, width=4.0, height=3.2)
+    for axis, (key, found) in zip(axes[0], swept.items(), strict=True):
+        methods = [name for name in found if name != EW]
+        for colour, name in zip(colours(len(methods)), methods, strict=True):
+            strengths = sorted(found[name], key=float)
+            means = [found[name][p]["minus_ew"]["mean"] for p in strengths]
+            errors = [2 * found[name][p]["minus_ew"]["se"] for p in strengths]
+            axis.errorbar(
+                [float(p) for p in strengths], means, yerr=errors, marker="o", capsize=2,
+                color=colour, label=name,
+            )  # fmt: skip
+        axis.axhline(0.0, color="k", lw=0.8)
+        axis.set_xlabel("source strength p of the shortcut")
+        axis.set_ylabel(f"target {benchmarks[key]['metric']} minus EW")
+        axis.set_title(key)
+    axes[0, 0].legend(fontsize=7)
+    return paths + save_figure(figure, directory, "study9_sweep")
 
 
 def _width(count: int) -> float:
