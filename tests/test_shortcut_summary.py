@@ -208,3 +208,11 @@ def test_a_strength_sweep_is_tabled_and_drawn_and_absent_without_one(tmp_path):
     assert sweep_table("digits/colour", alone["benchmarks"]["digits/colour"]) == []
     written = {path.name for path in plot({"summary": alone}, tmp_path / "without")}
     assert "study9_sweep.png" not in written and "study9_shortcuts.png" in written
+
+
+def test_a_balancer_that_wins_is_reported_as_a_balancer_not_as_untraced():
+    summary = _summary({"pcgrad": 0.1})
+    outcomes = [p.score(summary) for p in predictions(None)]
+    result = conclude(None, summary, outcomes).result
+    assert "pcgrad" in result and "itself a gradient balancer" in result
+    assert "no ablation run" not in result

@@ -54,6 +54,8 @@ def _ingredients(bench: Mapping[str, Any], name: str) -> str:
         return f"itself an ablation of {method.of} (its {method.ingredient} switched off)"
     if method.family == "control":
         return f"itself a control (EW on the layers of {method.of})"
+    if method.family == "balancer":
+        return "itself a gradient balancer (no layers or terms to ablate)"
     attribution = bench["attribution"].get(name)
     if attribution is None or not attribution["rows"]:
         return "no ablation run"
