@@ -153,3 +153,14 @@ def test_every_method_of_the_suite_builds_a_schedule_that_trains_from_the_first_
         assert preset.label == name or method.family == "calibration"
         first = [s for s in preset.term_sources if s.start_epoch == 0]
         assert preset.task_start_epoch == 0 or first, name
+
+
+def test_the_sweep_runs_only_the_chosen_methods():
+    from dataclasses import replace
+
+    from experiments.synthetic.shortcuts.study import CONFIGS, jobs
+
+    config = replace(CONFIGS["full"], methods=("ew", "pcgrad"), benchmarks=("digits/colour",))
+    found = jobs(config, seed=0)
+    assert {job.method for job in found} == {"ew", "pcgrad"}
+    assert {job.strength for job in found if job.method == "ew"} == {0.8, 0.9, 0.95, 1.0}

@@ -68,7 +68,7 @@ def plot(result: dict, directory: Path) -> list[Path]:
     for axis, (key, found) in zip(axes[0], swept.items(), strict=True):
         methods = [name for name in found if name != EW]
         for colour, name in zip(colours(len(methods)), methods, strict=True):
-            strengths = sorted(found[name], key=float)
+            strengths = sorted((p for p in found[name] if found[name][p]["minus_ew"]), key=float)
             means = [found[name][p]["minus_ew"]["mean"] for p in strengths]
             errors = [2 * found[name][p]["minus_ew"]["se"] for p in strengths]
             axis.errorbar(

@@ -128,7 +128,7 @@ def benchmark_of(key: str) -> Benchmark:
 
 def jobs(config: Config, seed: int) -> list[Job]:
     """Every (benchmark, method, seed) of the setting at its strength, methods where they apply;
-    then the sweep's other strengths for the sweep's methods."""
+    then the sweep's other strengths for the sweep's methods that are among the chosen ones."""
     seeds = seeds_for(seed, config.seeds)
     found = [
         Job(key, name, run_seed, config.strength)
@@ -142,7 +142,7 @@ def jobs(config: Config, seed: int) -> list[Job]:
         for strength in config.sweep
         for key in config.benchmarks
         for name in config.sweep_methods
-        if METHODS[name].applies_to(key)
+        if name in config.methods and METHODS[name].applies_to(key)
         for run_seed in seeds
     ]
     return found
