@@ -204,6 +204,12 @@ def _load_record(path: Path) -> dict:
         "coremtl shortcuts"
     ):
         raise InvalidParameterError(f"--combine: {path} is not a record of coremtl shortcuts")
+    missing = [key for key in ("config", "registration", "measurements") if key not in record]
+    if missing or not isinstance(record["measurements"].get("records"), list):
+        raise InvalidParameterError(
+            f"--combine: {path} lacks {', '.join(missing) or 'measurements.records'}; "
+            "expected a whole record of coremtl shortcuts"
+        )
     return record
 
 
@@ -245,7 +251,10 @@ def _combine(args: argparse.Namespace) -> int:
         if repeated:
             raise InvalidParameterError(f"--combine: {path} repeats benchmarks {repeated}")
         benchmarks += other["benchmarks"]
-    config = config_from_dict({**first, "benchmarks": benchmarks})
+    try:
+        config = config_from_dict({**first, "benchmarks": benchmarks})
+    except InvalidParameterError as error:
+        raise InvalidParameterError(f"--combine: {args.combine[0]}: {error}") from None
     measurements = {"records": [run for r in records for run in r["measurements"]["records"]]}
     registration = [r["registration"] for r in records]
     result = STUDY.conclude_measurements(config, measurements, registration)

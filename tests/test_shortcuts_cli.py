@@ -102,11 +102,19 @@ def test_combining_refuses_repeated_benchmarks_other_settings_and_other_files(
     changed.write_text(json.dumps(other))
     not_a_record = tmp_path / "x.json"
     not_a_record.write_text("[1, 2]")
+    partial = tmp_path / "partial.json"
+    partial.write_text(json.dumps({"command": "coremtl shortcuts", "config": {}}))
+    malformed = json.loads(two_records[0].read_text())
+    del malformed["config"]["sizes"]
+    no_sizes = tmp_path / "no_sizes.json"
+    no_sizes.write_text(json.dumps(malformed))
     first = str(two_records[0])
     for inputs, message in [
         ([first, first], "repeats benchmarks"),
         ([first, str(changed)], "differs in seeds"),
         ([first, str(not_a_record)], "not a record of coremtl shortcuts"),
+        ([first, str(partial)], "lacks registration, measurements"),
+        ([str(no_sizes)], "not a shortcut-suite configuration"),
         ([first, str(tmp_path / "missing.json")], "is not a file"),
         ([first, "--seeds", "4"], "--seeds: --combine reads the records' own settings"),
         ([first, "--full"], "--full: --combine reads the records' own settings"),
