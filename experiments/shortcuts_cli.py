@@ -150,8 +150,9 @@ def run(args: argparse.Namespace) -> int:
 def _figure_paths(folder: Path | None) -> list[Path]:
     if folder is None:
         return []
-    names = ("study9_shortcuts", "study9_probes", "study9_sweep")
-    return [folder / "REPORT.md", *(folder / f"{n}{s}" for n in names for s in (".png", ".pdf"))]
+    from experiments.synthetic.shortcuts.plot import FIGURES
+
+    return [folder / "REPORT.md", *(folder / f"{n}{s}" for n in FIGURES for s in (".png", ".pdf"))]
 
 
 def _write(record: dict, args: argparse.Namespace) -> None:
@@ -168,7 +169,7 @@ def _write(record: dict, args: argparse.Namespace) -> None:
 
     args.figures.mkdir(parents=True, exist_ok=True)
     figures = STUDY.plot(record, args.figures)
-    section = study_section("9", {**record, **_identity()}, figures, args.figures)
+    section = study_section("9", {**record, **STUDY.identity()}, figures, args.figures)
     header = [
         "# The shortcut suite",
         "",
@@ -178,17 +179,6 @@ def _write(record: dict, args: argparse.Namespace) -> None:
     ]
     (args.figures / "REPORT.md").write_text("\n".join([*header, *section]).rstrip("\n") + "\n")
     print(f"wrote {args.figures / 'REPORT.md'} and {len(figures)} figure files")
-
-
-def _identity() -> dict:
-    from experiments.synthetic.shortcuts.study import STUDY
-
-    return {
-        "name": STUDY.name,
-        "claim": STUDY.claim,
-        "statements": list(STUDY.statements),
-        "expected": STUDY.expected,
-    }
 
 
 def _load_record(path: Path) -> dict:
@@ -205,7 +195,8 @@ def _load_record(path: Path) -> dict:
     ):
         raise InvalidParameterError(f"--combine: {path} is not a record of coremtl shortcuts")
     missing = [key for key in ("config", "registration", "measurements") if key not in record]
-    if missing or not isinstance(record["measurements"].get("records"), list):
+    runs = {} if missing else record["measurements"]
+    if missing or not isinstance(runs, dict) or not isinstance(runs.get("records"), list):
         raise InvalidParameterError(
             f"--combine: {path} lacks {', '.join(missing) or 'measurements.records'}; "
             "expected a whole record of coremtl shortcuts"

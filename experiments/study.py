@@ -206,6 +206,16 @@ class Study:
     def __post_init__(self) -> None:
         check_verdict(self.expected)
 
+    def identity(self) -> dict[str, Any]:
+        """What the report reads of the study beside its result: name, statements, claim and
+        expected verdict."""
+        return {
+            "name": self.name,
+            "statements": list(self.statements),
+            "claim": self.claim,
+            "expected": self.expected,
+        }
+
     def run(
         self,
         config: Any,

@@ -75,10 +75,7 @@ def study_result(number: int, mode: str, seed: int, device: str, mapper=None) ->
         }
         print(result["error"], file=sys.stderr)
     result["seconds"] = time.time() - begin
-    result["name"] = chosen.name
-    result["statements"] = list(chosen.statements)
-    result["claim"] = chosen.claim
-    result["expected"] = chosen.expected
+    result.update(chosen.identity())
     return result
 
 

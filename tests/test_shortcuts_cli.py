@@ -104,6 +104,11 @@ def test_combining_refuses_repeated_benchmarks_other_settings_and_other_files(
     not_a_record.write_text("[1, 2]")
     partial = tmp_path / "partial.json"
     partial.write_text(json.dumps({"command": "coremtl shortcuts", "config": {}}))
+    runs_not_an_object = tmp_path / "runs.json"
+    runs_not_an_object.write_text(
+        json.dumps({"command": "coremtl shortcuts", "config": {}, "registration": {},
+                    "measurements": [1]})
+    )  # fmt: skip
     malformed = json.loads(two_records[0].read_text())
     del malformed["config"]["sizes"]
     no_sizes = tmp_path / "no_sizes.json"
@@ -115,6 +120,7 @@ def test_combining_refuses_repeated_benchmarks_other_settings_and_other_files(
         ([first, str(not_a_record)], "not a record of coremtl shortcuts"),
         ([first, str(partial)], "lacks registration, measurements"),
         ([str(no_sizes)], "not a shortcut-suite configuration"),
+        ([first, str(runs_not_an_object)], "lacks measurements.records"),
         ([first, str(tmp_path / "missing.json")], "is not a file"),
         ([first, "--seeds", "4"], "--seeds: --combine reads the records' own settings"),
         ([first, "--full"], "--full: --combine reads the records' own settings"),

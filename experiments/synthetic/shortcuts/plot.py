@@ -16,6 +16,9 @@ import numpy as np
 
 from experiments.synthetic.shortcuts.methods import EW, FAMILIES, METHODS
 
+FIGURES = ("study9_shortcuts", "study9_probes", "study9_sweep")
+"""The stems of the suite's figure files (the last only where a sweep ran)."""
+
 
 def plot(result: dict, directory: Path) -> list[Path]:
     from matplotlib.patches import Patch
@@ -43,7 +46,7 @@ def plot(result: dict, directory: Path) -> list[Path]:
         axis.set_title(key)
     handles = [Patch(color=palette[family], label=family) for family in FAMILIES]
     axes[0, -1].legend(handles=handles, loc="lower right")
-    paths = save_figure(figure, directory, "study9_shortcuts")
+    paths = save_figure(figure, directory, FIGURES[0])
 
     probed = {key: _probes(bench) for key, bench in benchmarks.items()}
     longest = max((len(labels) for labels, _ in probed.values()), default=1)
@@ -60,7 +63,7 @@ def plot(result: dict, directory: Path) -> list[Path]:
         axis.set_xlim(0, 1)
         axis.set_xlabel("held-out nuisance probe accuracy")
         axis.set_title(key)
-    paths += save_figure(figure, directory, "study9_probes")
+    paths += save_figure(figure, directory, FIGURES[1])
     swept = {key: bench["sweep"] for key, bench in benchmarks.items() if bench.get("sweep")}
     if not swept:
         return paths
@@ -80,7 +83,7 @@ def plot(result: dict, directory: Path) -> list[Path]:
         axis.set_ylabel(f"target {benchmarks[key]['metric']} minus EW")
         axis.set_title(key)
     axes[0, 0].legend(fontsize=7)
-    return paths + save_figure(figure, directory, "study9_sweep")
+    return paths + save_figure(figure, directory, FIGURES[2])
 
 
 def _width(count: int) -> float:

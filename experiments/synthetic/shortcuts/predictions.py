@@ -123,6 +123,15 @@ def mtcrl_beats_ew_on_colour(summary: Mapping[str, Any]) -> Outcome:
     return _every(summary, check, only="digits/colour")
 
 
+def _no_gain_to_trace(bench: Mapping[str, Any]) -> str:
+    """Why MT-CRL's gain cannot be traced on ``bench`` (it is not above EW), or "" if it can or
+    MT-CRL did not run."""
+    gain = _difference(bench, MTCRL, "minus_ew")
+    if gain is None or gain.above():
+        return ""
+    return f"no gain to trace ({MTCRL} minus EW {gain.text()})"
+
+
 def mtcrl_gain_not_capacity(summary: Mapping[str, Any]) -> Outcome:
     def check(key, bench):
         gain = _difference(bench, MTCRL, "minus_ew")
@@ -130,7 +139,7 @@ def mtcrl_gain_not_capacity(summary: Mapping[str, Any]) -> Outcome:
         if gain is None or control is None:
             return None, ""
         if not gain.above():
-            return None, f"no gain to trace ({MTCRL} minus EW {gain.text()})"
+            return None, _no_gain_to_trace(bench)
         return control.mean < gain.mean / 2, f"gain {gain.text()}, control {control.text()}"
 
     return _every(summary, check)
@@ -140,10 +149,7 @@ def mtcrl_gain_from_decorrelation(summary: Mapping[str, Any]) -> Outcome:
     def check(key, bench):
         attribution = bench["attribution"].get(MTCRL)
         if attribution is None or MTCRL_WITHOUT_DECORRELATION not in attribution["rows"]:
-            gain = _difference(bench, MTCRL, "minus_ew")
-            if gain is not None and not gain.above():
-                return None, f"no gain to trace ({MTCRL} minus EW {gain.text()})"
-            return None, ""
+            return None, _no_gain_to_trace(bench)
         row = attribution["rows"][MTCRL_WITHOUT_DECORRELATION]
         lost = Estimate.from_dict(row["winner_minus"])
         return lost.above(), f"MT-CRL minus its ablation {lost.text()}"
